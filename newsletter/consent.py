@@ -1,0 +1,49 @@
+"""The consent ledger: append-only proof of every opt-in, change and opt-out."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from newsletter.config import CONSENT_TEXT_VERSION, get_settings
+from newsletter.models import ConsentEvent, Reader
+
+ACTIONS = ("requested", "confirmed", "changed", "withdrawn")
+
+
+def email_hash(email: str) -> str:
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def record(
+    session: Session,
+    reader: Reader,
+    action: str,
+    *,
+    source: str,
+    method: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    edition_id: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> ConsentEvent:
+    """Append one ledger entry for ``reader`` with the consent text in force."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown consent action {action!r}")
+    entry = ConsentEvent(
+        reader_id=reader.id,
+        email_hash=email_hash(reader.email),
+        action=action,
+        source=source,
+        method=method,
+        consent_text_version=CONSENT_TEXT_VERSION,
+        consent_text_hash=get_settings().consent_text_hash,
+        ip=ip,
+        user_agent=(user_agent or "")[:512] or None,
+        edition_id=edition_id,
+        details=details or {},
+    )
+    session.add(entry)
+    return entry

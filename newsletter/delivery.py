@@ -1,0 +1,303 @@
+"""Deliveries: plan an edition into rows, then claim, send and record them in batches.
+
+Planning streams readers by id cursor and commits page by page, so sending starts while
+planning goes on and a crash resumes where it stopped (readers who already have a
+delivery are skipped). Sending claims rows atomically (queued → sending) before any SMTP,
+so a batch enqueued twice is sent once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter import digests, events, mailer, rendering, tokens
+from newsletter.config import get_settings
+from newsletter.models import (
+    Article,
+    Delivery,
+    DeliveryArticle,
+    Edition,
+    Reader,
+    Tag,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+# Results are written every this many messages: a commit per message would cost more than
+# the SMTP send on SQLite, and a worker killed mid-batch resends at most this many.
+RECORD_EVERY = 50
+OPEN = ("queued", "sending", "retry")
+
+
+# ---------------------------------------------------------------- planning
+
+def plan(session: Session, edition_id: int) -> int:
+    """Create the edition's deliveries page by page; returns how many this call made."""
+    settings = get_settings()
+    edition = session.get(Edition, edition_id)
+    if edition is None or edition.status != "planning":
+        return 0
+    if edition.started_at is None:
+        edition.started_at = utcnow()
+        session.commit()
+    candidates = digests.candidate_articles(session, edition)
+    made, after = 0, 0
+    while candidates:
+        page = digests.readers_page(session, edition, after, settings.batch_size)
+        if not page:
+            break
+        after = page[-1].id
+        try:
+            made += _plan_page(session, edition, candidates, page, settings.mail_domain)
+            session.commit()
+        except IntegrityError:
+            # A concurrent planner took some of these readers or articles first; deciding
+            # the page again sees what it committed.
+            session.rollback()
+            made += _plan_page(session, edition, candidates, page, settings.mail_domain)
+            session.commit()
+    edition.distinct_digests = session.scalar(
+        select(func.count(func.distinct(Delivery.content_key))).where(
+            Delivery.edition_id == edition.id)
+    ) or 0
+    edition.status = "sending"
+    session.commit()
+    finish_if_complete(session, edition.id)
+    return made
+
+
+def _plan_page(session: Session, edition: Edition, candidates: digests.Candidates,
+               page: list[digests.ReaderRow], domain: str) -> int:
+    ids = [r.id for r in page]
+    planned = set(session.scalars(
+        select(Delivery.reader_id).where(Delivery.edition_id == edition.id,
+                                         Delivery.reader_id.in_(ids))))
+    todo = [r for r in page if r.id not in planned]
+    sent = digests.already_sent(session, [r.id for r in todo], candidates.tag_ids)
+    chosen = [d for r in todo if (d := digests.decide(r, candidates, sent)) is not None]
+    if not chosen:
+        return 0
+    rows = session.execute(
+        insert(Delivery).returning(Delivery.id, Delivery.reader_id, sort_by_parameter_order=True),
+        [{"edition_id": edition.id, "reader_id": d.reader_id, "status": "queued",
+          "content_key": d.content_key, "message_id": mailer.make_message_id(domain),
+          "created_at": utcnow()} for d in chosen],
+    ).all()
+    session.execute(insert(DeliveryArticle), [
+        {"delivery_id": delivery_id, "reader_id": d.reader_id, "article_id": a, "tag_id": s.tag_id,
+         "position": i}
+        for (delivery_id, _), d in zip(rows, chosen, strict=True)
+        for i, (s, a) in enumerate((s, a) for s in d.sections for a in s.article_ids)
+    ])
+    session.execute(
+        update(Reader).where(Reader.id.in_([d.reader_id for d in chosen]))
+        .values(last_digest_at=edition.cutoff_at)
+    )
+    events.record(session, events.DELIVERIES_QUEUED, edition_id=edition.id,
+                  delivery_ids=[r[0] for r in rows])
+    return len(rows)
+
+
+def finish_if_complete(session: Session, edition_id: int) -> bool:
+    """Mark a sending edition done once nothing is left open; returns True if it did."""
+    still_open = select(Delivery.id).where(Delivery.edition_id == edition_id,
+                                           Delivery.status.in_(OPEN)).exists()
+    result = session.execute(
+        update(Edition)
+        .where(Edition.id == edition_id, Edition.status == "sending", ~still_open)
+        .values(status="done", finished_at=utcnow())
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+# ---------------------------------------------------------------- content
+
+_rendered: OrderedDict[tuple[int, str], rendering.RenderedEmail] = OrderedDict()
+_RENDER_CACHE_SIZE = 512  # distinct digests kept per worker process (~40 KB each)
+
+
+def personal_placeholders() -> dict[str, str]:
+    return {name: rendering.placeholder(name)
+            for name in ("email", "unsubscribe_url", "preferences_url")}
+
+
+def common_context() -> dict[str, Any]:
+    settings = get_settings()
+    return {"site_name": settings.site_name, "base_url": settings.base_url,
+            **personal_placeholders()}
+
+
+def digest_context(session: Session, edition: Edition, delivery_id: int) -> dict[str, Any]:
+    """The template context of the digest a delivery carries (shared by its content key)."""
+    settings = get_settings()
+    tz = ZoneInfo(settings.timezone)
+    rows = session.execute(
+        select(DeliveryArticle.tag_id, Article, Tag)
+        .join(Article, Article.id == DeliveryArticle.article_id)
+        .join(Tag, Tag.id == DeliveryArticle.tag_id)
+        .where(DeliveryArticle.delivery_id == delivery_id)
+        .order_by(DeliveryArticle.position)
+    ).all()
+    sections: list[dict[str, Any]] = []
+    for tag_id, article, tag in rows:
+        if not sections or sections[-1]["_tag_id"] != tag_id:
+            sections.append({"_tag_id": tag_id, "topic": {"slug": tag.slug, "name": tag.name},
+                             "articles": []})
+        sections[-1]["articles"].append({
+            "title": article.title, "url": article.url, "summary": article.summary,
+            "author": article.author, "image_url": article.image_url,
+            "published_label": article.published_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
+        })
+    return {
+        **common_context(),
+        "edition": {"id": edition.id, "frequency": edition.frequency,
+                    "date_label": edition.cutoff_at.astimezone(tz).strftime("%-d %B %Y")},
+        "archive_url": f"{settings.base_url}/editions/{edition.id}",
+        "article_count": len(rows),
+        "sections": [{k: v for k, v in s.items() if k != "_tag_id"} for s in sections],
+    }
+
+
+def rendered_digest(session: Session, edition: Edition, content_key: str,
+                    delivery_id: int) -> rendering.RenderedEmail:
+    """Render (Jinja2 + premailer) once per distinct content per worker process."""
+    key = (edition.id, content_key)
+    hit = _rendered.get(key)
+    if hit is not None:
+        _rendered.move_to_end(key)
+        return hit
+    result = rendering.render("digest", digest_context(session, edition, delivery_id))
+    _rendered[key] = result
+    if len(_rendered) > _RENDER_CACHE_SIZE:
+        _rendered.popitem(last=False)
+    return result
+
+
+def personal_links(reader_id: int, email: str, edition_id: int | None = None) -> dict[str, str]:
+    base = get_settings().base_url
+    extra = {"e": edition_id} if edition_id is not None else {}
+    return {
+        "email": email,
+        "unsubscribe_url": f"{base}/unsubscribe/{tokens.make('unsubscribe', reader_id, email, **extra)}",
+        "preferences_url": f"{base}/preferences/{tokens.make('preferences', reader_id, email)}",
+    }
+
+
+def compose(rendered: rendering.RenderedEmail, links: dict[str, str], message_id: str) -> bytes:
+    """Personalise shared content for one reader and wrap it as a message."""
+    settings = get_settings()
+    mine = rendering.personalise(rendered, links)
+    return mailer.build_message(
+        from_addr=settings.from_address, to_addr=links["email"], subject=mine.subject,
+        text=mine.text, html=mine.html, message_id=message_id, list_id=settings.list_id,
+        unsubscribe_url=links["unsubscribe_url"],
+    )
+
+
+# ---------------------------------------------------------------- sending
+
+def send_batch(session: Session, delivery_ids: Sequence[int],
+               transport: mailer.SmtpTransport) -> dict[str, int]:
+    """Claim the queued deliveries among ``delivery_ids``, send them, record each outcome."""
+    now = utcnow()
+    claimed = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == "queued")
+        .values(status="sending", claimed_at=now, attempts=Delivery.attempts + 1)
+        .returning(Delivery.id, Delivery.edition_id, Delivery.reader_id, Delivery.content_key,
+                   Delivery.message_id, Delivery.attempts)
+    ).all()
+    session.commit()
+    counts = {"sent": 0, "failed": 0, "retry": 0, "suppressed": 0}
+    if not claimed:
+        return counts
+    readers = dict(session.execute(
+        select(Reader.id, Reader.email).where(
+            Reader.id.in_([c.reader_id for c in claimed if c.reader_id]),
+            Reader.status == "active")
+    ).all())
+    editions = {e.id: e for e in session.scalars(
+        select(Edition).where(Edition.id.in_({c.edition_id for c in claimed})))}
+    sender = get_settings().from_email
+    outcomes: list[tuple[int, str, str | None, int]] = []
+    for c in sorted(claimed, key=lambda c: c.content_key):
+        email = readers.get(c.reader_id)
+        if email is None:  # unsubscribed or erased since planning
+            outcomes.append((c.id, "suppressed", "reader no longer active", c.attempts))
+        else:
+            edition = editions[c.edition_id]
+            content = rendered_digest(session, edition, c.content_key, c.id)
+            message = compose(content, personal_links(c.reader_id, email, edition.id),
+                              c.message_id)
+            outcomes.append((c.id, *_send(transport, sender, email, message, c.attempts),
+                             c.attempts))
+        if len(outcomes) >= RECORD_EVERY:
+            _record(session, outcomes, counts)
+    _record(session, outcomes, counts)
+    for edition_id in editions:
+        finish_if_complete(session, edition_id)
+    return counts
+
+
+def _send(transport: mailer.SmtpTransport, sender: str, to: str, message: bytes,
+          attempts: int) -> tuple[str, str | None]:
+    try:
+        transport.send(sender, to, message)
+    except mailer.PermanentFailure as exc:
+        return "failed", f"{exc.code} {exc.reason}"
+    except mailer.TemporaryFailure as exc:
+        if attempts >= MAX_ATTEMPTS:
+            return "failed", f"gave up after {attempts} attempts: {exc.code} {exc.reason}"
+        return "retry", f"{exc.code} {exc.reason}"
+    return "sent", None
+
+
+def _record(session: Session, outcomes: list[tuple[int, str, str | None, int]],
+            counts: dict[str, int]) -> None:
+    now = utcnow()
+    for delivery_id, status, error, attempts in outcomes:
+        values: dict[str, Any] = {"status": status, "last_error": error}
+        if status == "sent":
+            values["sent_at"] = now
+        elif status == "retry":
+            values["next_attempt_at"] = now + backoff(attempts)
+        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+        counts[status] += 1
+    session.commit()
+    outcomes.clear()
+
+
+def backoff(attempt: int) -> timedelta:
+    """Wait before retry ``attempt`` + 1: 1, 2, 4, 8 … minutes, ±50 %."""
+    # Jitter spreads a failed burst so retries do not hit the relay in lockstep.
+    return timedelta(seconds=60 * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+
+
+def requeue_due(session: Session) -> int:
+    """Put deliveries whose retry time has come back in the queue; returns how many."""
+    due = session.execute(
+        update(Delivery)
+        .where(and_(Delivery.status == "retry", Delivery.next_attempt_at <= utcnow()))
+        .values(status="queued")
+        .returning(Delivery.id, Delivery.edition_id)
+    ).all()
+    by_edition: dict[int, list[int]] = {}
+    for delivery_id, edition_id in due:
+        by_edition.setdefault(edition_id, []).append(delivery_id)
+    for edition_id, ids in by_edition.items():
+        events.record(session, events.DELIVERIES_QUEUED, edition_id=edition_id, delivery_ids=ids)
+    session.commit()
+    return len(due)

@@ -1,0 +1,217 @@
+"""The newsroom's records: topics, articles, readers, consent, editions, deliveries, outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on SQLite (which drops the zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given; use timezone-aware UTC")
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Tag(Base):
+    """A topic readers follow (Syria, Energy …)."""
+
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+
+
+class ArticleTag(Base):
+    __tablename__ = "article_tags"
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    # The editor's order: the first tag is the article's main topic, where a digest files it.
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    tag: Mapped[Tag] = relationship(lazy="joined")
+    __table_args__ = (Index("ix_article_tags_tag", "tag_id"),)
+
+
+class Article(Base):
+    __tablename__ = "articles"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str | None] = mapped_column(String(255))
+    image_url: Mapped[str | None] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16), default="published")
+    published_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    tag_links: Mapped[list[ArticleTag]] = relationship(
+        order_by=ArticleTag.position, cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def tags(self) -> list[Tag]:
+        return [link.tag for link in self.tag_links]
+
+
+class ReaderTopic(Base):
+    __tablename__ = "reader_topics"
+    reader_id: Mapped[int] = mapped_column(
+        ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    __table_args__ = (Index("ix_reader_topics_tag", "tag_id"),)
+
+
+class Reader(Base):
+    """A subscriber. Only ``active`` readers receive editions."""
+
+    __tablename__ = "readers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    frequency: Mapped[str] = mapped_column(String(16), default="weekly")
+    source: Mapped[str] = mapped_column(String(32), default="form")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+    confirmation_sent_at: Mapped[datetime | None]
+    # Upper bound of what the reader's last digest covered; the next one starts there.
+    last_digest_at: Mapped[datetime | None]
+    topics: Mapped[list[Tag]] = relationship(secondary="reader_topics", lazy="selectin")
+
+
+class ConsentEvent(Base):
+    """Append-only ledger of every opt-in, change and opt-out."""
+
+    __tablename__ = "consent_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int | None] = mapped_column(
+        ForeignKey("readers.id", ondelete="SET NULL"), index=True
+    )
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))  # requested|confirmed|changed|withdrawn
+    source: Mapped[str] = mapped_column(String(32))  # form|api|import|demo|email
+    method: Mapped[str | None] = mapped_column(String(32))  # one-click|link|preferences|…
+    consent_text_version: Mapped[str | None] = mapped_column(String(32))
+    consent_text_hash: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Edition(Base):
+    """One send: a daily or weekly digest (or an alert) to every eligible reader."""
+
+    __tablename__ = "editions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="digest")
+    frequency: Mapped[str] = mapped_column(String(16))
+    # Scheduled editions carry their period ("2026-W48", "2026-11-28") so that two beats or
+    # a retried trigger make one edition; manual ones leave it NULL.
+    period_key: Mapped[str | None] = mapped_column(String(32))
+    tags: Mapped[list[Any] | None] = mapped_column(JSON)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(32), default="api")
+    status: Mapped[str] = mapped_column(String(16), default="planning")
+    # Articles published after this instant wait for the next edition, so planning the
+    # same edition twice decides the same content.
+    cutoff_at: Mapped[datetime] = mapped_column(default=utcnow)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    distinct_digests: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (UniqueConstraint("kind", "frequency", "period_key", name="uq_edition_period"),)
+
+
+class Delivery(Base):
+    """One reader's copy of one edition; the unit of sending, retrying and counting."""
+
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
+    reader_id: Mapped[int | None] = mapped_column(ForeignKey("readers.id", ondelete="SET NULL"))
+    # queued → sending → sent | failed | suppressed (| retry, later)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    # Fixed when the row is made so that a resend is recognisably the same message.
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # Readers with the same key get byte-identical digests but for personal links.
+    content_key: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("edition_id", "reader_id", name="uq_delivery_edition_reader"),
+        Index("ix_deliveries_edition_status", "edition_id", "status"),
+    )
+
+
+class DeliveryArticle(Base):
+    """Which articles a delivery carries, under which topic; a reader gets an article once."""
+
+    __tablename__ = "delivery_articles"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"))
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = (UniqueConstraint("reader_id", "article_id", name="uq_reader_article"),)
+
+
+class OutboxEvent(Base):
+    """A domain event written in the same transaction as its cause; the relay turns it into a task."""
+
+    __tablename__ = "outbox_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

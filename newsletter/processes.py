@@ -1,0 +1,68 @@
+"""Starting the Celery worker and beat as child processes (for demo, run, and tests).
+
+They run as ``python -m celery -A workers.celery_app …``: a separate program, so this
+package still never imports ``workers``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CELERY = [sys.executable, "-m", "celery", "-A", "workers.celery_app"]
+
+
+def worker_command(concurrency: int = 2, loglevel: str = "INFO") -> list[str]:
+    """A real ``celery worker`` (prefork pool) on the newsletter queue."""
+    return [*CELERY, "worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
+            "--without-mingle", "--without-gossip", "-Q", "newsletter"]
+
+
+def beat_command(loglevel: str = "INFO") -> list[str]:
+    return [*CELERY, "beat", f"--loglevel={loglevel}"]
+
+
+def start_worker(env: dict[str, str], *, concurrency: int = 2, logfile: Path | None = None,
+                 loglevel: str = "INFO") -> subprocess.Popen:
+    return _spawn(worker_command(concurrency, loglevel), env, logfile)
+
+
+def start_beat(env: dict[str, str], *, logfile: Path | None = None,
+               loglevel: str = "INFO") -> subprocess.Popen:
+    return _spawn(beat_command(loglevel), env, logfile)
+
+
+def _spawn(cmd: list[str], env: dict[str, str], logfile: Path | None) -> subprocess.Popen:
+    out = open(logfile, "ab") if logfile else None  # noqa: SIM115
+    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_ready(logfile: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Block until the worker logs that it is ready; raise if it died or took too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}; see {logfile}")
+        if logfile.exists() and b"ready." in logfile.read_bytes():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"worker not ready after {timeout}s; see {logfile}")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Warm shutdown (SIGTERM to the process group), then SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,78 @@
+"""The Celery app: Redis when NEWSLETTER_BROKER_URL is set, else the filesystem broker."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.schedules import crontab
+from celery.signals import worker_process_init
+
+from newsletter import db
+from newsletter.config import Settings, get_settings
+
+
+def make_app(settings: Settings) -> Celery:
+    settings.ensure_var()
+    app = Celery("newsletter", broker=settings.broker, include=["workers.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A task is acknowledged only when it finished, and given back if its worker dies:
+        # the domain functions are idempotent (claims, unique rows), so a redelivery is safe.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="newsletter",
+        broker_connection_retry_on_startup=True,
+        timezone=settings.timezone,
+        beat_schedule={
+            "relay": {"task": "newsletter.relay", "schedule": settings.relay_interval_s},
+            "daily-edition": {
+                "task": "newsletter.scheduled_edition", "args": ["daily"],
+                "schedule": crontab(minute=0, hour=settings.daily_send_hour),
+            },
+            "weekly-edition": {
+                "task": "newsletter.scheduled_edition", "args": ["weekly"],
+                "schedule": crontab(minute=0, hour=settings.daily_send_hour,
+                                    day_of_week=(settings.weekly_send_weekday + 1) % 7),
+            },
+        },
+        beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
+    )
+    if settings.uses_embedded_broker:
+        folder = str(settings.broker_dir / "queue")
+        app.conf.broker_transport_options = {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "processed_folder": str(settings.broker_dir / "processed"),
+            "store_processed": False,
+            # The filesystem transport polls; 0.1 s keeps the demo and tests snappy.
+            "polling_interval": 0.1,
+        }
+        # No fanout on the filesystem transport: remote control would only log errors.
+        app.conf.worker_enable_remote_control = False
+    else:
+        # Longer than any batch can take, so Redis does not redeliver a task still running.
+        app.conf.broker_transport_options = {"visibility_timeout": 3600}
+    return app
+
+
+_apps: dict[str, Celery] = {}
+
+
+def get_app() -> Celery:
+    """The app for the current settings (tests switch brokers within one process)."""
+    settings = get_settings()
+    key = f"{settings.broker}|{settings.var_dir.resolve()}"
+    if key not in _apps:
+        _apps[key] = make_app(settings)
+    return _apps[key]
+
+
+@worker_process_init.connect
+def _after_fork(**_kwargs) -> None:
+    # A forked child must not share its parent's database connections.
+    db.dispose_engines()
+
+
+app = get_app()
