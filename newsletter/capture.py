@@ -28,7 +28,7 @@ class CaptureServer:
 
     def __init__(self, path: Path, host: str = "127.0.0.1", port: int = 0):
         self.handler = MaildirHandler(path)
-        self.controller = Controller(self.handler, hostname=host, port=port or _free_port(host))
+        self.controller = Controller(self.handler, hostname=host, port=port or free_port(host))
 
     @property
     def url(self) -> str:
@@ -48,7 +48,7 @@ class CaptureServer:
         self.stop()
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     import socket
 
     with socket.socket() as s:

@@ -125,7 +125,7 @@ def finish_if_complete(session: Session, edition_id: int) -> bool:
 
 # ---------------------------------------------------------------- content
 
-_rendered: OrderedDict[tuple[int, str], rendering.RenderedEmail] = OrderedDict()
+_rendered: OrderedDict[tuple[int, str, str], rendering.RenderedEmail] = OrderedDict()
 _RENDER_CACHE_SIZE = 512  # distinct digests kept per worker process (~40 KB each)
 
 
@@ -174,7 +174,8 @@ def digest_context(session: Session, edition: Edition, delivery_id: int) -> dict
 def rendered_digest(session: Session, edition: Edition, content_key: str,
                     delivery_id: int) -> rendering.RenderedEmail:
     """Render (Jinja2 + premailer) once per distinct content per worker process."""
-    key = (edition.id, content_key)
+    # The cutoff guards against a reused edition id (SQLite reuses rowids after deletes).
+    key = (edition.id, edition.cutoff_at.isoformat(), content_key)
     hit = _rendered.get(key)
     if hit is not None:
         _rendered.move_to_end(key)

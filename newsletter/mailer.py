@@ -32,19 +32,6 @@ from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = [
-    "AuthenticationFailure",
-    "MailerError",
-    "PermanentFailure",
-    "SmtpConfig",
-    "SmtpTransport",
-    "TemporaryFailure",
-    "build_message",
-    "get_transport",
-    "make_message_id",
-]
-
-
 class MailerError(Exception):
     """A message could not be handed to the relay."""
 
@@ -69,10 +56,6 @@ class AuthenticationFailure(PermanentFailure):
 
 # --- configuration -----------------------------------------------------------------------
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
 @dataclass(frozen=True)
 class SmtpConfig:
     host: str
@@ -89,9 +72,7 @@ class SmtpConfig:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("smtp", "smtps"):
-            raise ValueError(
-                f"SMTP URL must start with smtp:// or smtps://, got {scheme + '://' if scheme else url!r}"
-            )
+            raise ValueError(f"SMTP URL must start with smtp:// or smtps://, not {url[:12]!r}…")
         if not parts.hostname:
             raise ValueError("SMTP URL has no host: expected smtp://[user:pass@]host[:port]")
         try:
@@ -99,11 +80,13 @@ class SmtpConfig:
         except ValueError:
             raise ValueError("SMTP URL has an invalid port") from None
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        starttls = _flag(options.pop("starttls", "false"), "starttls")
+        starttls = options.pop("starttls", "false").lower()
+        if starttls not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"SMTP URL option starttls={starttls!r}: expected true or false")
         timeout = float(options.pop("timeout", 30.0))
         if options:
             raise ValueError(f"unknown SMTP URL option(s): {', '.join(sorted(options))}")
-        if scheme == "smtps" and starttls:
+        if scheme == "smtps" and starttls in ("true", "1", "yes"):
             raise ValueError("smtps:// is TLS from the start; starttls=true applies to smtp:// only")
         return cls(
             host=parts.hostname,
@@ -111,17 +94,9 @@ class SmtpConfig:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password is not None else None,
             ssl=scheme == "smtps",
-            starttls=starttls,
+            starttls=starttls in ("true", "1", "yes"),
             timeout=timeout,
         )
-
-
-def _flag(value: str, name: str) -> bool:
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ValueError(f"SMTP URL option {name}={value!r}: expected true or false")
 
 
 # --- message building --------------------------------------------------------------------
@@ -441,10 +416,7 @@ class SmtpTransport:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
-                conn.close()
-            except OSError:
-                pass
+            conn.close()
 
     def close(self) -> None:
         """QUIT politely and close the connection (a later ``send`` reconnects)."""

@@ -1,0 +1,194 @@
+"""Real components for tests: a loopback SMTP server, databases, brokers and a Celery worker.
+
+Backends: ``embedded`` (SQLite + the filesystem broker) always; ``postgres_redis`` when
+NEWSLETTER_TEST_DATABASE_URL and NEWSLETTER_TEST_REDIS_URL are set. With
+NEWSLETTER_TEST_REQUIRE_SERVERS=1 (CI) an unreachable server fails the run instead of
+skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import text
+
+from newsletter import db, processes
+from newsletter.capture import free_port
+from newsletter.config import child_env, reload_settings
+from newsletter.models import Base
+
+REQUIRE_SERVERS = os.environ.get("NEWSLETTER_TEST_REQUIRE_SERVERS") == "1"
+PG_URL = os.environ.get("NEWSLETTER_TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "")
+ADMIN_TOKEN = "test-admin-token"
+
+
+# ---------------------------------------------------------------- SMTP
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return message_from_bytes(self.data, policy=policy.default)
+
+
+@dataclass
+class SmtpSink:
+    """What a real SMTP server on loopback received, in order."""
+
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        with self.lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                          envelope.original_content or envelope.content))
+        return "250 OK"
+
+    def clear(self) -> None:
+        with self.lock:
+            self.received.clear()
+
+    def messages(self) -> list[EmailMessage]:
+        with self.lock:
+            return [r.message for r in self.received]
+
+    def wait_for(self, count: int, timeout: float = 60) -> list[EmailMessage]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.received) >= count:
+                return self.messages()
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} messages, got {len(self.received)}")
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[tuple[SmtpSink, str]]:
+    sink = SmtpSink()
+    port = free_port("127.0.0.1")
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield sink, f"smtp://127.0.0.1:{port}"
+    controller.stop()
+
+
+# ---------------------------------------------------------------- backends
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_SERVERS:
+        pytest.fail(f"NEWSLETTER_TEST_REQUIRE_SERVERS=1 but {reason}")
+    pytest.skip(reason)
+
+
+def _fresh_postgres() -> tuple[str, callable]:
+    import psycopg
+
+    if not PG_URL:
+        _unavailable("NEWSLETTER_TEST_DATABASE_URL is not set (PostgreSQL tests need it)")
+    admin = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    name = f"nl_test_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        _unavailable(f"PostgreSQL at NEWSLETTER_TEST_DATABASE_URL is unreachable: {exc}")
+    base, _, _ = admin.rpartition("/")
+    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url, drop
+
+
+def _fresh_redis() -> str:
+    import redis
+
+    if not REDIS_URL:
+        _unavailable("NEWSLETTER_TEST_REDIS_URL is not set (Redis tests need it)")
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+        client.flushdb()  # no stale tasks from an earlier run against a dropped database
+    except redis.RedisError as exc:
+        _unavailable(f"Redis at NEWSLETTER_TEST_REDIS_URL is unreachable: {exc}")
+    return REDIS_URL
+
+
+@dataclass
+class Backend:
+    name: str
+    var: Path
+    worker_log: Path
+    smtp: SmtpSink
+
+
+def configure(var: Path, database_url: str, broker_url: str, smtp_url: str) -> None:
+    """Point this process's settings (and so its dispatcher) at a backend."""
+    os.environ.update(
+        NEWSLETTER_VAR_DIR=str(var), NEWSLETTER_DATABASE_URL=database_url,
+        NEWSLETTER_BROKER_URL=broker_url, NEWSLETTER_SMTP_URL=smtp_url,
+        NEWSLETTER_ADMIN_TOKEN=ADMIN_TOKEN, NEWSLETTER_BASE_URL="https://news.example",
+        NEWSLETTER_SECRET_KEY="test-secret", NEWSLETTER_FROM_ADDRESS="Levant Ledger <digest@news.example>",
+    )
+    reload_settings()
+    db.dispose_engines()
+
+
+@pytest.fixture(scope="module", params=["embedded", "postgres_redis"])
+def backend(request, tmp_path_factory, smtp) -> Iterator[Backend]:
+    """A migrated database, a broker and a real ``celery worker`` process on them."""
+    sink, smtp_url = smtp
+    var = tmp_path_factory.mktemp(request.param)
+    drop = None
+    if request.param == "embedded":
+        database_url, broker_url = f"sqlite:///{var / 'newsletter.db'}", ""
+    else:
+        database_url, drop = _fresh_postgres()
+        broker_url = _fresh_redis()
+    configure(var, database_url, broker_url, smtp_url)
+    from newsletter.config import get_settings
+
+    settings = get_settings()
+    settings.ensure_var()
+    db.upgrade()
+    log = var / "worker.log"
+    worker = processes.start_worker(child_env(settings), logfile=log, concurrency=2)
+    try:
+        processes.wait_ready(log, worker)
+        yield Backend(request.param, var, log, sink)
+    finally:
+        processes.stop(worker)
+        db.dispose_engines()
+        if drop:
+            drop()
+
+
+@pytest.fixture
+def fresh(backend) -> Backend:
+    """Empty tables and an empty SMTP log for one test."""
+    with db.session_scope() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(table.delete())
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text("PRAGMA optimize"))
+    backend.smtp.clear()
+    return backend
+
+
+def dump_log(backend: Backend) -> str:
+    return backend.worker_log.read_text(errors="replace")[-5000:]

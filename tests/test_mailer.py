@@ -1,0 +1,533 @@
+"""MIME building checked by Python's own parser, and the SMTP transport against a real
+aiosmtpd server on loopback (plain, AUTH, TLS, dropped sessions, refusals)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from newsletter.mailer import (
+    AuthenticationFailure,
+    PermanentFailure,
+    SmtpConfig,
+    SmtpTransport,
+    TemporaryFailure,
+    build_message,
+    get_transport,
+    make_message_id,
+)
+
+ARABIC = "نشرة الأخبار: أهم القصص اليوم من سوريا وروسيا والاقتصاد"
+ACCENTED = "Ṣaḥāfa — l’édition spéciale du jeudi, avec « guillemets »"
+TEXT = "Good morning.\n\nCeasefire talks resume in Geneva\nhttps://news.example.com/a?x=1&y=2\n" + (
+    "A long summary line with café, naïve and سوريا that needs soft breaks. " * 6
+)
+HTML = "<!DOCTYPE html>\n<html lang=\"en\"><body><p style=\"color:#333\">Café &amp; سوريا</p>" + (
+    "<a href=\"https://news.example.com/a?x=1&amp;y=2\">story</a>" * 40
+) + "\n.leading dot line\n</body></html>"
+
+
+def message(**overrides: Any) -> bytes:
+    fields: dict[str, Any] = {
+        "from_addr": "The Levant Ledger <news@example.com>",
+        "to_addr": "reader@example.org",
+        "subject": "Your weekly digest: 12 stories on Syria, Russia and more",
+        "text": TEXT,
+        "html": HTML,
+        "message_id": "<3f2a9c@example.com>",
+        "list_id": "<digest.news.example.com>",
+        "unsubscribe_url": "https://news.example.com/unsubscribe/abc.def",
+        "date": datetime(2026, 11, 28, 6, 0, tzinfo=UTC),
+    }
+    fields.update(overrides)
+    return build_message(**fields)
+
+
+def parse(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def canonical(body: str) -> str:
+    return body if body.endswith("\n") else body + "\n"
+
+
+def assert_wire_format(raw: bytes) -> None:
+    assert raw.endswith(b"\r\n")
+    lines = raw.split(b"\r\n")
+    assert all(b"\n" not in line and b"\r" not in line for line in lines), "bare CR or LF"
+    assert all(len(line) <= 998 for line in lines)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n"))
+    assert all(byte < 128 for byte in raw), "8-bit data in a 7-bit message"
+
+
+# --- build_message -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("subject", "from_addr"),
+    [
+        ("Your weekly digest: 12 stories on Syria, Russia and more", "The Levant Ledger <news@example.com>"),
+        (ACCENTED, "Ṣaḥāfa <news@example.com>"),
+        (ARABIC, "نشرة الأخبار <news@example.com>"),
+        (ARABIC + " — " + ACCENTED + " " + ARABIC, "\"Ledger, The\" <news@example.com>"),
+    ],
+)
+def test_build_message_round_trips_through_the_stdlib_parser(subject: str, from_addr: str) -> None:
+    raw = message(subject=subject, from_addr=from_addr, unsubscribe_mailto="unsub+abc@example.com")
+    assert_wire_format(raw)
+    msg = parse(raw)
+
+    assert msg["Subject"] == subject
+    (sender,) = msg["From"].addresses
+    assert sender.addr_spec == "news@example.com"
+    assert sender.display_name == email.utils.parseaddr(from_addr)[0]
+    assert msg["To"] == "reader@example.org"
+    assert msg["Message-ID"] == "<3f2a9c@example.com>"
+    assert b"\r\nDate: Sat, 28 Nov 2026 06:00:00 GMT\r\n" in raw
+    assert msg["Date"].datetime == datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    assert msg["MIME-Version"] == "1.0"
+    assert msg["List-Id"] == "<digest.news.example.com>"
+    assert msg["List-Unsubscribe"] == (
+        "<https://news.example.com/unsubscribe/abc.def>, <mailto:unsub+abc@example.com>"
+    )
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert not msg.defects
+
+    assert msg.get_content_type() == "multipart/alternative"
+    plain, html = msg.iter_parts()
+    assert plain.get_content_type() == "text/plain" and html.get_content_type() == "text/html"
+    for part, original in ((plain, TEXT), (html, HTML)):
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert part.get_content().replace("\r\n", "\n") == canonical(original)
+        assert not part.defects
+
+
+def test_non_ascii_display_name_in_to_and_idn_domain() -> None:
+    msg = parse(message(to_addr="Zoë Ḥaddād <zoe@bücher.example>"))
+    (to,) = msg["To"].addresses
+    assert to.display_name == "Zoë Ḥaddād"
+    assert to.addr_spec == "zoe@xn--bcher-kva.example"
+
+
+def test_long_subjects_fold_and_unfold_exactly() -> None:
+    words = " ".join(f"word{i}" for i in range(60))
+    unbreakable = "x" * 1500
+    for subject in (words, unbreakable, "  padded  twice  ", "tab\there", "looks like =?utf-8?q?x?="):
+        raw = message(subject=subject)
+        assert_wire_format(raw)
+        assert parse(raw)["Subject"] == subject
+
+
+def test_list_unsubscribe_without_mailto_and_list_id_forms() -> None:
+    msg = parse(message(list_id="Levant Ledger daily <daily.news.example.com>"))
+    assert msg["List-Unsubscribe"] == "<https://news.example.com/unsubscribe/abc.def>"
+    assert msg["List-Id"] == "Levant Ledger daily <daily.news.example.com>"
+    assert parse(message(list_id="digest.example.com"))["List-Id"] == "<digest.example.com>"
+
+
+def test_date_is_utc_whatever_zone_it_came_in() -> None:
+    beirut = timezone(timedelta(hours=2))
+    raw = message(date=datetime(2026, 11, 28, 8, 0, tzinfo=beirut))
+    assert b"\r\nDate: Sat, 28 Nov 2026 06:00:00 GMT\r\n" in raw
+    naive = message(date=datetime(2026, 11, 28, 6, 0))
+    assert b"\r\nDate: Sat, 28 Nov 2026 06:00:00 GMT\r\n" in naive
+    assert parse(message(date=None))["Date"].datetime.tzinfo is not None
+
+
+def test_boundaries_are_unique_per_message() -> None:
+    a, b = parse(message()), parse(message())
+    assert a.get_boundary() != b.get_boundary()
+
+
+def test_extra_headers_are_added_and_cannot_override_ours() -> None:
+    msg = parse(message(extra_headers={"X-Edition-Id": "42", "X-Topic": "Ṣaḥāfa"}))
+    assert msg["X-Edition-Id"] == "42" and msg["X-Topic"] == "Ṣaḥāfa"
+    for name in ("Subject", "list-unsubscribe", "Bad Name", "Colon:"):
+        with pytest.raises(ValueError):
+            message(extra_headers={name: "x"})
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["subject", "to_addr", "from_addr", "message_id", "list_id", "unsubscribe_url", "unsubscribe_mailto"],
+)
+@pytest.mark.parametrize("evil", ["\r\nBcc: victim@example.net", "\nBcc: x@y", "\rX: y"])
+def test_line_breaks_in_header_values_are_rejected(field: str, evil: str) -> None:
+    good = {"subject": "Hi", "to_addr": "reader@example.org", "from_addr": "news@example.com",
+            "message_id": "<a@b>", "list_id": "<l.example.com>",
+            "unsubscribe_url": "https://x.example/u", "unsubscribe_mailto": "u@example.com"}
+    with pytest.raises(ValueError):
+        message(**{field: good[field] + evil})
+    with pytest.raises(ValueError):
+        message(extra_headers={"X-Note": "fine" + evil})
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"to_addr": "not an address"},
+        {"to_addr": "josé@example.org"},  # non-ASCII local part needs SMTPUTF8
+        {"message_id": "no-brackets@example.com"},
+        {"unsubscribe_url": "/relative/unsubscribe"},
+    ],
+)
+def test_unusable_values_are_rejected(overrides: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        message(**overrides)
+
+
+def test_make_message_id() -> None:
+    ids = {make_message_id("news.example.com") for _ in range(1000)}
+    assert len(ids) == 1000
+    one = ids.pop()
+    assert one.startswith("<") and one.endswith("@news.example.com>") and len(one) > 30
+    with pytest.raises(ValueError):
+        make_message_id("bad domain>")
+
+
+# --- SmtpConfig --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://mail.example.com", SmtpConfig("mail.example.com", 25)),
+        ("smtp://127.0.0.1:1025", SmtpConfig("127.0.0.1", 1025)),
+        ("smtps://relay.example.com", SmtpConfig("relay.example.com", 465, ssl=True)),
+        (
+            "smtp://ed%40news:p%40ss%3Aw0rd@relay.example.com:587?starttls=true",
+            SmtpConfig("relay.example.com", 587, "ed@news", "p@ss:w0rd", starttls=True),
+        ),
+        ("smtps://u:@h:2465?timeout=5", SmtpConfig("h", 2465, "u", "", ssl=True, timeout=5.0)),
+    ],
+)
+def test_smtp_config_from_url(url: str, expected: SmtpConfig) -> None:
+    assert SmtpConfig.from_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://mail.example.com", "smtp://"),
+        ("mail.example.com:25", "smtp://"),
+        ("smtp://", "no host"),
+        ("smtps://h?starttls=true", "starttls"),
+        ("smtp://h?starttls=maybe", "starttls"),
+        ("smtp://h?verify=no", "verify"),
+        ("smtp://h:notaport", "port"),
+    ],
+)
+def test_smtp_config_rejects_bad_urls_clearly(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SmtpConfig.from_url(url)
+
+
+def test_smtp_config_repr_hides_the_password() -> None:
+    assert "hunter2" not in repr(SmtpConfig.from_url("smtp://u:hunter2@h"))
+
+
+# --- a real SMTP server on loopback ------------------------------------------------------
+
+
+class Recorder:
+    """aiosmtpd handler that records what arrives and can be told to refuse."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.ehlos = 0
+        self.quits = 0
+        self.rsets = 0
+        self.mechanisms: list[str] = []
+        self.rcpt_replies: dict[str, str] = {}
+        self.data_reply: str | None = None
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
+        self.ehlos += 1  # our client says EHLO once per plain connection
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
+        if address in self.rcpt_replies:
+            return self.rcpt_replies[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        if self.data_reply:
+            return self.data_reply
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 2.0.0 Ok: queued"
+
+    async def handle_RSET(self, server, session, envelope):  # noqa: ANN001
+        self.rsets += 1
+        return "250 OK"
+
+    async def handle_QUIT(self, server, session, envelope):  # noqa: ANN001
+        self.quits += 1
+        return "221 Bye"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+        self.mechanisms.append(mechanism)
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            b"editor", b"s3cr:t@pw"
+        )
+        return AuthResult(success=ok)
+
+
+class IdleTimeoutSMTP(SMTP):
+    """Like Postfix: say 421 before closing an idle session."""
+
+    def _timeout_cb(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"421 4.4.2 relay.example Error: timeout exceeded\r\n")
+        self.transport.close()
+
+
+class _Controller(Controller):
+    def __init__(self, handler: Any, smtp_class: type[SMTP] = SMTP, **kwargs: Any) -> None:
+        self.smtp_class = smtp_class
+        super().__init__(handler, **kwargs)
+
+    def factory(self) -> SMTP:
+        return self.smtp_class(self.handler, **self.SMTP_kwargs)
+
+
+@dataclass
+class Relay:
+    port: int
+    handler: Recorder
+
+    def url(self, scheme: str = "smtp", auth: str = "", query: str = "") -> str:
+        return f"{scheme}://{auth}127.0.0.1:{self.port}{query}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def relay_server(handler: Recorder | None = None, **kwargs: Any) -> Iterator[Relay]:
+    handler = handler or Recorder()
+    port = free_port()
+    controller = _Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    try:
+        yield Relay(port, handler)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def relay() -> Iterator[Relay]:
+    with relay_server() as r:
+        yield r
+
+
+def send_digest(transport: SmtpTransport, to: str = "reader@example.org", subject: str = "Digest") -> bytes:
+    raw = message(to_addr=to, subject=subject, message_id=make_message_id("example.com"))
+    transport.send("news@example.com", to, raw)
+    return raw
+
+
+def test_sends_many_messages_over_one_connection(relay: Relay) -> None:
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as transport:
+        sent = [send_digest(transport, f"reader{i}@example.org", f"Digest {i} — سوريا") for i in range(3)]
+    assert relay.handler.ehlos == 1
+    assert relay.handler.quits == 1
+    assert len(relay.handler.messages) == 3
+    for i, ((mail_from, rcpts, content), raw) in enumerate(zip(relay.handler.messages, sent, strict=True)):
+        assert mail_from == "news@example.com" and rcpts == [f"reader{i}@example.org"]
+        assert content.replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")  # dot-stuffing undone
+        got = parse(content)
+        assert got["Subject"] == f"Digest {i} — سوريا"
+        plain, html = got.iter_parts()
+        assert html.get_content().replace("\r\n", "\n") == canonical(HTML)
+
+
+def test_envelope_accepts_display_name_forms(relay: Relay) -> None:
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as transport:
+        transport.send("The Ledger <news@example.com>", "<reader@example.org>", message())
+    assert relay.handler.messages[0][:2] == ("news@example.com", ["reader@example.org"])
+
+
+def test_reconnects_once_after_the_server_drops_an_idle_connection() -> None:
+    with relay_server(timeout=0.3) as relay, SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        send_digest(t)
+        time.sleep(0.8)  # aiosmtpd closes the idle session without a word
+        send_digest(t)
+        assert relay.handler.ehlos == 2
+        assert len(relay.handler.messages) == 2
+
+
+def test_reconnects_after_a_421_idle_timeout() -> None:
+    with relay_server(smtp_class=IdleTimeoutSMTP, timeout=0.3) as relay:
+        with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+            send_digest(t)
+            time.sleep(0.8)
+            send_digest(t)
+        assert relay.handler.ehlos == 2
+        assert len(relay.handler.messages) == 2
+
+
+def test_rcpt_550_is_permanent_and_the_session_stays_usable(relay: Relay) -> None:
+    relay.handler.rcpt_replies["gone@example.org"] = "550 5.1.1 no such user"
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        with pytest.raises(PermanentFailure) as err:
+            send_digest(t, "gone@example.org")
+        assert err.value.code == 550 and err.value.stage == "rcpt"
+        assert "no such user" in err.value.reason
+        send_digest(t, "reader@example.org")
+    assert relay.handler.rsets >= 1
+    assert relay.handler.ehlos == 1
+    assert [m[1] for m in relay.handler.messages] == [["reader@example.org"]]
+
+
+def test_rcpt_451_is_temporary(relay: Relay) -> None:
+    relay.handler.rcpt_replies["busy@example.org"] = "451 4.3.0 try later"
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as t, pytest.raises(TemporaryFailure) as err:
+        send_digest(t, "busy@example.org")
+    assert err.value.code == 451 and "try later" in err.value.reason
+    assert not isinstance(err.value, PermanentFailure)
+
+
+@pytest.mark.parametrize(("reply", "kind"), [("451 4.7.1 greylisted", TemporaryFailure),
+                                             ("554 5.7.1 rejected as spam", PermanentFailure)])
+def test_data_refusals_are_classified(relay: Relay, reply: str, kind: type) -> None:
+    relay.handler.data_reply = reply
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        with pytest.raises(kind) as err:
+            send_digest(t)
+        assert err.value.code == int(reply[:3]) and err.value.stage == "data"
+        relay.handler.data_reply = None
+        send_digest(t)
+    assert len(relay.handler.messages) == 1 and relay.handler.ehlos == 1
+
+
+def test_unreachable_relay_is_a_temporary_failure() -> None:
+    t = SmtpTransport(SmtpConfig("127.0.0.1", free_port(), timeout=2))
+    with pytest.raises(TemporaryFailure) as err:
+        t.send("news@example.com", "reader@example.org", message())
+    assert err.value.stage == "connect" and err.value.code is None
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_auth(mechanism: str) -> None:
+    handler = Recorder()
+    other = {"PLAIN": "LOGIN", "LOGIN": "PLAIN"}[mechanism]
+    with relay_server(handler, authenticator=handler.authenticate, auth_required=True,
+                      auth_require_tls=False, auth_exclude_mechanism=[other]) as relay:
+        with SmtpTransport(SmtpConfig.from_url(relay.url(auth="editor:s3cr%3At%40pw@"))) as t:
+            send_digest(t)
+            send_digest(t)
+        assert handler.mechanisms == [mechanism]
+        assert len(handler.messages) == 2
+
+        with pytest.raises(AuthenticationFailure) as err:
+            SmtpTransport(SmtpConfig.from_url(relay.url(auth="editor:wrong@"))).send(
+                "news@example.com", "reader@example.org", message()
+            )
+        assert err.value.code == 535 and err.value.stage == "auth"
+        assert isinstance(err.value, PermanentFailure)
+
+        with pytest.raises(PermanentFailure) as err:  # no credentials: 530 at MAIL FROM
+            with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+                send_digest(t)
+        assert err.value.code == 530
+
+
+# --- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if not shutil.which("openssl"):
+        pytest.skip("openssl CLI not available to make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*certificate)
+    return ctx
+
+
+def test_smtps(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust our self-signed relay
+    with relay_server(ssl_context=server_context(certificate)) as relay:
+        with SmtpTransport(SmtpConfig.from_url(relay.url("smtps"))) as t:
+            send_digest(t)
+            send_digest(t)
+        assert len(relay.handler.messages) == 2 and relay.handler.ehlos == 1
+
+
+def test_starttls_with_auth(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    handler = Recorder()
+    with relay_server(handler, tls_context=server_context(certificate), require_starttls=True,
+                      authenticator=handler.authenticate, auth_required=True) as relay:
+        url = relay.url(auth="editor:s3cr%3At%40pw@", query="?starttls=true")
+        with SmtpTransport(SmtpConfig.from_url(url)) as t:
+            send_digest(t)
+        assert len(handler.messages) == 1 and handler.mechanisms
+        assert handler.ehlos == 2  # before and after STARTTLS
+
+
+def test_untrusted_certificate_is_a_permanent_failure(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with relay_server(ssl_context=server_context(certificate)) as relay:
+        with pytest.raises(PermanentFailure) as err:
+            SmtpTransport(SmtpConfig.from_url(relay.url("smtps"))).send(
+                "news@example.com", "reader@example.org", message()
+            )
+        assert err.value.stage == "connect" and "certificate" in err.value.reason
+
+
+# --- one transport per process -----------------------------------------------------------
+
+
+def test_get_transport_is_per_process_and_per_url() -> None:
+    url = "smtp://127.0.0.1:2525"
+    first = get_transport(url)
+    assert get_transport(url) is first
+    assert get_transport("smtp://127.0.0.1:2526") is not first
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: must build its own transport, never reuse the parent's socket
+        try:
+            os.write(write, b"fresh" if get_transport(url) is not first else b"shared")
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert answer == b"fresh"

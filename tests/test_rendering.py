@@ -1,0 +1,337 @@
+"""Email rendering: every template renders, CSS is inlined, data is escaped, and the
+render-once / personalise-per-reader split gives the same email as rendering per reader."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import lxml.html
+import pytest
+
+from newsletter import rendering
+from newsletter.rendering import (
+    RenderedEmail,
+    personalise,
+    placeholder,
+    premailer_calls,
+    render,
+    template_names,
+)
+
+SITE = {"site_name": "The Levant Ledger", "base_url": "https://news.example.com"}
+PER_READER = ("email", "unsubscribe_url", "preferences_url")
+
+
+def placeholders() -> dict[str, str]:
+    return {name: placeholder(name) for name in PER_READER}
+
+
+def reader(n: int) -> dict[str, str]:
+    return {
+        "email": f"reader{n}@example.org",
+        "unsubscribe_url": f"https://news.example.com/unsubscribe/tok{n}.sig?src=email&n={n}",
+        "preferences_url": f"https://news.example.com/preferences/tok{n}.sig",
+    }
+
+
+def article(n: int, **overrides: Any) -> dict[str, Any]:
+    a = {
+        "title": f"Ceasefire talks resume in Geneva, day {n}",
+        "url": f"https://news.example.com/world/{n}-ceasefire-talks?utm_source=digest&n={n}",
+        "summary": (
+            "Negotiators met for a third day on Thursday; both delegations said progress had "
+            "been made on prisoner exchanges and on humanitarian corridors into the north."
+        ),
+        "author": "Lina Haddad" if n % 2 else None,
+        "published_label": "28 Nov 2026, 09:15",
+        "image_url": f"https://cdn.example.com/img/{n}.jpg" if n % 3 == 0 else None,
+    }
+    a.update(overrides)
+    return a
+
+
+def digest_context(
+    topics: tuple[tuple[str, str], ...] = (("syria", "Syria"), ("russia", "Russia"), ("economy", "Economy")),
+    per_topic: int = 5,
+    frequency: str = "weekly",
+) -> dict[str, Any]:
+    sections, n = [], 0
+    for slug, name in topics:
+        articles = []
+        for _ in range(per_topic):
+            n += 1
+            articles.append(article(n))
+        sections.append({"topic": {"slug": slug, "name": name}, "articles": articles})
+    return {
+        **SITE,
+        **placeholders(),
+        "edition": {"id": 42, "frequency": frequency, "date_label": "28 November 2026"},
+        "archive_url": "https://news.example.com/editions/42",
+        "article_count": n,
+        "sections": sections,
+    }
+
+
+def confirm_context() -> dict[str, Any]:
+    return {
+        **SITE,
+        **placeholders(),
+        "confirm_url": "https://news.example.com/confirm/eyJyIjo0Mn0.abc",
+        "topics": ["Syria", "Russia"],
+        "frequency": "daily",
+        "consent_text": "I agree to receive email newsletters about the topics I selected.",
+    }
+
+
+# A new template needs a sample context here: the parametrised tests cover every folder.
+SAMPLE_CONTEXTS = {"confirm": confirm_context, "digest": digest_context}
+
+
+def sample(name: str) -> dict[str, Any]:
+    assert name in SAMPLE_CONTEXTS, f"add a sample context for email template {name!r}"
+    return SAMPLE_CONTEXTS[name]()
+
+
+def style_blocks(html: str) -> list[str]:
+    return re.findall(r"<style[^>]*>(.*?)</style>", html, flags=re.S | re.I)
+
+
+def test_template_names_lists_email_folders_only() -> None:
+    names = template_names()
+    assert {"confirm", "digest"} <= set(names)
+    assert not any(n.startswith("_") for n in names)
+    assert rendering.TEMPLATES_DIR.is_dir()
+
+
+@pytest.mark.parametrize("name", template_names())
+def test_every_template_renders_a_complete_email(name: str) -> None:
+    email = render(name, sample(name))
+
+    assert email.subject and "\n" not in email.subject and "\r" not in email.subject
+    assert email.subject == " ".join(email.subject.split())
+    assert len(email.subject) <= 100
+
+    for part in (email.subject, email.text, email.html):
+        assert "{{" not in part and "{%" not in part
+    assert email.text.strip() and "<p" not in email.text and "&amp;" not in email.text
+    assert all(len(line.encode()) <= 998 for line in email.text.splitlines())
+    assert placeholder("email") in email.text and placeholder("email") in email.html
+
+    html = email.html
+    assert html.startswith("<!DOCTYPE html>")
+    doc = lxml.html.document_fromstring(html)
+    assert doc.get("lang") == "en"
+    assert doc.xpath("//meta[@charset='utf-8']")
+
+    # Only the media query survives in <style>; every other rule became style= attributes.
+    (css,) = style_blocks(html)
+    assert css.strip().startswith("@media")
+    assert css.count("{") == css.count("}")
+    outside_media = re.sub(r"@media[^{]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}", "", css)
+    assert outside_media.strip() == ""
+
+    body = doc.body
+    assert "background-color" in body.get("style", "")
+    for el in body.iter():
+        if isinstance(el.tag, str) and el.get("class"):
+            assert el.get("style"), f"<{el.tag} class={el.get('class')!r}> has no inline style"
+    for tag in ("p", "a"):
+        elements = body.findall(f".//{tag}")
+        assert elements and all(e.get("style") for e in elements), f"un-styled <{tag}>"
+
+
+def test_digest_content_and_links() -> None:
+    ctx = digest_context()
+    email = render("digest", ctx)
+    assert email.subject == (
+        "Your weekly digest: 15 stories on Syria, Russia and more — The Levant Ledger"
+    )
+
+    doc = lxml.html.document_fromstring(email.html)
+    links = {a.text_content().strip(): a.get("href") for a in doc.iter("a")}
+    assert links["View in browser"] == ctx["archive_url"]
+    assert links["Unsubscribe"] == placeholder("unsubscribe_url")
+    assert links["Change preferences"] == placeholder("preferences_url")
+    first = ctx["sections"][0]["articles"][0]
+    assert links[first["title"]] == first["url"]  # & in the URL round-trips through escaping
+    assert [h.text_content() for h in doc.iter("h2")] == ["Syria", "Russia", "Economy"]
+    assert "You receive this because you follow: Syria, Russia, Economy." in doc.text_content()
+    images = doc.xpath("//img")
+    assert images and all(i.get("alt") and i.get("width") == "552" for i in images)
+    assert "max-width:552px" in images[0].get("style").replace(" ", "")
+
+    text = email.text
+    assert "View in browser:\nhttps://news.example.com/editions/42\n" in text
+    assert f"\n{first['title']}\n{first['url']}\n" in text
+    assert "You receive this because you follow: Syria, Russia, Economy." in text
+    assert f"Unsubscribe:\n{placeholder('unsubscribe_url')}" in text
+    for line in text.splitlines():
+        if not line.startswith("http"):
+            assert len(line) <= 72, line
+
+
+@pytest.mark.parametrize(
+    ("topics", "count", "expected"),
+    [
+        ((("syria", "Syria"),), 1, "Your daily digest: 1 story on Syria — The Levant Ledger"),
+        (
+            (("syria", "Syria"), ("russia", "Russia")),
+            2,
+            "Your daily digest: 2 stories on Syria and Russia — The Levant Ledger",
+        ),
+    ],
+)
+def test_digest_subject_wording(topics: tuple, count: int, expected: str) -> None:
+    ctx = digest_context(topics=topics, per_topic=1, frequency="daily")
+    assert ctx["article_count"] == count
+    assert render("digest", ctx).subject == expected
+
+
+def test_digest_subject_stays_short_with_long_topic_names() -> None:
+    long = "International Criminal Court proceedings and war-crimes investigations"
+    ctx = digest_context(topics=(("icc", long), ("russia", "Russia")), per_topic=2)
+    subject = render("digest", ctx).subject
+    assert len(subject) <= 100
+    assert subject.startswith("Your weekly digest: 4 stories on International")
+    assert subject.endswith("— The Levant Ledger")
+
+
+def test_confirm_email_explains_what_was_agreed() -> None:
+    ctx = confirm_context()
+    email = render("confirm", ctx)
+    assert email.subject == "Confirm your subscription to The Levant Ledger"
+    doc = lxml.html.document_fromstring(email.html)
+    button = doc.xpath("//a[contains(@class, 'button')]")[0]
+    assert button.get("href") == ctx["confirm_url"]
+    content = doc.text_content()
+    assert ctx["consent_text"] in content
+    assert "one digest a day on Syria and Russia" in " ".join(content.split())
+    assert "ignore this email" in content
+    assert ctx["confirm_url"] in email.text and ctx["consent_text"][:40] in email.text
+    assert "one digest a day on Syria and Russia" in " ".join(email.text.split())
+
+
+HOSTILE_TITLE = "<script>alert(1)</script> \"quotes\" & ampersand"
+HOSTILE_SUMMARY = "It's <b>bold</b> & \"quoted\" </p><img src=x onerror=alert(2)>"
+
+
+def test_editor_and_feed_text_is_escaped_in_html_and_readable_in_text() -> None:
+    ctx = digest_context(per_topic=1)
+    ctx["sections"][0]["topic"]["name"] = "Syria <i>& co</i>"
+    ctx["sections"][0]["articles"][0].update(
+        title=HOSTILE_TITLE,
+        summary=HOSTILE_SUMMARY,
+        author="O'Brien <admin@x>",
+        url="javascript:alert(3)",
+        image_url="https://cdn.example.com/a.jpg?x=1&y=\"2\"",
+    )
+    email = render("digest", ctx)
+
+    html = email.html
+    assert "<script" not in html and "<b>" not in html and "<i>" not in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&amp; ampersand" in html
+    assert "javascript:" not in html  # only http(s) links reach an href
+    doc = lxml.html.document_fromstring(html)
+    assert not doc.xpath("//script") and not doc.xpath("//*[@onerror]")
+    assert HOSTILE_TITLE in [h.text_content() for h in doc.iter("h3")]
+    assert HOSTILE_SUMMARY in doc.text_content()
+    assert doc.xpath("//img")[0].get("src") == "https://cdn.example.com/a.jpg?x=1&y=\"2\""
+    assert doc.xpath("//img")[0].get("alt") == HOSTILE_TITLE
+
+    text = email.text
+    assert HOSTILE_TITLE in text
+    assert "It's <b>bold</b> & \"quoted\"" in text
+    assert "By O'Brien <admin@x>" in text
+    assert "&amp;" not in text and "&lt;" not in text and "&#" not in text
+    assert "Syria <i>& co</i>" in email.subject
+
+
+def test_confirm_escapes_consent_and_topics() -> None:
+    ctx = confirm_context() | {"topics": ["<Economy>"], "consent_text": "I agree & <u>consent</u>"}
+    email = render("confirm", ctx)
+    assert "&lt;Economy&gt;" in email.html and "<Economy>" not in email.html
+    assert "I agree &amp; &lt;u&gt;consent&lt;/u&gt;" in email.html
+    assert "I agree & <u>consent</u>" in email.text
+
+
+def test_personalise_replaces_every_placeholder_and_escapes_for_html() -> None:
+    shared = render("digest", digest_context(per_topic=1))
+    values = {
+        "email": "a&b@example.com",
+        "unsubscribe_url": "https://news.example.com/unsubscribe/t.s?x=1&y=\"2\"",
+        "preferences_url": "https://news.example.com/preferences/t.s",
+    }
+    email = personalise(shared, values)
+
+    for part in (email.subject, email.text, email.html):
+        assert "__nl_" not in part
+    assert "a&b@example.com" in email.text and values["unsubscribe_url"] in email.text
+    assert "a&amp;b@example.com" in email.html and "a&b@example.com" not in email.html
+    doc = lxml.html.document_fromstring(email.html)
+    links = {a.text_content().strip(): a.get("href") for a in doc.iter("a")}
+    assert links["Unsubscribe"] == values["unsubscribe_url"]
+    assert links["Change preferences"] == values["preferences_url"]
+    assert "This email was sent to a&b@example.com." in doc.text_content()
+    # The shared rendering is untouched and reusable for the next reader.
+    assert placeholder("email") in shared.html
+
+
+def test_personalise_refuses_to_leave_a_placeholder_unfilled() -> None:
+    shared = render("digest", digest_context(per_topic=1))
+    with pytest.raises(KeyError, match="preferences_url"):
+        personalise(shared, {"email": "a@example.org", "unsubscribe_url": "https://x/u"})
+
+
+def test_personalise_leaves_lookalike_text_alone() -> None:
+    email = RenderedEmail(subject="__nl_ hi __nl_x", text="a __nl_email__ b", html="__nl_Caps__ __nl_email__")
+    out = personalise(email, {"email": "<r@x>"})
+    assert out == RenderedEmail(subject="__nl_ hi __nl_x", text="a <r@x> b", html="__nl_Caps__ &lt;r@x&gt;")
+
+
+@pytest.mark.parametrize("bad", ["", "Email", "unsub-url", "a__b", "_a", "a_", "ü"])
+def test_placeholder_names_are_restricted(bad: str) -> None:
+    with pytest.raises(ValueError):
+        placeholder(bad)
+
+
+@pytest.mark.parametrize("name", ["digest", "confirm"])
+def test_render_once_then_personalise_equals_rendering_per_reader(name: str) -> None:
+    shared = render(name, sample(name))
+    for n in range(4):
+        direct = render(name, sample(name) | reader(n))
+        assert personalise(shared, reader(n)) == direct
+
+
+def test_premailer_runs_once_per_render_not_per_reader() -> None:
+    before = premailer_calls()
+    shared = render("digest", digest_context())
+    assert premailer_calls() == before + 1
+    for n in range(50):
+        personalise(shared, reader(n))
+    assert premailer_calls() == before + 1
+    render("confirm", confirm_context())
+    assert premailer_calls() == before + 2
+
+
+def test_strict_undefined_catches_a_missing_context_key() -> None:
+    ctx = digest_context()
+    del ctx["archive_url"]
+    with pytest.raises(Exception, match="archive_url"):
+        render("digest", ctx)
+
+
+@pytest.mark.parametrize("bad", ["../etc", "_base", "", "nope"])
+def test_unknown_or_unsafe_template_names_are_rejected(bad: str) -> None:
+    with pytest.raises((ValueError, LookupError)):
+        render(bad, digest_context())
+
+
+def test_non_latin_content_survives_inlining() -> None:
+    ctx = digest_context(topics=(("syria", "سوريا"),), per_topic=1)
+    ctx["sections"][0]["articles"][0]["title"] = "استئناف المحادثات في جنيف — Ṣaḥāfa"
+    email = render("digest", ctx)
+    assert "استئناف المحادثات في جنيف — Ṣaḥāfa" in email.html
+    assert "سوريا" in email.subject and "استئناف" in email.text
