@@ -32,6 +32,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+
 class MailerError(Exception):
     """A message could not be handed to the relay."""
 
@@ -56,6 +57,9 @@ class AuthenticationFailure(PermanentFailure):
 
 # --- configuration -----------------------------------------------------------------------
 
+_BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 @dataclass(frozen=True)
 class SmtpConfig:
     host: str
@@ -71,8 +75,9 @@ class SmtpConfig:
         """Parse ``smtp://user:pass@host:port``, ``smtps://…`` or ``smtp://host?starttls=true``."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        if scheme not in ("smtp", "smtps"):
-            raise ValueError(f"SMTP URL must start with smtp:// or smtps://, not {url[:12]!r}…")
+        if scheme not in ("smtp", "smtps"):  # (never echo the URL: it may hold a password)
+            got = f"{scheme}://" if scheme else "no scheme"
+            raise ValueError(f"SMTP URL must start with smtp:// or smtps://, got {got}")
         if not parts.hostname:
             raise ValueError("SMTP URL has no host: expected smtp://[user:pass@]host[:port]")
         try:
@@ -80,13 +85,13 @@ class SmtpConfig:
         except ValueError:
             raise ValueError("SMTP URL has an invalid port") from None
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        starttls = options.pop("starttls", "false").lower()
-        if starttls not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError(f"SMTP URL option starttls={starttls!r}: expected true or false")
+        starttls = _BOOL.get(options.pop("starttls", "false").lower())
+        if starttls is None:
+            raise ValueError("SMTP URL option starttls must be true or false")
         timeout = float(options.pop("timeout", 30.0))
         if options:
             raise ValueError(f"unknown SMTP URL option(s): {', '.join(sorted(options))}")
-        if scheme == "smtps" and starttls in ("true", "1", "yes"):
+        if scheme == "smtps" and starttls:
             raise ValueError("smtps:// is TLS from the start; starttls=true applies to smtp:// only")
         return cls(
             host=parts.hostname,
@@ -94,7 +99,7 @@ class SmtpConfig:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password is not None else None,
             ssl=scheme == "smtps",
-            starttls=starttls in ("true", "1", "yes"),
+            starttls=starttls,
             timeout=timeout,
         )
 
@@ -203,33 +208,26 @@ def _address(name: str, value: str) -> str:
 
 
 def _list_id(value: str) -> str:
-    _no_newlines(value, "List-Id")
-    value = value.strip()
-    if "<" not in value:
-        value = f"<{value}>"
-    phrase, _, rest = value.partition("<")
-    ident = "<" + rest
-    if not ident.isascii() or not ident.endswith(">") or " " in ident:
+    # Accepts "<list.example.com>", "Name <list.example.com>" or a bare "list.example.com".
+    phrase, _, ident = _no_newlines(value, "List-Id").strip().rpartition("<")
+    ident = "<" + ident if phrase or value.strip().startswith("<") else f"<{ident}>"
+    if not ident.isascii() or not ident.endswith(">") or " " in ident or ident.count("<") > 1:
         raise ValueError(f"List-Id must be 'phrase <list.id.domain>', got {value!r}")
     phrase = phrase.strip()
-    if not phrase:
-        return ident
-    return _unstructured("List-Id", phrase) + " " + ident
+    return (_unstructured("List-Id", phrase) + " " + ident) if phrase else ident
 
 
 def _list_unsubscribe(url: str, mailto: str | None) -> str:
     _no_newlines(url, "unsubscribe_url")
     if not url.lower().startswith(("https://", "http://")) or not url.isascii() or " " in url:
         raise ValueError(f"unsubscribe_url must be an absolute ASCII http(s) URL, got {url!r}")
-    value = f"<{url}>"
-    if mailto:
-        _no_newlines(mailto, "unsubscribe_mailto")
-        if not mailto.lower().startswith("mailto:"):
-            mailto = "mailto:" + mailto
-        if not mailto.isascii() or " " in mailto:
-            raise ValueError(f"unsubscribe_mailto must be ASCII without spaces, got {mailto!r}")
-        value += f",\r\n <{mailto}>"
-    return value
+    if not mailto:
+        return f"<{url}>"
+    if not _no_newlines(mailto, "unsubscribe_mailto").lower().startswith("mailto:"):
+        mailto = "mailto:" + mailto
+    if not mailto.isascii() or " " in mailto:
+        raise ValueError(f"unsubscribe_mailto must be ASCII without spaces, got {mailto!r}")
+    return f"<{url}>,\r\n <{mailto}>"
 
 
 def _qp(body: str) -> bytes:

@@ -4,8 +4,8 @@ Rendering is split in two so that the expensive part runs once per distinct cont
 
 * :func:`render` runs Jinja2 and premailer (~tens of ms) with :func:`placeholder` markers
   standing in for the per-reader values (address, unsubscribe and preferences links);
-* :func:`personalise` swaps the markers for one reader's values with a single regex pass
-  (microseconds), escaping them for the HTML part.
+* :func:`personalise` swaps the markers for one reader's values (a few microseconds: the
+  marker positions are found once per rendering), escaping them for the HTML part.
 
 Templates must therefore treat per-reader values as opaque strings: print them, put them in
 ``href``, but never transform them (``upper``, ``truncate``, ``wordwrap``…), or the
