@@ -92,7 +92,9 @@ class SmtpConfig:
         if options:
             raise ValueError(f"unknown SMTP URL option(s): {', '.join(sorted(options))}")
         if scheme == "smtps" and starttls:
-            raise ValueError("smtps:// is TLS from the start; starttls=true applies to smtp:// only")
+            raise ValueError(
+                "smtps:// is TLS from the start; starttls=true applies to smtp:// only"
+            )
         return cls(
             host=parts.hostname,
             port=port or (465 if scheme == "smtps" else 25),
@@ -110,10 +112,16 @@ _MAX_LINE = 78  # RFC 5322's "SHOULD"; 998 is the hard limit
 # Printable ASCII that a parser will not mistake for an encoded word.
 _PLAIN = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
-_MANAGED = {
-    "from", "to", "subject", "date", "message-id", "mime-version", "list-id",
-    "list-unsubscribe", "list-unsubscribe-post", "content-type", "content-transfer-encoding",
-}
+# Headers build_message sets itself; extra_headers may not repeat them.
+_MANAGED = {"from", "to", "subject", "date", "message-id", "mime-version", "list-id"}
+_MANAGED |= {"list-unsubscribe", "list-unsubscribe-post", "content-type"}
+_MANAGED |= {"content-transfer-encoding"}
+
+
+_PART_HEAD = (
+    "--{}\r\nContent-Type: text/{}; charset=utf-8\r\n"
+    "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+)
 
 
 def _no_newlines(value: str, what: str) -> str:
@@ -265,8 +273,13 @@ def build_message(
     Raises ValueError for a line break in any header value or an unusable address.
     """
     _no_newlines(message_id, "Message-ID")
-    if not (message_id.startswith("<") and message_id.endswith(">") and "@" in message_id
-            and message_id.isascii() and " " not in message_id):
+    if not (
+        message_id.startswith("<")
+        and message_id.endswith(">")
+        and "@" in message_id
+        and message_id.isascii()
+        and " " not in message_id
+    ):
         raise ValueError(f"Message-ID must look like <id@domain>, got {message_id!r}")
     when = date or datetime.now(UTC)
     if when.tzinfo is None:
@@ -289,14 +302,11 @@ def build_message(
     # "=_" cannot occur in quoted-printable output, so the boundary can never collide.
     boundary = "=_nl_" + secrets.token_hex(12)
     headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
-    sep = f"--{boundary}\r\n".encode("ascii")
-    part_head = "Content-Type: text/{}; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
-    return b"".join((
-        "\r\n".join(headers).encode("ascii"), b"\r\n\r\n",
-        sep, part_head.format("plain").encode("ascii"), _qp(text), b"\r\n",
-        sep, part_head.format("html").encode("ascii"), _qp(html), b"\r\n",
-        f"--{boundary}--\r\n".encode("ascii"),
-    ))
+    out = bytearray(("\r\n".join(headers) + "\r\n\r\n").encode("ascii"))
+    for subtype, body in (("plain", text), ("html", html)):
+        out += _PART_HEAD.format(boundary, subtype).encode("ascii") + _qp(body) + b"\r\n"
+    out += f"--{boundary}--\r\n".encode("ascii")
+    return bytes(out)
 
 
 # --- transport ---------------------------------------------------------------------------
@@ -375,8 +385,10 @@ class SmtpTransport:
                         raise exc.failure from exc
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> None:
-        for stage, command, arg, ok in (("mail", conn.mail, sender, (250,)),
-                                        ("rcpt", conn.rcpt, recipient, (250, 251))):
+        for stage, command, arg, ok in (
+            ("mail", conn.mail, sender, (250,)),
+            ("rcpt", conn.rcpt, recipient, (250, 251)),
+        ):
             try:
                 code, reply = command(arg)
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
@@ -474,8 +486,10 @@ def _close_transports() -> None:
 
 
 def _forget_parent_transports() -> None:
-    # Runs in a freshly forked child: drop the parent's entries (and their locks, which may
-    # have been held mid-send at fork time) without touching the shared sockets.
+    # Runs in a freshly forked child: forget the parent's transports (and a lock that may
+    # have been held at fork time). Their sockets are only closed here when garbage
+    # collected, which releases the child's copy of the descriptor and sends nothing, so
+    # the parent's sessions carry on.
     global _transports_lock
     _transports_lock = threading.Lock()
     _transports.clear()

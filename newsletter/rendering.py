@@ -142,7 +142,7 @@ def _inline_css(document: str) -> str:
     )
     out = inliner.transform(pretty_print=False)
     # premailer keeps the doctype only when it is spelled exactly as lxml writes it.
-    if not out.lstrip()[:9].upper() == "<!DOCTYPE":
+    if out.lstrip()[:9].upper() != "<!DOCTYPE":
         out = "<!DOCTYPE html>\n" + out
     return out
 
@@ -200,7 +200,7 @@ def _split(s: str) -> list[str]:
     start = s.find("__nl_")
     while start >= 0:
         end = s.find("__", start + 5)
-        name = s[start + 5:end] if end > 0 else ""
+        name = s[start + 5 : end] if end > 0 else ""
         if name and _NAME.fullmatch(name):
             parts += (s[pos:start], name)
             pos = end + 2

@@ -38,9 +38,11 @@ ACCENTED = "Ṣaḥāfa — l’édition spéciale du jeudi, avec « guillemets 
 TEXT = "Good morning.\n\nCeasefire talks resume in Geneva\nhttps://news.example.com/a?x=1&y=2\n" + (
     "A long summary line with café, naïve and سوريا that needs soft breaks. " * 6
 )
-HTML = "<!DOCTYPE html>\n<html lang=\"en\"><body><p style=\"color:#333\">Café &amp; سوريا</p>" + (
-    "<a href=\"https://news.example.com/a?x=1&amp;y=2\">story</a>" * 40
-) + "\n.leading dot line\n</body></html>"
+HTML = (
+    '<!DOCTYPE html>\n<html lang="en"><body><p style="color:#333">Café &amp; سوريا</p>'
+    + ('<a href="https://news.example.com/a?x=1&amp;y=2">story</a>' * 40)
+    + "\n.leading dot line\n</body></html>"
+)
 
 
 def message(**overrides: Any) -> bytes:
@@ -83,10 +85,13 @@ def assert_wire_format(raw: bytes) -> None:
 @pytest.mark.parametrize(
     ("subject", "from_addr"),
     [
-        ("Your weekly digest: 12 stories on Syria, Russia and more", "The Levant Ledger <news@example.com>"),
+        (
+            "Your weekly digest: 12 stories on Syria, Russia and more",
+            "The Levant Ledger <news@example.com>",
+        ),
         (ACCENTED, "Ṣaḥāfa <news@example.com>"),
         (ARABIC, "نشرة الأخبار <news@example.com>"),
-        (ARABIC + " — " + ACCENTED + " " + ARABIC, "\"Ledger, The\" <news@example.com>"),
+        (ARABIC + " — " + ACCENTED + " " + ARABIC, '"Ledger, The" <news@example.com>'),
     ],
 )
 def test_build_message_round_trips_through_the_stdlib_parser(subject: str, from_addr: str) -> None:
@@ -130,7 +135,13 @@ def test_non_ascii_display_name_in_to_and_idn_domain() -> None:
 def test_long_subjects_fold_and_unfold_exactly() -> None:
     words = " ".join(f"word{i}" for i in range(60))
     unbreakable = "x" * 1500
-    for subject in (words, unbreakable, "  padded  twice  ", "tab\there", "looks like =?utf-8?q?x?="):
+    for subject in (
+        words,
+        unbreakable,
+        "  padded  twice  ",
+        "tab\there",
+        "looks like =?utf-8?q?x?=",
+    ):
         raw = message(subject=subject)
         assert_wire_format(raw)
         assert parse(raw)["Subject"] == subject
@@ -167,13 +178,27 @@ def test_extra_headers_are_added_and_cannot_override_ours() -> None:
 
 @pytest.mark.parametrize(
     "field",
-    ["subject", "to_addr", "from_addr", "message_id", "list_id", "unsubscribe_url", "unsubscribe_mailto"],
+    [
+        "subject",
+        "to_addr",
+        "from_addr",
+        "message_id",
+        "list_id",
+        "unsubscribe_url",
+        "unsubscribe_mailto",
+    ],
 )
 @pytest.mark.parametrize("evil", ["\r\nBcc: victim@example.net", "\nBcc: x@y", "\rX: y"])
 def test_line_breaks_in_header_values_are_rejected(field: str, evil: str) -> None:
-    good = {"subject": "Hi", "to_addr": "reader@example.org", "from_addr": "news@example.com",
-            "message_id": "<a@b>", "list_id": "<l.example.com>",
-            "unsubscribe_url": "https://x.example/u", "unsubscribe_mailto": "u@example.com"}
+    good = {
+        "subject": "Hi",
+        "to_addr": "reader@example.org",
+        "from_addr": "news@example.com",
+        "message_id": "<a@b>",
+        "list_id": "<l.example.com>",
+        "unsubscribe_url": "https://x.example/u",
+        "unsubscribe_mailto": "u@example.com",
+    }
     with pytest.raises(ValueError):
         message(**{field: good[field] + evil})
     with pytest.raises(ValueError):
@@ -287,7 +312,8 @@ class Recorder:
     def authenticate(self, server, session, envelope, mechanism, auth_data):  # noqa: ANN001
         self.mechanisms.append(mechanism)
         ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
-            b"editor", b"s3cr:t@pw"
+            b"editor",
+            b"s3cr:t@pw",
         )
         return AuthResult(success=ok, handled=False)
 
@@ -343,7 +369,9 @@ def relay() -> Iterator[Relay]:
         yield r
 
 
-def send_digest(transport: SmtpTransport, to: str = "reader@example.org", subject: str = "Digest") -> bytes:
+def send_digest(
+    transport: SmtpTransport, to: str = "reader@example.org", subject: str = "Digest"
+) -> bytes:
     raw = message(to_addr=to, subject=subject, message_id=make_message_id("example.com"))
     transport.send("news@example.com", to, raw)
     return raw
@@ -351,11 +379,16 @@ def send_digest(transport: SmtpTransport, to: str = "reader@example.org", subjec
 
 def test_sends_many_messages_over_one_connection(relay: Relay) -> None:
     with SmtpTransport(SmtpConfig.from_url(relay.url())) as transport:
-        sent = [send_digest(transport, f"reader{i}@example.org", f"Digest {i} — سوريا") for i in range(3)]
+        sent = [
+            send_digest(transport, f"reader{i}@example.org", f"Digest {i} — سوريا")
+            for i in range(3)
+        ]
     assert relay.handler.ehlos == 1
     assert relay.handler.quits == 1
     assert len(relay.handler.messages) == 3
-    for i, ((mail_from, rcpts, content), raw) in enumerate(zip(relay.handler.messages, sent, strict=True)):
+    for i, ((mail_from, rcpts, content), raw) in enumerate(
+        zip(relay.handler.messages, sent, strict=True)
+    ):
         assert mail_from == "news@example.com" and rcpts == [f"reader{i}@example.org"]
         assert content.replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")  # dot-stuffing undone
         got = parse(content)
@@ -404,14 +437,19 @@ def test_rcpt_550_is_permanent_and_the_session_stays_usable(relay: Relay) -> Non
 
 def test_rcpt_451_is_temporary(relay: Relay) -> None:
     relay.handler.rcpt_replies["busy@example.org"] = "451 4.3.0 try later"
-    with SmtpTransport(SmtpConfig.from_url(relay.url())) as t, pytest.raises(TemporaryFailure) as err:
+    with (
+        SmtpTransport(SmtpConfig.from_url(relay.url())) as t,
+        pytest.raises(TemporaryFailure) as err,
+    ):
         send_digest(t, "busy@example.org")
     assert err.value.code == 451 and "try later" in err.value.reason
     assert not isinstance(err.value, PermanentFailure)
 
 
-@pytest.mark.parametrize(("reply", "kind"), [("451 4.7.1 greylisted", TemporaryFailure),
-                                             ("554 5.7.1 rejected as spam", PermanentFailure)])
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [("451 4.7.1 greylisted", TemporaryFailure), ("554 5.7.1 rejected as spam", PermanentFailure)],
+)
 def test_data_refusals_are_classified(relay: Relay, reply: str, kind: type) -> None:
     relay.handler.data_reply = reply
     with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
@@ -435,8 +473,13 @@ def test_unreachable_relay_is_a_temporary_failure() -> None:
 def test_auth(mechanism: str) -> None:
     handler = Recorder()
     other = {"PLAIN": "LOGIN", "LOGIN": "PLAIN"}[mechanism]
-    with relay_server(handler, authenticator=handler.authenticate, auth_required=True,
-                      auth_require_tls=False, auth_exclude_mechanism=[other]) as relay:
+    with relay_server(
+        handler,
+        authenticator=handler.authenticate,
+        auth_required=True,
+        auth_require_tls=False,
+        auth_exclude_mechanism=[other],
+    ) as relay:
         with SmtpTransport(SmtpConfig.from_url(relay.url(auth="editor:s3cr%3At%40pw@"))) as t:
             send_digest(t)
             send_digest(t)
@@ -450,9 +493,12 @@ def test_auth(mechanism: str) -> None:
         assert err.value.code == 535 and err.value.stage == "auth"
         assert isinstance(err.value, PermanentFailure)
 
-        with pytest.raises(PermanentFailure) as err:  # no credentials: 530 at MAIL FROM
-            with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
-                send_digest(t)
+        # No credentials: the relay answers 530 at MAIL FROM.
+        with (
+            pytest.raises(PermanentFailure) as err,
+            SmtpTransport(SmtpConfig.from_url(relay.url())) as t,
+        ):
+            send_digest(t)
         assert err.value.code == 530
 
 
@@ -466,10 +512,26 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -489,11 +551,18 @@ def test_smtps(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) 
         assert len(relay.handler.messages) == 2 and relay.handler.ehlos == 1
 
 
-def test_starttls_with_auth(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_starttls_with_auth(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     handler = Recorder()
-    with relay_server(handler, tls_context=server_context(certificate), require_starttls=True,
-                      authenticator=handler.authenticate, auth_required=True) as relay:
+    with relay_server(
+        handler,
+        tls_context=server_context(certificate),
+        require_starttls=True,
+        authenticator=handler.authenticate,
+        auth_required=True,
+    ) as relay:
         url = relay.url(auth="editor:s3cr%3At%40pw@", query="?starttls=true")
         with SmtpTransport(SmtpConfig.from_url(url)) as t:
             send_digest(t)
@@ -501,7 +570,9 @@ def test_starttls_with_auth(certificate: tuple[Path, Path], monkeypatch: pytest.
         assert handler.ehlos == 2  # before and after STARTTLS
 
 
-def test_untrusted_certificate_is_a_permanent_failure(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_untrusted_certificate_is_a_permanent_failure(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     with relay_server(ssl_context=server_context(certificate)) as relay:
         with pytest.raises(PermanentFailure) as err:

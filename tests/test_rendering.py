@@ -52,7 +52,11 @@ def article(n: int, **overrides: Any) -> dict[str, Any]:
 
 
 def digest_context(
-    topics: tuple[tuple[str, str], ...] = (("syria", "Syria"), ("russia", "Russia"), ("economy", "Economy")),
+    topics: tuple[tuple[str, str], ...] = (
+        ("syria", "Syria"),
+        ("russia", "Russia"),
+        ("economy", "Economy"),
+    ),
     per_topic: int = 5,
     frequency: str = "weekly",
 ) -> dict[str, Any]:
@@ -212,8 +216,8 @@ def test_confirm_email_explains_what_was_agreed() -> None:
     assert "one digest a day on Syria and Russia" in " ".join(email.text.split())
 
 
-HOSTILE_TITLE = "<script>alert(1)</script> \"quotes\" & ampersand"
-HOSTILE_SUMMARY = "It's <b>bold</b> & \"quoted\" </p><img src=x onerror=alert(2)>"
+HOSTILE_TITLE = '<script>alert(1)</script> "quotes" & ampersand'
+HOSTILE_SUMMARY = 'It\'s <b>bold</b> & "quoted" </p><img src=x onerror=alert(2)>'
 
 
 def test_editor_and_feed_text_is_escaped_in_html_and_readable_in_text() -> None:
@@ -224,7 +228,7 @@ def test_editor_and_feed_text_is_escaped_in_html_and_readable_in_text() -> None:
         summary=HOSTILE_SUMMARY,
         author="O'Brien <admin@x>",
         url="javascript:alert(3)",
-        image_url="https://cdn.example.com/a.jpg?x=1&y=\"2\"",
+        image_url='https://cdn.example.com/a.jpg?x=1&y="2"',
     )
     email = render("digest", ctx)
 
@@ -238,12 +242,12 @@ def test_editor_and_feed_text_is_escaped_in_html_and_readable_in_text() -> None:
     assert not doc.xpath("//script") and not doc.xpath("//*[@onerror]")
     assert HOSTILE_TITLE in [h.text_content() for h in doc.iter("h3")]
     assert HOSTILE_SUMMARY in doc.text_content()
-    assert doc.xpath("//img")[0].get("src") == "https://cdn.example.com/a.jpg?x=1&y=\"2\""
+    assert doc.xpath("//img")[0].get("src") == 'https://cdn.example.com/a.jpg?x=1&y="2"'
     assert doc.xpath("//img")[0].get("alt") == HOSTILE_TITLE
 
     text = email.text
     assert HOSTILE_TITLE in text
-    assert "It's <b>bold</b> & \"quoted\"" in text
+    assert 'It\'s <b>bold</b> & "quoted"' in text
     assert "By O'Brien <admin@x>" in text
     assert "&amp;" not in text and "&lt;" not in text and "&#" not in text
     assert "Syria <i>& co</i>" in email.subject
@@ -261,7 +265,7 @@ def test_personalise_replaces_every_placeholder_and_escapes_for_html() -> None:
     shared = render("digest", digest_context(per_topic=1))
     values = {
         "email": "a&b@example.com",
-        "unsubscribe_url": "https://news.example.com/unsubscribe/t.s?x=1&y=\"2\"",
+        "unsubscribe_url": 'https://news.example.com/unsubscribe/t.s?x=1&y="2"',
         "preferences_url": "https://news.example.com/preferences/t.s",
     }
     email = personalise(shared, values)
@@ -286,9 +290,13 @@ def test_personalise_refuses_to_leave_a_placeholder_unfilled() -> None:
 
 
 def test_personalise_leaves_lookalike_text_alone() -> None:
-    email = RenderedEmail(subject="__nl_ hi __nl_x", text="a __nl_email__ b", html="__nl_Caps__ __nl_email__")
+    email = RenderedEmail(
+        subject="__nl_ hi __nl_x", text="a __nl_email__ b", html="__nl_Caps__ __nl_email__"
+    )
     out = personalise(email, {"email": "<r@x>"})
-    assert out == RenderedEmail(subject="__nl_ hi __nl_x", text="a <r@x> b", html="__nl_Caps__ &lt;r@x&gt;")
+    assert out == RenderedEmail(
+        subject="__nl_ hi __nl_x", text="a <r@x> b", html="__nl_Caps__ &lt;r@x&gt;"
+    )
 
 
 @pytest.mark.parametrize("bad", ["", "Email", "unsub-url", "a__b", "_a", "a_", "ü"])

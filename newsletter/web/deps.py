@@ -1,0 +1,69 @@
+"""What every route shares: the database session, editor auth, page rendering."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from newsletter import db, tokens
+from newsletter.config import get_settings
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def get_session() -> Iterator[Session]:
+    session = db.session_factory()()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_editor(
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    expected = get_settings().admin_token
+    given = creds.credentials if creds else ""
+    # Constant-time comparison; an unset token disables the admin API rather than opening it.
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(401, "missing or wrong bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+Editor = Depends(require_editor)
+
+
+def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("site_name", get_settings().site_name)
+    return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def message(request: Request, heading: str, *lines: str, status: int = 200,
+            link: dict | None = None) -> HTMLResponse:
+    return page(request, "message.html", status, heading=heading, lines=lines, link=link)
+
+
+def invalid_link(request: Request, exc: tokens.InvalidToken) -> HTMLResponse:
+    expired = isinstance(exc, tokens.ExpiredToken)
+    return message(request, "This link has expired" if expired else "This link is not valid",
+                   str(exc).capitalize() + ".", "Nothing has been changed.", status=400,
+                   link={"url": "/subscribe", "label": "Subscribe again"} if expired else None)
+
+
+def client(request: Request) -> dict[str, str | None]:
+    """Who is asking, for the consent ledger."""
+    return {"ip": request.client.host if request.client else None,
+            "user_agent": request.headers.get("user-agent")}
