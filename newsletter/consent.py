@@ -47,3 +47,25 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+def suppress(session: Session, email: str, reason: str) -> None:
+    """Never mail ``email`` again without a fresh opt-in; kept only as its hash."""
+    from sqlalchemy import select
+
+    from newsletter.models import Suppression
+
+    digest = email_hash(email)
+    if session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is None:
+        session.add(Suppression(email_hash=digest, reason=reason))
+        session.flush()
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    from sqlalchemy import select
+
+    from newsletter.models import Suppression
+
+    return session.scalar(
+        select(Suppression.id).where(Suppression.email_hash == email_hash(email))
+    ) is not None

@@ -87,7 +87,7 @@ def alembic_config(url: str | None = None):
     return cfg
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> None:
+def upgrade(url: str | None = None, revision: str = "heads") -> None:
     """Bring the schema to ``revision`` (the same migrations on SQLite and PostgreSQL)."""
     from alembic import command
 

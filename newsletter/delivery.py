@@ -241,10 +241,14 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
         else:
             edition = editions[c.edition_id]
             content = rendered_digest(session, edition, c.content_key, c.id)
-            message = compose(content, personal_links(c.reader_id, email, edition.id),
-                              c.message_id)
-            outcomes.append((c.id, *_send(transport, sender, email, message, c.attempts),
-                             c.attempts))
+            try:
+                message = compose(content, personal_links(c.reader_id, email, edition.id),
+                                  c.message_id)
+            except ValueError as exc:  # an address no message can be addressed to
+                outcomes.append((c.id, "failed", f"unsendable: {exc}", c.attempts))
+            else:
+                outcomes.append((c.id, *_send(transport, sender, email, message, c.attempts),
+                                 c.attempts))
         if len(outcomes) >= RECORD_EVERY:
             _record(session, outcomes, counts)
     _record(session, outcomes, counts)

@@ -114,9 +114,22 @@ class Reader(Base):
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
     confirmation_sent_at: Mapped[datetime | None]
+    welcome_sent_at: Mapped[datetime | None]
     # Upper bound of what the reader's last digest covered; the next one starts there.
     last_digest_at: Mapped[datetime | None]
+    # A paused reader keeps their choices but gets nothing until this instant.
+    paused_until: Mapped[datetime | None]
     topics: Mapped[list[Tag]] = relationship(secondary="reader_topics", lazy="selectin")
+
+
+class Suppression(Base):
+    """An address we must not mail: erased, hard-bounced, complained. Kept only as a hash."""
+
+    __tablename__ = "suppressions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))  # erased|bounce|complaint|admin
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ConsentEvent(Base):
