@@ -69,3 +69,13 @@ def is_suppressed(session: Session, email: str) -> bool:
     return session.scalar(
         select(Suppression.id).where(Suppression.email_hash == email_hash(email))
     ) is not None
+
+
+def unsuppress(session: Session, email: str, reasons: tuple[str, ...]) -> None:
+    """Lift a suppression of one of ``reasons`` (a fresh double opt-in renews consent)."""
+    from sqlalchemy import delete
+
+    from newsletter.models import Suppression
+
+    session.execute(delete(Suppression).where(Suppression.email_hash == email_hash(email),
+                                              Suppression.reason.in_(reasons)))

@@ -24,6 +24,7 @@ from newsletter.models import OutboxEvent, utcnow
 log = logging.getLogger(__name__)
 
 READER_SUBSCRIBED = "reader.subscribed"  # {reader_id}: send the confirmation email
+READER_CONFIRMED = "reader.confirmed"  # {reader_id}: send the welcome email
 EDITION_REQUESTED = "edition.requested"  # {edition_id}: plan it
 DELIVERIES_QUEUED = "deliveries.queued"  # {edition_id, delivery_ids}: send them
 ARTICLE_PUBLISHED = "article.published"  # {article_id}: immediate alerts (later)

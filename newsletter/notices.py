@@ -1,13 +1,70 @@
-"""Transactional emails to one reader (confirmation now; welcome and others later)."""
+"""Transactional emails to one reader: the double opt-in confirmation and the welcome.
+
+Their content depends only on the reader's topics and frequency, so each variant is
+rendered (Jinja2 + premailer) once per process and personalised by substitution, like
+digests — a burst of sign-ups does not run premailer per reader.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from typing import Any
+
 from sqlalchemy.orm import Session
 
-from newsletter import mailer, rendering, subscriptions
-from newsletter.config import get_settings
+from newsletter import mailer, rendering, subscriptions, tokens
+from newsletter.config import CONSENT_TEXT, get_settings
 from newsletter.delivery import common_context, compose, personal_links
 from newsletter.models import Reader, utcnow
+
+NOTICES = ("confirm", "welcome")
+_PERSONAL = ("confirm_url", "view_url")
+_cache: OrderedDict[tuple, rendering.RenderedEmail] = OrderedDict()
+
+
+def _shared_context(template: str, reader: Reader) -> dict[str, Any]:
+    return {
+        **common_context(),
+        **{name: rendering.placeholder(name) for name in _PERSONAL},
+        "topics": [t.name for t in sorted(reader.topics, key=lambda t: t.name)],
+        "frequency": reader.frequency,
+        "consent_text": CONSENT_TEXT,
+    }
+
+
+def _rendered(template: str, reader: Reader) -> rendering.RenderedEmail:
+    context = _shared_context(template, reader)
+    key = (template, tuple(context["topics"]), reader.frequency)
+    if key not in _cache:
+        _cache[key] = rendering.render(template, context)
+        if len(_cache) > 256:
+            _cache.popitem(last=False)
+    return _cache[key]
+
+
+def personal_values(template: str, reader: Reader) -> dict[str, str]:
+    """The per-reader links of a notice: confirm, view in browser, preferences, unsubscribe."""
+    base = get_settings().base_url
+    return {
+        **personal_links(reader.id, reader.email),
+        "confirm_url": f"{base}/confirm/{tokens.make('confirm', reader.id, reader.email)}",
+        "view_url": f"{base}/emails/{tokens.make('view', reader.id, reader.email, t=template)}",
+    }
+
+
+def render_for(template: str, reader: Reader) -> rendering.RenderedEmail:
+    """The notice as this reader gets it (also what "view in browser" shows)."""
+    if template not in NOTICES:
+        raise ValueError(f"unknown notice {template!r}")
+    return rendering.personalise(_rendered(template, reader), personal_values(template, reader))
+
+
+def _send(session: Session, template: str, reader: Reader,
+          transport: mailer.SmtpTransport) -> None:
+    values = personal_values(template, reader)
+    message_id = mailer.make_message_id(get_settings().mail_domain)
+    message = compose(_rendered(template, reader), values, message_id)
+    transport.send(get_settings().from_email, reader.email, message)
 
 
 def send_confirmation(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:
@@ -21,15 +78,27 @@ def send_confirmation(session: Session, reader_id: int, transport: mailer.SmtpTr
         return False
     reader.confirmation_sent_at = utcnow()
     session.commit()
-    context = {**common_context(), **subscriptions.confirmation_context(reader)}
-    rendered = rendering.render("confirm", context)
-    message_id = mailer.make_message_id(get_settings().mail_domain)
-    message = compose(rendered, personal_links(reader.id, reader.email), message_id)
     try:
-        transport.send(get_settings().from_email, reader.email, message)
+        _send(session, "confirm", reader, transport)
     except mailer.TemporaryFailure:
         # Let a retried task try again rather than wait out the 24-hour limit.
         reader.confirmation_sent_at = None
+        session.commit()
+        raise
+    return True
+
+
+def send_welcome(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:
+    """Welcome a newly confirmed reader once: what they follow and how to change it."""
+    reader = session.get(Reader, reader_id)
+    if reader is None or reader.status != "active" or reader.welcome_sent_at is not None:
+        return False
+    reader.welcome_sent_at = utcnow()
+    session.commit()
+    try:
+        _send(session, "welcome", reader, transport)
+    except mailer.TemporaryFailure:
+        reader.welcome_sent_at = None
         session.commit()
         raise
     return True

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from newsletter import consent, events, tokens
-from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter.config import get_settings
 from newsletter.models import Delivery, Reader, Tag, utcnow
 
 FREQUENCIES = ("immediate", "daily", "weekly")
@@ -101,18 +101,6 @@ def confirmation_due(reader: Reader) -> bool:
     return sent is None or utcnow() - sent >= CONFIRMATION_INTERVAL
 
 
-def confirmation_context(reader: Reader) -> dict:
-    """What the confirmation email says: the link, the choices, the consent text."""
-    settings = get_settings()
-    token = tokens.make("confirm", reader.id, reader.email)
-    return {
-        "confirm_url": f"{settings.base_url}/confirm/{token}",
-        "topics": [t.name for t in reader.topics],
-        "frequency": reader.frequency,
-        "consent_text": CONSENT_TEXT,
-    }
-
-
 def confirm(session: Session, token: str, *, ip: str | None = None,
             user_agent: str | None = None) -> Reader:
     """Activate the reader a confirm link names; idempotent for an active reader."""
@@ -127,7 +115,89 @@ def confirm(session: Session, token: str, *, ip: str | None = None,
     reader.status = "active"
     reader.confirmed_at = utcnow()
     consent.record(session, reader, "confirmed", source="email", method="link", ip=ip,
-                   user_agent=user_agent)
+                   user_agent=user_agent,
+                   details={"topics": [t.slug for t in reader.topics],
+                            "frequency": reader.frequency})
+    # Confirming proves the mailbox and renews consent: an old erasure no longer applies.
+    consent.unsuppress(session, reader.email, reasons=("erased",))
+    events.record(session, events.READER_CONFIRMED, reader_id=reader.id)
+    return reader
+
+
+def resend_confirmation(session: Session, token: str) -> Reader | None:
+    """Ask for a new confirmation email from a genuine but expired confirm link."""
+    data, _ = tokens.read("confirm", token)  # signature checked, age not
+    reader = _reader_for(session, data)
+    if reader.status != "pending":
+        return None
+    events.record(session, events.READER_SUBSCRIBED, reader_id=reader.id)
+    return reader
+
+
+def reader_from_token(session: Session, purpose: str, token: str) -> Reader:
+    """The reader a preferences/unsubscribe/view link names; raises tokens.InvalidToken."""
+    data, _ = tokens.read(purpose, token)
+    return _reader_for(session, data)
+
+
+PAUSES = {"": None, "1w": timedelta(weeks=1), "4w": timedelta(weeks=4),
+          "12w": timedelta(weeks=12)}
+
+
+def change_preferences(
+    session: Session,
+    reader: Reader,
+    *,
+    topics: Iterable[str],
+    frequency: str,
+    pause: str = "",
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> dict:
+    """Apply the preferences form; returns what changed (empty when nothing did)."""
+    tags = resolve_topics(session, topics)
+    _check_frequency(frequency)
+    if pause not in PAUSES and pause != "resume":
+        raise SubscriptionError("Choose how long to pause.", "pause")
+    changes: dict = {}
+    before = sorted(t.slug for t in reader.topics)
+    after = sorted(t.slug for t in tags)
+    if before != after:
+        changes["topics"] = [before, after]
+        reader.topics = tags
+    if reader.frequency != frequency:
+        changes["frequency"] = [reader.frequency, frequency]
+        reader.frequency = frequency
+    if pause == "resume" and reader.paused_until is not None:
+        changes["paused_until"] = [reader.paused_until.isoformat(), None]
+        reader.paused_until = None
+    elif PAUSES.get(pause):
+        until = utcnow() + PAUSES[pause]
+        changes["paused_until"] = [
+            reader.paused_until.isoformat() if reader.paused_until else None, until.isoformat()]
+        reader.paused_until = until
+    if changes:
+        consent.record(session, reader, "changed", source="web", method="preferences", ip=ip,
+                       user_agent=user_agent, details=changes)
+    return changes
+
+
+def resubscribe(session: Session, token: str, *, consent_given: bool, ip: str | None = None,
+                user_agent: str | None = None) -> Reader:
+    """Undo an unsubscribe from the reader's own link (it proves the mailbox is theirs)."""
+    reader = reader_from_token(session, "unsubscribe", token)
+    if not consent_given:
+        raise SubscriptionError("Please tick the box to agree to receive the newsletter.",
+                                "consent")
+    if reader.status == "active":
+        return reader
+    reader.status = "active"
+    reader.unsubscribed_at = None
+    reader.confirmed_at = utcnow()
+    consent.record(session, reader, "confirmed", source="web", method="resubscribe", ip=ip,
+                   user_agent=user_agent,
+                   details={"topics": [t.slug for t in reader.topics],
+                            "frequency": reader.frequency})
     return reader
 
 

@@ -16,7 +16,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from newsletter.config import get_settings
 
-PURPOSES = ("confirm", "unsubscribe", "preferences")
+PURPOSES = ("confirm", "unsubscribe", "preferences", "csrf", "view")
 
 
 class InvalidToken(Exception):
@@ -40,6 +40,23 @@ def email_tag(email: str) -> str:
 def make(purpose: str, reader_id: int, email: str, **extra: Any) -> str:
     """A token for ``purpose`` naming ``reader_id``; ``extra`` rides along (e.g. edition id)."""
     return _serializer(purpose).dumps({"r": reader_id, "h": email_tag(email), **extra})
+
+
+def make_form_token() -> str:
+    """A time-stamped token for the public form: bots that post without loading it fail."""
+    return URLSafeTimedSerializer(get_settings().secret_key, salt="newsletter.form").dumps(1)
+
+
+def form_token_age(token: str, max_age_s: float) -> float:
+    """Seconds since the form was served; raises InvalidToken/ExpiredToken."""
+    serializer = URLSafeTimedSerializer(get_settings().secret_key, salt="newsletter.form")
+    try:
+        _, signed_at = serializer.loads(token or "", max_age=max_age_s, return_timestamp=True)
+    except SignatureExpired as exc:
+        raise ExpiredToken("this form has expired") from exc
+    except BadSignature as exc:
+        raise InvalidToken("this form is not valid") from exc
+    return (datetime.now(UTC) - signed_at.astimezone(UTC)).total_seconds()
 
 
 def read(purpose: str, token: str, max_age_s: float | None = None) -> tuple[dict[str, Any], datetime]:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from newsletter import db, events
 from newsletter.models import Delivery, OutboxEvent, Reader, utcnow
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.conftest import ADMIN_TOKEN, dump_log, post_subscribe
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -77,8 +77,8 @@ def subscribe_and_confirm(client: TestClient, backend) -> None:
             "published_at": (utcnow() - timedelta(days=30)).isoformat()})
         assert r.status_code == 201, r.text
     for email, topics in READERS.items():
-        r = client.post("/subscribe", data={"email": email, "topics": topics,
-                                            "frequency": "weekly", "consent": "yes"})
+        r = post_subscribe(client, email=email, topics=topics, frequency="weekly",
+                           consent="yes")
         assert r.status_code == 200 and "Check your inbox" in r.text
     confirmations = backend.smtp.wait_for(len(READERS))
     with db.session_scope() as session:
@@ -95,6 +95,13 @@ def subscribe_and_confirm(client: TestClient, backend) -> None:
     with db.session_scope() as session:
         assert {r.email for r in session.scalars(select(Reader).where(
             Reader.status == "active"))} == set(READERS)
+    # Confirming sends one welcome each, with the reader's own links.
+    welcomes = backend.smtp.wait_for(2 * len(READERS))[len(READERS):]
+    assert sorted(str(m["To"]) for m in welcomes) == sorted(READERS)
+    for message in welcomes:
+        assert message["Subject"].startswith("Welcome")
+        text = text_part(message)
+        assert "/preferences/" in text and "/unsubscribe/" in text and "/emails/" in text
     backend.smtp.clear()
 
 
@@ -197,8 +204,8 @@ def test_outbox_survives_a_broker_outage(fresh) -> None:
         "url": url_of("Seed"), "title": "Seed", "summary": "", "tags": ["Syria"]})
     events.set_dispatcher(broker_down)
     try:
-        r = client.post("/subscribe", data={"email": "late@example.com", "topics": ["syria"],
-                                            "frequency": "daily", "consent": "yes"})
+        r = post_subscribe(client, email="late@example.com", topics=["syria"],
+                           frequency="daily", consent="yes")
         assert r.status_code == 200
     finally:
         events.set_dispatcher(None)

@@ -36,7 +36,8 @@ def count(model) -> int:
 
 
 def form(email: str, **over) -> dict:
-    return {"email": email, "topics": ["syria"], "frequency": "weekly", "consent": "yes"} | over
+    return {"email": email, "topics": ["syria"], "frequency": "weekly", "consent": "yes",
+            "form_token": tokens.make_form_token()} | over
 
 
 def test_subscribe_answers_identically_for_every_address_state(client) -> None:

@@ -1,120 +1,278 @@
-"""Reader pages: subscribe, confirm, unsubscribe."""
+"""Reader pages: subscribe, confirm, preferences, unsubscribe, the edition archive.
+
+GET never changes state. Posts from our own forms carry a signed CSRF token bound to the
+reader; the RFC 8058 one-click unsubscribe is exempt (mailbox providers post it blind).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import db, subscriptions, tokens
-from newsletter.config import CONSENT_TEXT
-from newsletter.models import Tag
+from newsletter import db, notices, privacy, subscriptions, tokens
+from newsletter.archive import edition_archive
+from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter.models import Reader, Tag
+from newsletter.web import ratelimit
 from newsletter.web.deps import SessionDep, client, invalid_link, message, page
 
 router = APIRouter()
+FREQUENCY_LABELS = [("immediate", "As it happens", "An email shortly after each story"),
+                    ("daily", "Daily digest", "One email each morning"),
+                    ("weekly", "Weekly digest", "One email each week")]
+PAUSE_LABELS = [("", "Keep sending"), ("1w", "Pause for 1 week"), ("4w", "Pause for 4 weeks"),
+                ("12w", "Pause for 12 weeks")]
+UNSUBSCRIBE_REASONS = ["Too many emails", "Not relevant to me any more",
+                       "I never signed up", "I get the news elsewhere"]
+
+Text = Annotated[str, Form(max_length=320)]
 
 
-def subscribe_form(
-    request: Request, session: Session, form: dict, errors: dict, status: int = 200
-) -> HTMLResponse:
-    topics = session.scalars(select(Tag).order_by(Tag.name)).all()
-    return page(
-        request,
-        "subscribe.html",
-        status,
-        topics=topics,
-        form=form,
-        errors=errors,
-        consent_text=CONSENT_TEXT,
-    )
+def topic_groups(session: Session) -> list[tuple[str, list[Tag]]]:
+    """The site's topics; past a dozen, grouped by initial so the form stays scannable."""
+    tags = session.scalars(select(Tag).order_by(Tag.name)).all()
+    if len(tags) <= 12:
+        return [("", list(tags))]
+    groups: dict[str, list[Tag]] = {}
+    for tag in tags:
+        groups.setdefault(tag.name[:1].upper(), []).append(tag)
+    return list(groups.items())
 
 
+def subscribe_form(request: Request, session: Session, form: dict, errors: dict,
+                   status: int = 200) -> HTMLResponse:
+    return page(request, "subscribe.html", status, groups=topic_groups(session), form=form,
+                errors=errors, consent_text=CONSENT_TEXT, frequencies=FREQUENCY_LABELS,
+                form_token=tokens.make_form_token())
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
 @router.get("/subscribe", response_class=HTMLResponse)
 def subscribe_page(request: Request, session: SessionDep) -> HTMLResponse:
     form = {"email": "", "topics": [], "frequency": "weekly", "consent": False}
     return subscribe_form(request, session, form, {})
 
 
+def check_inbox(request: Request) -> HTMLResponse:
+    # One answer for new, pending, active and unsubscribed addresses: the page must not
+    # tell a stranger whether somebody reads us.
+    return message(request, "Check your inbox",
+                   "If this address can receive our newsletter, an email is on its way with a "
+                   "link to confirm your subscription.",
+                   "Nothing is sent until you confirm. The link works for 7 days.")
+
+
 @router.post("/subscribe", response_class=HTMLResponse)
 def subscribe(
     request: Request,
     session: SessionDep,
-    email: Annotated[str, Form(max_length=320)] = "",
+    email: Text = "",
     topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI form default
     frequency: Annotated[str, Form(max_length=16)] = "",
     consent: Annotated[str, Form(max_length=8)] = "",
     website: Annotated[str, Form(max_length=200)] = "",
+    form_token: Annotated[str, Form(max_length=200)] = "",
 ) -> HTMLResponse:
-    done = message(
-        request,
-        "Check your inbox",
-        "If this address can receive our newsletter, an email is on its way "
-        "with a link to confirm your subscription.",
-        "Nothing is sent until you confirm.",
-    )
-    if website:  # the honeypot: bots fill every field; answer as if all went well
-        return done
+    settings = get_settings()
+    who = client(request)
+    if not ratelimit.allow("subscribe", who["ip"] or "?"):
+        return message(request, "Too many attempts",
+                       "Please wait a few minutes before trying again.", status=429)
     form = {"email": email, "topics": topics, "frequency": frequency, "consent": bool(consent)}
     try:
-        subscriptions.subscribe(
-            session,
-            email,
-            topics,
-            frequency,
-            consent_given=bool(consent),
-            source="form",
-            **client(request),
-        )
+        age = tokens.form_token_age(form_token, settings.form_max_age_hours * 3600)
+    except tokens.InvalidToken:
+        return subscribe_form(request, session, form,
+                              {"form": "This form has expired. Please check your choices "
+                                       "and send it again."}, 422)
+    if website or age < settings.form_min_seconds:
+        return check_inbox(request)  # a bot: answer as if all went well, store nothing
+    try:
+        subscriptions.subscribe(session, email, topics, frequency, consent_given=bool(consent),
+                                source="form", **who)
     except subscriptions.SubscriptionError as exc:
         session.rollback()
         return subscribe_form(request, session, form, {exc.field or "email": str(exc)}, 422)
     session.commit()
-    return done
+    return check_inbox(request)
 
+
+# ---------------------------------------------------------------- confirm
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
 def confirm_page(request: Request, token: str) -> HTMLResponse:
     # Link scanners open every URL in an email; a GET that confirmed would let them
     # subscribe whoever a stranger typed into the form.
-    return page(
-        request,
-        "action.html",
-        heading="Confirm your subscription",
-        lines=["One more step: press the button to start receiving the newsletter."],
-        action=f"/confirm/{token}",
-        button="Confirm my subscription",
-    )
+    max_age = get_settings().confirm_max_age_days * 86400
+    try:
+        tokens.read("confirm", token, max_age_s=max_age)
+    except tokens.ExpiredToken:
+        return page(request, "action.html", 400, heading="This link has expired",
+                    lines=["Confirmation links work for 7 days. We can send you a new one."],
+                    action=f"/confirm/{token}/resend", button="Send me a new link")
+    except tokens.InvalidToken as exc:
+        return invalid_link(request, exc)
+    return page(request, "action.html", heading="Confirm your subscription",
+                lines=["One more step: press the button to start receiving the newsletter."],
+                action=f"/confirm/{token}", button="Confirm my subscription")
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse)
 def confirm(request: Request, token: str, session: SessionDep) -> HTMLResponse:
     try:
-        subscriptions.confirm(session, token, **client(request))
+        reader = subscriptions.confirm(session, token, **client(request))
     except tokens.InvalidToken as exc:
         session.rollback()
         return invalid_link(request, exc)
     session.commit()
-    return message(
-        request,
-        "You're subscribed",
-        "Thank you. Your first email will arrive with the next edition.",
-    )
+    prefs = tokens.make("preferences", reader.id, reader.email)
+    return message(request, "You're subscribed",
+                   "Thank you. Your first email arrives with the next edition on your topics.",
+                   link={"url": f"/preferences/{prefs}", "label": "Choose topics and frequency"})
 
+
+@router.post("/confirm/{token}/resend", response_class=HTMLResponse)
+def confirm_resend(request: Request, token: str, session: SessionDep) -> HTMLResponse:
+    try:
+        subscriptions.resend_confirmation(session, token)
+    except tokens.InvalidToken as exc:
+        session.rollback()
+        return invalid_link(request, exc)
+    session.commit()
+    return check_inbox(request)
+
+
+# ---------------------------------------------------------------- preferences
+
+def _csrf(reader: Reader) -> str:
+    return tokens.make("csrf", reader.id, reader.email)
+
+
+def _csrf_ok(reader: Reader, token: str) -> bool:
+    try:
+        data, _ = tokens.read("csrf", token, max_age_s=86400)
+    except tokens.InvalidToken:
+        return False
+    return data["r"] == reader.id and data["h"] == tokens.email_tag(reader.email)
+
+
+def preferences_form(request: Request, session: Session, reader: Reader, token: str, *,
+                     form: dict | None = None, errors: dict | None = None, saved: bool = False,
+                     status: int = 200) -> HTMLResponse:
+    form = form or {"topics": [t.slug for t in reader.topics], "frequency": reader.frequency,
+                    "pause": ""}
+    receipt = privacy.consent_receipt(session, reader)
+    return page(request, "preferences.html", status, reader=reader, token=token, form=form,
+                errors=errors or {}, saved=saved, groups=topic_groups(session),
+                frequencies=FREQUENCY_LABELS, pauses=PAUSE_LABELS, csrf=_csrf(reader),
+                history=receipt["events"], consent_text=CONSENT_TEXT)
+
+
+@router.get("/preferences/{token}", response_class=HTMLResponse)
+def preferences_page(request: Request, token: str, session: SessionDep) -> HTMLResponse:
+    try:
+        reader = subscriptions.reader_from_token(session, "preferences", token)
+    except tokens.InvalidToken as exc:
+        return invalid_link(request, exc)
+    return preferences_form(request, session, reader, token)
+
+
+@router.post("/preferences/{token}", response_class=HTMLResponse)
+def preferences_save(
+    request: Request,
+    token: str,
+    session: SessionDep,
+    topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI form default
+    frequency: Annotated[str, Form(max_length=16)] = "",
+    pause: Annotated[str, Form(max_length=8)] = "",
+    consent: Annotated[str, Form(max_length=8)] = "",
+    csrf: Annotated[str, Form(max_length=300)] = "",
+) -> HTMLResponse:
+    try:
+        reader = subscriptions.reader_from_token(session, "preferences", token)
+    except tokens.InvalidToken as exc:
+        return invalid_link(request, exc)
+    form = {"topics": topics, "frequency": frequency, "pause": pause}
+    if not _csrf_ok(reader, csrf):
+        return preferences_form(request, session, reader, token, form=form, status=403,
+                                errors={"form": "This page is out of date. Please reload it "
+                                                "and make your changes again."})
+    try:
+        subscriptions.change_preferences(session, reader, topics=topics, frequency=frequency,
+                                         pause=pause, **client(request))
+        if reader.status == "unsubscribed":
+            # Choosing new preferences after leaving is a way back in, with consent again.
+            unsub = tokens.make("unsubscribe", reader.id, reader.email)
+            subscriptions.resubscribe(session, unsub, consent_given=bool(consent),
+                                      **client(request))
+    except subscriptions.SubscriptionError as exc:
+        session.rollback()
+        session.refresh(reader)
+        return preferences_form(request, session, reader, token, form=form,
+                                errors={exc.field or "form": str(exc)}, status=422)
+    session.commit()
+    return preferences_form(request, session, reader, token, saved=True)
+
+
+@router.get("/preferences/{token}/consent.json")
+def consent_receipt(request: Request, token: str, session: SessionDep):
+    try:
+        reader = subscriptions.reader_from_token(session, "preferences", token)
+    except tokens.InvalidToken as exc:
+        return invalid_link(request, exc)
+    return JSONResponse(privacy.consent_receipt(session, reader), headers={
+        "Content-Disposition": 'attachment; filename="consent-receipt.json"'})
+
+
+@router.get("/preferences/{token}/export.json")
+def export_mine(request: Request, token: str, session: SessionDep):
+    try:
+        reader = subscriptions.reader_from_token(session, "preferences", token)
+    except tokens.InvalidToken as exc:
+        return invalid_link(request, exc)
+    return JSONResponse(privacy.export(session, reader.email), headers={
+        "Content-Disposition": 'attachment; filename="my-newsletter-data.json"'})
+
+
+@router.post("/preferences/{token}/erase", response_class=HTMLResponse)
+def erase_mine(
+    request: Request,
+    token: str,
+    session: SessionDep,
+    confirm: Annotated[str, Form(max_length=8)] = "",
+    csrf: Annotated[str, Form(max_length=300)] = "",
+) -> HTMLResponse:
+    try:
+        reader = subscriptions.reader_from_token(session, "preferences", token)
+    except tokens.InvalidToken as exc:
+        return invalid_link(request, exc)
+    if not _csrf_ok(reader, csrf) or not confirm:
+        return preferences_form(request, session, reader, token, status=422, errors={
+            "erase": "Tick the box to confirm that you want everything deleted."})
+    privacy.erase(session, reader.email)
+    session.commit()
+    return message(request, "Your data has been deleted",
+                   "We have deleted your address, your choices and your history. We keep "
+                   "only a one-way fingerprint of the address so that we never email it "
+                   "again unless you sign up afresh.",
+                   link={"url": "/subscribe", "label": "Back to the sign-up page"})
+
+
+# ---------------------------------------------------------------- unsubscribe
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
-    return page(
-        request,
-        "action.html",
-        heading="Unsubscribe",
-        lines=["Press the button and we will stop sending you the newsletter."],
-        action=f"/unsubscribe/{token}",
-        button="Unsubscribe",
-        ask_reason=True,
-    )
+def unsubscribe_page(request: Request, token: str, session: SessionDep) -> HTMLResponse:
+    try:
+        reader = subscriptions.reader_from_token(session, "unsubscribe", token)
+    except tokens.InvalidToken as exc:
+        return invalid_link(request, exc)
+    prefs = tokens.make("preferences", reader.id, reader.email)
+    return page(request, "unsubscribe.html", token=token, reasons=UNSUBSCRIBE_REASONS,
+                preferences_url=f"/preferences/{prefs}", email=reader.email)
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
@@ -123,22 +281,65 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     # multipart, with no cookies; answer 200 without a redirect.
     form = await request.form()
     one_click = form.get("List-Unsubscribe") == "One-Click"
-    reason = form.get("reason")
+    reasons = [r for r in form.getlist("reason") if isinstance(r, str) and r.strip()]
     with db.session_scope() as session:
         try:
-            subscriptions.unsubscribe(
-                session,
-                token,
-                method="one-click" if one_click else "link",
-                reason=reason if isinstance(reason, str) else None,
-                **client(request),
-            )
+            reader = subscriptions.unsubscribe(
+                session, token, method="one-click" if one_click else "link",
+                reason="; ".join(reasons)[:500] or None, **client(request))
         except tokens.InvalidToken as exc:
             session.rollback()
             return invalid_link(request, exc)
-    return message(
-        request,
-        "You're unsubscribed",
-        "You will not receive the newsletter any more.",
-        link={"url": "/subscribe", "label": "Subscribe again"},
-    )
+        prefs = tokens.make("preferences", reader.id, reader.email)
+    return page(request, "unsubscribed.html", token=token, consent_text=CONSENT_TEXT,
+                preferences_url=f"/preferences/{prefs}", errors={})
+
+
+@router.post("/resubscribe/{token}", response_class=HTMLResponse)
+def resubscribe(
+    request: Request,
+    token: str,
+    session: SessionDep,
+    consent: Annotated[str, Form(max_length=8)] = "",
+) -> HTMLResponse:
+    try:
+        reader = subscriptions.resubscribe(session, token, consent_given=bool(consent),
+                                           **client(request))
+    except tokens.InvalidToken as exc:
+        session.rollback()
+        return invalid_link(request, exc)
+    except subscriptions.SubscriptionError as exc:
+        session.rollback()
+        reader = subscriptions.reader_from_token(session, "unsubscribe", token)
+        prefs = tokens.make("preferences", reader.id, reader.email)
+        return page(request, "unsubscribed.html", 422, token=token, consent_text=CONSENT_TEXT,
+                    preferences_url=f"/preferences/{prefs}", errors={"consent": str(exc)})
+    session.commit()
+    prefs = tokens.make("preferences", reader.id, reader.email)
+    return message(request, "Welcome back",
+                   "You're subscribed again, with the topics and frequency you had before.",
+                   link={"url": f"/preferences/{prefs}", "label": "Change preferences"})
+
+
+# ---------------------------------------------------------------- web versions
+
+@router.get("/editions/{edition_id}", response_class=HTMLResponse)
+def edition_page(request: Request, edition_id: int, session: SessionDep) -> HTMLResponse:
+    archive = edition_archive(session, edition_id)
+    if archive is None:
+        return message(request, "Edition not found",
+                       "This edition does not exist or has not been sent yet.", status=404)
+    return page(request, "edition.html", archive=archive)
+
+
+@router.get("/emails/{token}", response_class=HTMLResponse)
+def email_in_browser(request: Request, token: str, session: SessionDep) -> HTMLResponse:
+    try:
+        data, _ = tokens.read("view", token)
+        reader = subscriptions.reader_from_token(session, "view", token)
+        rendered = notices.render_for(str(data.get("t")), reader)
+    except (tokens.InvalidToken, ValueError) as exc:
+        if not isinstance(exc, tokens.InvalidToken):
+            exc = tokens.InvalidToken("this link is not valid")
+        return invalid_link(request, exc)
+    return HTMLResponse(rendered.html)
