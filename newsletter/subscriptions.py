@@ -55,6 +55,22 @@ def _check_frequency(frequency: str) -> str:
     return frequency
 
 
+def form_errors(session: Session, email: str, topics: Iterable[str], frequency: str,
+                consent_given: bool) -> dict[str, str]:
+    """Every problem with a sign-up at once, by form field (a form shows them together)."""
+    errors: dict[str, str] = {}
+    checks = [(normalise_email, (email,)), (resolve_topics, (session, topics)),
+              (_check_frequency, (frequency,))]
+    for check, args in checks:
+        try:
+            check(*args)
+        except SubscriptionError as exc:
+            errors[exc.field or "form"] = str(exc)
+    if not consent_given:
+        errors["consent"] = "Please tick the box to agree to receive the newsletter."
+    return errors
+
+
 def subscribe(
     session: Session,
     email: str,

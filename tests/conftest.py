@@ -144,6 +144,9 @@ def configure(var: Path, database_url: str, broker_url: str, smtp_url: str) -> N
         NEWSLETTER_BROKER_URL=broker_url, NEWSLETTER_SMTP_URL=smtp_url,
         NEWSLETTER_ADMIN_TOKEN=ADMIN_TOKEN, NEWSLETTER_BASE_URL="https://news.example",
         NEWSLETTER_SECRET_KEY="test-secret", NEWSLETTER_FROM_ADDRESS="Levant Ledger <digest@news.example>",
+        # Tests post the form at machine speed and many times from one IP; the tests of
+        # these two guards set them back on.
+        NEWSLETTER_FORM_MIN_SECONDS="0", NEWSLETTER_SUBSCRIBE_RATE_LIMIT="",
     )
     reload_settings()
     db.dispose_engines()
@@ -188,6 +191,19 @@ def fresh(backend) -> Backend:
             session.execute(text("PRAGMA optimize"))
     backend.smtp.clear()
     return backend
+
+
+def form_token(client) -> str:
+    """The signed token of a freshly served subscribe form."""
+    import re
+
+    page = client.get("/subscribe").text
+    return re.search(r'name="form_token" value="([^"]+)"', page).group(1)
+
+
+def post_subscribe(client, **fields):
+    """POST /subscribe as a browser would: with the form's token."""
+    return client.post("/subscribe", data={"form_token": form_token(client), **fields})
 
 
 def dump_log(backend: Backend) -> str:

@@ -85,6 +85,8 @@ def subscribe_and_confirm(client: TestClient, backend) -> None:
         assert all(r.status == "pending" for r in session.scalars(select(Reader)))
     for message in confirmations:
         assert message["Subject"].startswith("Confirm")
+        for link in ("/unsubscribe/", "/preferences/", "/emails/"):
+            assert link in text_part(message) and link in html_part(message)
         token = re.search(r"/confirm/([\w.\-]+)", text_part(message)).group(1)
         page = client.get(f"/confirm/{token}")
         assert page.status_code == 200
@@ -130,6 +132,13 @@ def test_edition_end_to_end(fresh) -> None:
     for message in messages:
         check_headers(message, message_ids)
         check_body(message, EXPECTED[str(message["To"])])
+
+    # The archive ("view in browser") shows the edition without anyone's personal links.
+    archive = client.get(f"/editions/{report['id']}")
+    assert archive.status_code == 200
+    for title in set().union(*EXPECTED.values()):
+        assert title in archive.text
+    assert "/unsubscribe/" not in archive.text and "/preferences/" not in archive.text
 
     # A second edition right away has nothing new for anyone: no email at all.
     r = client.post("/api/editions", headers=AUTH, json={"frequency": "weekly"})

@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from newsletter.config import DEV_SECRET_KEY, get_settings
-from newsletter.web import api, pages
+from newsletter.web import api, api_privacy, pages
 from newsletter.web.deps import HERE, SessionDep
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ def create_app() -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(api_privacy.router)
 
     @app.get("/healthz")
     def healthz(session: SessionDep) -> JSONResponse:

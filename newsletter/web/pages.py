@@ -91,6 +91,8 @@ def subscribe(
                                        "and send it again."}, 422)
     if website or age < settings.form_min_seconds:
         return check_inbox(request)  # a bot: answer as if all went well, store nothing
+    if errors := subscriptions.form_errors(session, email, topics, frequency, bool(consent)):
+        return subscribe_form(request, session, form, errors, 422)
     try:
         subscriptions.subscribe(session, email, topics, frequency, consent_given=bool(consent),
                                 source="form", **who)
