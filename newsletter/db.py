@@ -91,4 +91,7 @@ def upgrade(url: str | None = None, revision: str = "heads") -> None:
     """Bring the schema to ``revision`` (the same migrations on SQLite and PostgreSQL)."""
     from alembic import command
 
+    url = url or get_settings().db_url
+    if url.startswith("sqlite:///"):
+        Path(url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)

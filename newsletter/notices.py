@@ -7,6 +7,7 @@ digests — a burst of sign-ups does not run premailer per reader.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from typing import Any
 
@@ -14,11 +15,13 @@ from sqlalchemy.orm import Session
 
 from newsletter import mailer, rendering, subscriptions, tokens
 from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter.metrics import EMAILS
 from newsletter.delivery import common_context, compose, personal_links
 from newsletter.models import Reader, utcnow
 
 NOTICES = ("confirm", "welcome")
 _PERSONAL = ("confirm_url", "view_url")
+log = logging.getLogger(__name__)
 _cache: OrderedDict[tuple, rendering.RenderedEmail] = OrderedDict()
 
 
@@ -64,7 +67,13 @@ def _send(session: Session, template: str, reader: Reader,
     values = personal_values(template, reader)
     message_id = mailer.make_message_id(get_settings().mail_domain)
     message = compose(_rendered(template, reader), values, message_id)
-    transport.send(get_settings().from_email, reader.email, message)
+    try:
+        transport.send(get_settings().from_email, reader.email, message)
+    except mailer.MailerError as exc:
+        EMAILS.labels(template, "failed", type(exc).__name__).inc()
+        raise
+    EMAILS.labels(template, "sent", "").inc()
+    log.info("%s email sent", template, extra={"reader_id": reader.id, "kind": template})
 
 
 def send_confirmation(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:

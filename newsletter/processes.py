@@ -26,9 +26,17 @@ def beat_command(loglevel: str = "INFO") -> list[str]:
     return [*CELERY, "beat", f"--loglevel={loglevel}"]
 
 
+def worker_env(env: dict[str, str], var_dir: Path) -> dict[str, str]:
+    """``env`` plus a fresh directory where the pool processes keep their metrics."""
+    metrics = Path(var_dir) / "metrics" / f"worker-{os.getpid()}-{time.monotonic_ns()}"
+    metrics.mkdir(parents=True, exist_ok=True)
+    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics.resolve())}
+
+
 def start_worker(env: dict[str, str], *, concurrency: int = 2, logfile: Path | None = None,
                  loglevel: str = "INFO") -> subprocess.Popen:
-    return _spawn(worker_command(concurrency, loglevel), env, logfile)
+    var_dir = Path(env.get("NEWSLETTER_VAR_DIR", "var"))
+    return _spawn(worker_command(concurrency, loglevel), worker_env(env, var_dir), logfile)
 
 
 def start_beat(env: dict[str, str], *, logfile: Path | None = None,

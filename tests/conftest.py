@@ -53,6 +53,13 @@ class SmtpSink:
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        # Addresses starting "bounce-" do not exist here, as on a real mail server.
+        if address.startswith("bounce-"):
+            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope) -> str:
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
@@ -147,6 +154,8 @@ def configure(var: Path, database_url: str, broker_url: str, smtp_url: str) -> N
         # Tests post the form at machine speed and many times from one IP; the tests of
         # these two guards set them back on.
         NEWSLETTER_FORM_MIN_SECONDS="0", NEWSLETTER_SUBSCRIBE_RATE_LIMIT="",
+        # Workers log JSON lines and serve their metrics, as in production.
+        NEWSLETTER_LOG_FORMAT="json", NEWSLETTER_WORKER_METRICS_PORT=str(free_port("127.0.0.1")),
     )
     reload_settings()
     db.dispose_engines()

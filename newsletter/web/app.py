@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from newsletter import logs
 from newsletter.config import DEV_SECRET_KEY, get_settings
+from newsletter.metrics import exposition
 from newsletter.web import api, api_privacy, pages
 from newsletter.web.deps import HERE, SessionDep
 
@@ -18,6 +22,8 @@ log = logging.getLogger(__name__)
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    logs.configure()
+    settings.ensure_var()
     if settings.secret_key == DEV_SECRET_KEY:
         log.warning("NEWSLETTER_SECRET_KEY is not set: links are signed with a development key")
     app = FastAPI(title="newsletter", version="0.1.0")
@@ -28,6 +34,7 @@ def create_app() -> FastAPI:
 
     @app.get("/healthz")
     def healthz(session: SessionDep) -> JSONResponse:
+        """Liveness: the process answers and reaches its database."""
         try:
             session.execute(text("SELECT 1"))
         except Exception:
@@ -35,7 +42,44 @@ def create_app() -> FastAPI:
             return JSONResponse({"status": "unhealthy", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
+    @app.get("/readyz")
+    def readyz(session: SessionDep) -> JSONResponse:
+        """Readiness: the database and the broker both answer (else take no traffic)."""
+        checks = {"database": _check(lambda: session.execute(text("SELECT 1"))),
+                  "broker": _check(_ping_broker)}
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unready", **checks}, 200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+
     return app
+
+
+def _check(probe) -> str:
+    try:
+        probe()
+    except Exception as exc:  # the reason, not the traceback: this answer is public
+        log.warning("readiness probe failed: %s", type(exc).__name__)
+        return f"unreachable ({type(exc).__name__})"
+    return "ok"
+
+
+def _ping_broker() -> None:
+    settings = get_settings()
+    if settings.uses_embedded_broker:
+        folder = settings.broker_dir / "queue"
+        if not (folder.is_dir() and os.access(folder, os.W_OK)):
+            raise FileNotFoundError(folder)
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.broker, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
 
 
 app = create_app()

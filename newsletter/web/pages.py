@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from newsletter import db, notices, privacy, subscriptions, tokens
 from newsletter.archive import edition_archive
 from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
 from newsletter.models import Reader, Tag
 from newsletter.web import ratelimit
 from newsletter.web.deps import SessionDep, client, invalid_link, message, page
@@ -80,18 +81,22 @@ def subscribe(
     settings = get_settings()
     who = client(request)
     if not ratelimit.allow("subscribe", who["ip"] or "?"):
+        SUBSCRIBE_REQUESTS.labels("rate_limited").inc()
         return message(request, "Too many attempts",
                        "Please wait a few minutes before trying again.", status=429)
     form = {"email": email, "topics": topics, "frequency": frequency, "consent": bool(consent)}
     try:
         age = tokens.form_token_age(form_token, settings.form_max_age_hours * 3600)
     except tokens.InvalidToken:
+        SUBSCRIBE_REQUESTS.labels("form_expired").inc()
         return subscribe_form(request, session, form,
                               {"form": "This form has expired. Please check your choices "
                                        "and send it again."}, 422)
     if website or age < settings.form_min_seconds:
+        SUBSCRIBE_REQUESTS.labels("bot").inc()
         return check_inbox(request)  # a bot: answer as if all went well, store nothing
     if errors := subscriptions.form_errors(session, email, topics, frequency, bool(consent)):
+        SUBSCRIBE_REQUESTS.labels("invalid").inc()
         return subscribe_form(request, session, form, errors, 422)
     try:
         subscriptions.subscribe(session, email, topics, frequency, consent_given=bool(consent),
@@ -100,6 +105,7 @@ def subscribe(
         session.rollback()
         return subscribe_form(request, session, form, {exc.field or "email": str(exc)}, 422)
     session.commit()
+    SUBSCRIBE_REQUESTS.labels("accepted").inc()
     return check_inbox(request)
 
 
@@ -145,6 +151,7 @@ def confirm_resend(request: Request, token: str, session: SessionDep) -> HTMLRes
         session.rollback()
         return invalid_link(request, exc)
     session.commit()
+    SUBSCRIBE_REQUESTS.labels("accepted").inc()
     return check_inbox(request)
 
 
@@ -286,13 +293,15 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     reasons = [r for r in form.getlist("reason") if isinstance(r, str) and r.strip()]
     with db.session_scope() as session:
         try:
+            method = "one-click" if one_click else "link"
             reader = subscriptions.unsubscribe(
-                session, token, method="one-click" if one_click else "link",
+                session, token, method=method,
                 reason="; ".join(reasons)[:500] or None, **client(request))
         except tokens.InvalidToken as exc:
             session.rollback()
             return invalid_link(request, exc)
         prefs = tokens.make("preferences", reader.id, reader.email)
+    UNSUBSCRIBES.labels(method).inc()
     return page(request, "unsubscribed.html", token=token, consent_text=CONSENT_TEXT,
                 preferences_url=f"/preferences/{prefs}", errors={})
 
