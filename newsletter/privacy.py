@@ -11,6 +11,7 @@ from newsletter import consent
 from newsletter.config import CONSENT_TEXT, CONSENT_TEXT_VERSION
 from newsletter.models import (
     Article,
+    BounceEvent,
     ConsentEvent,
     Delivery,
     DeliveryArticle,
@@ -85,6 +86,14 @@ def export(session: Session, email: str) -> dict[str, Any]:
             "last_digest_at": _iso(reader.last_digest_at),
         },
         "consent": consent_receipt(session, reader)["events"],
+        "bounces": [
+            {"kind": b.kind, "status": b.status, "diagnostic": b.diagnostic,
+             "message_id": b.message_id, "received_at": _iso(b.received_at)}
+            for b in session.scalars(select(BounceEvent).where(or_(
+                BounceEvent.reader_id == reader.id,
+                BounceEvent.email_hash == consent.email_hash(reader.email)))
+                .order_by(BounceEvent.id))
+        ],
         "deliveries": [
             {"edition_id": d.edition_id, "kind": kind, "frequency": frequency,
              "status": d.status, "message_id": d.message_id, "created_at": _iso(d.created_at),
@@ -99,7 +108,7 @@ def erase(session: Session, email: str) -> None:
     """Delete the reader and their history, keeping only a hashed suppression entry.
 
     Delivery rows stay for the edition's counts but lose the link to the reader; the
-    ledger entries go too (they hold the IP and user agent).
+    ledger entries and bounce reports go too (they hold the IP, user agent, diagnostics).
     """
     reader = _reader(session, email)
     session.execute(
@@ -110,6 +119,9 @@ def erase(session: Session, email: str) -> None:
     session.execute(delete(ConsentEvent).where(or_(
         ConsentEvent.reader_id == reader.id,
         ConsentEvent.email_hash == consent.email_hash(reader.email))))
+    session.execute(delete(BounceEvent).where(or_(
+        BounceEvent.reader_id == reader.id,
+        BounceEvent.email_hash == consent.email_hash(reader.email))))
     consent.suppress(session, reader.email, "erased")
     session.delete(reader)
     session.flush()

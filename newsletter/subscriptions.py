@@ -134,8 +134,9 @@ def confirm(session: Session, token: str, *, ip: str | None = None,
                    user_agent=user_agent,
                    details={"topics": [t.slug for t in reader.topics],
                             "frequency": reader.frequency})
-    # Confirming proves the mailbox and renews consent: an old erasure no longer applies.
-    consent.unsuppress(session, reader.email, reasons=("erased",))
+    # Confirming proves the mailbox works and renews consent: an old erasure, bounce or
+    # complaint no longer applies (an operator's own block does).
+    consent.unsuppress(session, reader.email, reasons=("erased", "bounce", "complaint"))
     events.record(session, events.READER_CONFIRMED, reader_id=reader.id)
     return reader
 

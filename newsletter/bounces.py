@@ -1,0 +1,272 @@
+"""Bounces and complaints: what a report does to a reader.
+
+A hard bounce or a complaint suppresses the address at once: the reader is unsubscribed
+with a ``withdrawn`` ledger entry (method ``bounce`` / ``complaint``), the address goes on
+the suppression list and anything still queued for them is suppressed. A soft bounce is
+only recorded; the reader is suppressed when soft bounces reach the limit in
+``Settings.soft_bounce_limit`` / ``soft_bounce_days``. Every report is kept in
+``bounce_events``, one row per (original message, recipient, kind), so ingesting the same
+report twice changes nothing.
+
+A later successful send does not reset the soft-bounce count: our relay accepting a
+message says nothing about the remote mailbox, so "sent" is no evidence it recovered; the
+window lets old bounces expire instead.
+
+Reports about an address we have no reader for (backscatter from forged mail, a reader
+since erased) are recorded and suppress nothing: we never mailed them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mailbox
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from newsletter import consent
+from newsletter.bounce_reports import Report, parse
+from newsletter.config import get_settings
+from newsletter.models import BounceEvent, Delivery, Reader, utcnow
+from newsletter.subscriptions import SubscriptionError, normalise_email
+
+__all__ = ["BounceSourceError", "IngestResult", "Report", "ingest", "ingest_path", "parse"]
+
+log = logging.getLogger(__name__)
+
+# Messages per commit when reading a mailbox: a crash re-reads at most this many (ingest
+# is idempotent) and no transaction holds its locks for a whole mailbox.
+CHUNK = 100
+DIAGNOSTIC_MAX = 500
+# Soft bounces must fall on this many different days (or on as many as the limit, if the
+# operator set it lower) so that one bad day at a provider never suppresses anyone.
+SOFT_MIN_DAYS = 2
+_ADDRESS = re.compile(r"[^\s<>@\"';,()]+@([A-Za-z0-9.-]+)")
+
+
+class BounceSourceError(ValueError):
+    """The path is not a Maildir, an mbox file or a message file."""
+
+
+@dataclass
+class IngestResult:
+    """What ingesting did: new reports by kind, messages with none, readers suppressed."""
+
+    hard: int = 0
+    soft: int = 0
+    complaints: int = 0
+    ignored: int = 0  # messages that were no bounce or complaint report
+    suppressed: int = 0  # readers newly suppressed
+    duplicates: int = 0  # reports already ingested before
+
+    def __iadd__(self, other: IngestResult) -> IngestResult:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def ingest(session: Session, raw: bytes, *, source: str) -> IngestResult:
+    """Record the reports in one raw message and suppress whom they condemn (no commit)."""
+    result = IngestResult()
+    try:
+        reports = parse(raw)
+    except Exception:  # mail from anywhere: one malformed message must not stop a mailbox
+        log.warning("unreadable bounce message ignored", exc_info=True)
+        reports = []
+    if not reports:
+        result.ignored += 1
+    for report in reports:
+        _apply(session, report, source, result)
+    return result
+
+
+def ingest_path(session: Session, path: str | Path) -> IngestResult:
+    """Ingest every message in a Maildir, an mbox file or one message file, committing in chunks."""
+    total = IngestResult()
+    for count, raw in enumerate(_messages(Path(path)), 1):
+        total += ingest(session, raw, source="mailbox")
+        if count % CHUNK == 0:
+            session.commit()
+    session.commit()
+    return total
+
+
+def _messages(path: Path) -> Iterator[bytes]:
+    if path.is_dir():
+        if (path / "cur").is_dir() and (path / "new").is_dir():
+            box = mailbox.Maildir(str(path), factory=None, create=False)
+            yield from _box_messages(box)
+            return
+        files = sorted(path.glob("*.eml"))
+        if not files:
+            raise BounceSourceError(
+                f"{path} is neither a Maildir (cur/, new/) nor a folder of .eml files")
+        for file in files:
+            yield file.read_bytes()
+        return
+    if not path.is_file():
+        raise BounceSourceError(f"{path} does not exist")
+    with path.open("rb") as f:
+        is_mbox = f.read(5) == b"From "
+    if is_mbox:
+        yield from _box_messages(mailbox.mbox(str(path), factory=None, create=False))
+    else:
+        yield path.read_bytes()
+
+
+def _box_messages(box: mailbox.Mailbox) -> Iterator[bytes]:
+    for key in box.iterkeys():
+        try:
+            yield box.get_bytes(key)
+        except KeyError:  # another process removed it while we read
+            continue
+
+
+# ---------------------------------------------------------------- policy
+
+def _apply(session: Session, report: Report, source: str, result: IngestResult) -> None:
+    key = _dedupe_key(report)
+    if session.scalar(select(BounceEvent.id).where(BounceEvent.dedupe_key == key)) is not None:
+        result.duplicates += 1
+        return
+    delivery, reader = _match(session, report)
+    address = reader.email if reader else (_normalise(report.recipient)
+                                           if report.recipient else None)
+    values = {
+        "reader_id": reader.id if reader else None,
+        "email_hash": consent.email_hash(address) if address else None,
+        "kind": report.kind,
+        "status": report.status or report.feedback_type,
+        "diagnostic": _redacted(report.diagnostic)[:DIAGNOSTIC_MAX],
+        "message_id": (report.original_message_id or "")[:255] or None,
+        "delivery_id": delivery.id if delivery else None,
+        "source": source[:16],
+        "dedupe_key": key,
+        "received_at": _plausible(report.reported_at),
+    }
+    # ON CONFLICT rather than a savepoint (see editions._insert_once): another process may
+    # be ingesting the same report right now.
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}[session.get_bind().dialect.name]
+    inserted = session.scalar(
+        dialect.insert(BounceEvent).values(**values)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(BounceEvent.id))
+    if inserted is None:
+        result.duplicates += 1
+        return
+    if report.kind == "hard":
+        result.hard += 1
+    elif report.kind == "soft":
+        result.soft += 1
+    else:
+        result.complaints += 1
+    if reader is None:
+        return
+    details = {"kind": report.kind, "status": values["status"],
+               "diagnostic": report.diagnostic[:DIAGNOSTIC_MAX],
+               "message_id": values["message_id"], "via": source}
+    if report.kind == "soft":
+        if reader.status == "unsubscribed":
+            return
+        score = _soft_score(session, reader.id, values["received_at"])
+        if score is None:
+            return
+        details |= score
+    method = "complaint" if report.kind == "complaint" else "bounce"
+    if _suppress(session, reader, method, delivery.edition_id if delivery else None, details):
+        result.suppressed += 1
+
+
+def _suppress(session: Session, reader: Reader, method: str, edition_id: int | None,
+              details: dict) -> bool:
+    """Unsubscribe and suppress the reader; False when both were so already."""
+    new_suppression = not consent.is_suppressed(session, reader.email)
+    if new_suppression:
+        consent.suppress(session, reader.email, method)
+    newly_unsubscribed = reader.status != "unsubscribed"
+    if newly_unsubscribed:
+        reader.status = "unsubscribed"
+        reader.unsubscribed_at = utcnow()
+    if not (new_suppression or newly_unsubscribed):
+        return False
+    consent.record(session, reader, "withdrawn", source="email", method=method,
+                   edition_id=edition_id, details=details)
+    session.execute(
+        update(Delivery)
+        .where(Delivery.reader_id == reader.id, Delivery.status.in_(("queued", "retry")))
+        .values(status="suppressed", last_error=f"reader suppressed ({method})")
+    )
+    return True
+
+
+def _soft_score(session: Session, reader_id: int, at: datetime) -> dict | None:
+    """The soft bounces that reach the limit around ``at``, or None while they do not."""
+    settings = get_settings()
+    window = timedelta(days=settings.soft_bounce_days)
+    # Any window containing ``at``: reports read late or out of order score as they
+    # would have when they came.
+    times = sorted(session.scalars(
+        select(BounceEvent.received_at).where(
+            BounceEvent.reader_id == reader_id, BounceEvent.kind == "soft",
+            BounceEvent.received_at >= at - window, BounceEvent.received_at <= at + window)
+    ).all())
+    limit = settings.soft_bounce_limit
+    min_days = min(SOFT_MIN_DAYS, limit)
+    for start in times:
+        if not start <= at <= start + window:
+            continue
+        inside = [t for t in times if start <= t <= start + window]
+        days = {t.date() for t in inside}
+        if len(inside) >= limit and len(days) >= min_days:
+            return {"soft_bounces": len(inside), "days": len(days),
+                    "window_days": settings.soft_bounce_days}
+    return None
+
+
+def _match(session: Session, report: Report) -> tuple[Delivery | None, Reader | None]:
+    """The delivery the report is about and its reader; else the reader with its address."""
+    delivery = reader = None
+    if report.original_message_id:
+        delivery = session.scalar(select(Delivery).where(
+            Delivery.message_id == report.original_message_id))
+    if delivery is not None and delivery.reader_id is not None:
+        reader = session.get(Reader, delivery.reader_id)
+    if reader is None and report.recipient:
+        reader = session.scalar(select(Reader).where(
+            Reader.email == _normalise(report.recipient)))
+    return delivery, reader
+
+
+def _dedupe_key(report: Report) -> str:
+    about = report.original_message_id or report.report_id
+    return hashlib.sha256(f"{about}|{report.recipient or ''}|{report.kind}".encode()).hexdigest()
+
+
+def _normalise(address: str) -> str:
+    # Bounces quote addresses our form never would have accepted; compare them anyway.
+    try:
+        return normalise_email(address)
+    except SubscriptionError:
+        return address.strip().lower()
+
+
+def _redacted(text: str) -> str:
+    # bounce_events outlive an erasure (like suppressions, they keep only hashes), so the
+    # addresses a diagnostic quotes keep only their domain.
+    return _ADDRESS.sub(lambda m: f"…@{m.group(1)}", text)
+
+
+def _plausible(when: datetime | None) -> datetime:
+    now = utcnow()
+    # A missing Date, or one in the future (a skewed clock), counts as now.
+    return when.astimezone(UTC) if when is not None and when <= now + timedelta(hours=1) else now

@@ -1,0 +1,45 @@
+"""Admin API: a bounce or complaint report posted by a mail relay or an inbound-mail webhook."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from newsletter import bounces
+from newsletter.web.deps import Editor, SessionDep
+
+router = APIRouter(prefix="/api/bounces", dependencies=[Editor])
+
+MAX_BYTES = 10 * 1024 * 1024
+# A raw message is what relays post; anything else (JSON from a misconfigured hook) is
+# refused rather than counted as an ignored message.
+ACCEPTED_TYPES = ("message/rfc822", "text/plain", "application/octet-stream", "")
+
+
+@router.post("", responses={413: {"description": "over 10 MB"},
+                            415: {"description": "not a raw message"},
+                            422: {"description": "empty body"}})
+async def post_bounce(request: Request, session: SessionDep) -> dict[str, int]:
+    """Ingest one raw message (the body); answers what it found and whom it suppressed."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ACCEPTED_TYPES:
+        raise HTTPException(415, "post the raw message as message/rfc822 or text/plain")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BYTES:
+        raise HTTPException(413, f"message over {MAX_BYTES // (1024 * 1024)} MB")
+    body = bytearray()
+    async for chunk in request.stream():  # a lying or absent Content-Length is capped too
+        body += chunk
+        if len(body) > MAX_BYTES:
+            raise HTTPException(413, f"message over {MAX_BYTES // (1024 * 1024)} MB")
+    if not body.strip():
+        raise HTTPException(422, "empty body: post the raw bounce or complaint message")
+    result = await run_in_threadpool(_ingest, session, bytes(body))
+    return result.as_dict()
+
+
+def _ingest(session: Session, raw: bytes) -> bounces.IngestResult:
+    result = bounces.ingest(session, raw, source="webhook")
+    session.commit()
+    return result
