@@ -1,22 +1,49 @@
-"""Articles in: publish or update, idempotent by URL (or the CMS's external id)."""
+"""Articles in: publish or update, idempotent by URL (or the CMS's external id); unpublish.
+
+Every update that changes something is kept as an ArticleRevision; a substantial one
+(see is_substantial) is what readers who already got the article hear about.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from difflib import SequenceMatcher
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from sqlalchemy import or_, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from newsletter import events
-from newsletter.models import Article, ArticleTag, Tag, utcnow
+from newsletter.models import (
+    Article,
+    ArticleRevision,
+    ArticleTag,
+    Delivery,
+    DeliveryArticle,
+    Tag,
+    utcnow,
+)
+
+# What a revision records, besides status changes (publish / unpublish).
+REVISED_FIELDS = ("title", "summary", "author", "url", "image_url", "tags", "published_at")
+# difflib ratio under which a changed summary is a rewrite rather than an edit.
+SUMMARY_SIMILARITY = 0.8
+# Deliveries whose content may still change: in 'sending' the message is being composed or
+# is already on the wire.
+UNSENT = ("queued", "retry")
 
 
 class ArticleError(ValueError):
     """The article given cannot be published as it is; the message says why."""
+
+
+class ArticleNotFound(LookupError):
+    pass
 
 
 class ArticleIn(BaseModel):
@@ -93,34 +120,230 @@ def get_or_create_tags(session: Session, names: list[str]) -> list[Tag]:
     return tags
 
 
+@dataclass
+class Published:
+    """What publishing one article did: created, updated (with its revision) or unchanged."""
+
+    article: Article
+    outcome: str  # created|updated|unchanged
+    revision: ArticleRevision | None = None
+
+
 def publish(session: Session, data: Any) -> tuple[Article, bool]:
     """Create or update an article; returns it and whether it is new."""
+    result = upsert(session, data)
+    return result.article, result.outcome == "created"
+
+
+def upsert(session: Session, data: Any) -> Published:
+    """Create or update an article, recording what an update changed as a revision.
+
+    Sending the same article again changes nothing (not even ``updated_at``); publishing an
+    unpublished article's URL again makes it published again.
+    """
     item = validate(data)
-    clauses = [Article.url == item.url]
-    if item.external_id:
-        clauses.append(Article.external_id == item.external_id)
-    article = session.scalars(select(Article).where(or_(*clauses))).first()
-    created = article is None
+    article = _find(session, item)
+    tags = get_or_create_tags(session, item.tags)
     now = utcnow()
     if article is None:
-        article = Article(url=item.url, created_at=now, published_at=item.published_at or now)
+        article = Article(url=item.url, external_id=item.external_id, created_at=now,
+                          updated_at=now, published_at=item.published_at or now,
+                          status="published", title=item.title, summary=item.summary,
+                          author=item.author, image_url=item.image_url)
+        article.tag_links = [ArticleTag(tag=t, tag_id=t.id, position=i)
+                             for i, t in enumerate(tags)]
         session.add(article)
-    elif item.published_at:
+        session.flush()
+        events.record(session, events.ARTICLE_PUBLISHED, article_id=article.id)
+        return Published(article, "created")
+
+    before = _snapshot(article)
+    after = {"title": item.title, "summary": item.summary, "author": item.author,
+             "url": item.url, "image_url": item.image_url, "tags": [t.name for t in tags],
+             # An update without a date keeps the first one: a feed that never dates its
+             # entries must not make every poll an update.
+             "published_at": (item.published_at.isoformat() if item.published_at
+                              else before["published_at"])}
+    changes: dict[str, list[Any]] = {f: [before[f], after[f]] for f in REVISED_FIELDS
+                                     if before[f] != after[f]}
+    if article.status != "published":
+        changes["status"] = [article.status, "published"]
+    # Two feeds carrying one story must not flip its external id back and forth.
+    article.external_id = article.external_id or item.external_id
+    if not changes:
+        return Published(article, "unchanged")
+    article.title, article.summary, article.author = item.title, item.summary, item.author
+    article.url, article.image_url = item.url, item.image_url
+    if item.published_at:
         article.published_at = item.published_at
-    article.url = item.url
-    article.external_id = item.external_id or article.external_id
-    article.title = item.title
-    article.summary = item.summary
-    article.author = item.author
-    article.image_url = item.image_url
+    if "tags" in changes:
+        article.tag_links = [ArticleTag(tag=t, tag_id=t.id, position=i)
+                             for i, t in enumerate(tags)]
     article.status = "published"
     article.updated_at = now
-    tags = get_or_create_tags(session, item.tags)
-    article.tag_links = [ArticleTag(tag=t, tag_id=t.id, position=i) for i, t in enumerate(tags)]
+    revision = ArticleRevision(article_id=article.id, changed_at=now, changes=changes,
+                               substantial=is_substantial(changes))
+    session.add(revision)
     session.flush()
-    if created:
+    if "status" in changes:
         events.record(session, events.ARTICLE_PUBLISHED, article_id=article.id)
-    return article, created
+    return Published(article, "updated", revision)
+
+
+def _find(session: Session, item: ArticleIn) -> Article | None:
+    if item.external_id:
+        article = session.scalar(select(Article).where(Article.external_id == item.external_id))
+        if article is not None:
+            if article.url != item.url:
+                other = session.scalar(select(Article.id).where(Article.url == item.url))
+                if other is not None:
+                    raise ArticleError(f"url: already belongs to article {other}, not to "
+                                       f"external_id {item.external_id!r}")
+            return article
+    return session.scalar(select(Article).where(Article.url == item.url))
+
+
+def _snapshot(article: Article) -> dict[str, Any]:
+    return {"title": article.title, "summary": article.summary, "author": article.author,
+            "url": article.url, "image_url": article.image_url,
+            "tags": [t.name for t in article.tags],
+            "published_at": article.published_at.isoformat()}
+
+
+def _words(text: str | None) -> list[str]:
+    return re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", text or "").casefold()).split()
+
+
+def _numbers(text: str | None) -> list[str]:
+    return sorted(re.findall(r"\d+(?:[.,]\d+)*", text or ""))
+
+
+def is_substantial(changes: dict[str, list[Any]]) -> bool:
+    """Whether readers who already got the article should be told of this change.
+
+    A headline whose words changed is a correction (case, spacing and punctuation alone are
+    not); so is a summary rewritten (difflib ratio below 0.8) or whose numbers changed
+    ("3 dead" → "30 dead"). Tags, image, link, byline and dates are housekeeping: not news
+    to a reader, and a correction email for them would be noise.
+    """
+    if "title" in changes:
+        old, new = changes["title"]
+        if _words(old) != _words(new):
+            return True
+    if "summary" in changes:
+        old, new = (v or "" for v in changes["summary"])
+        if _numbers(old) != _numbers(new):
+            return True
+        if SequenceMatcher(None, old, new, autojunk=False).ratio() < SUMMARY_SIMILARITY:
+            return True
+    return False
+
+
+@dataclass
+class Unpublished:
+    article: Article
+    deliveries_changed: int  # unsent deliveries the article was taken out of
+    deliveries_suppressed: int  # of those, left with nothing and so never sent
+
+
+def unpublish(session: Session, article_id: int) -> Unpublished:
+    """Withdraw an article: never in a later edition, and out of every delivery not yet sent."""
+    # A local import: delivery imports editions, which imports this module.
+    from newsletter import delivery
+
+    article = session.get(Article, article_id)
+    if article is None:
+        raise ArticleNotFound(f"no article {article_id}")
+    if article.status != "unpublished":
+        now = utcnow()
+        session.add(ArticleRevision(article_id=article.id, changed_at=now, substantial=False,
+                                    changes={"status": [article.status, "unpublished"]}))
+        article.status = "unpublished"
+        article.updated_at = now
+    # Writing first takes SQLite's write lock, so no sender claims a delivery between our
+    # reading the deliveries and changing them (PostgreSQL locks the rows themselves).
+    session.flush()
+    changed, suppressed, edition_ids = _withdraw(session, article.id)
+    for edition_id in edition_ids:
+        delivery.finish_if_complete(session, edition_id, commit=False)
+    return Unpublished(article, changed, suppressed)
+
+
+def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
+    """Take an article out of every unsent delivery; returns (changed, suppressed, editions).
+
+    Each changed delivery gets the content key and positions of what remains, ordered as
+    digests.decide() would; one left with nothing is suppressed, never sent empty.
+    """
+    from newsletter.digests import Correction, content_key, order_sections
+
+    # FOR UPDATE (PostgreSQL): a sender's claim waits for us and then sees the new content
+    # key. Deliveries already 'sending' are in the middle of SMTP and are left alone.
+    rows = session.execute(
+        select(Delivery.id, Delivery.edition_id)
+        .where(Delivery.status.in_(UNSENT),
+               Delivery.id.in_(select(DeliveryArticle.delivery_id)
+                               .where(DeliveryArticle.article_id == article_id)))
+        .with_for_update()
+    ).all()
+    if not rows:
+        return 0, 0, set()
+    ids = [r.id for r in rows]
+    session.execute(delete(DeliveryArticle).where(DeliveryArticle.delivery_id.in_(ids),
+                                                  DeliveryArticle.article_id == article_id))
+    remaining = session.execute(
+        select(DeliveryArticle.id, DeliveryArticle.delivery_id, DeliveryArticle.article_id,
+               DeliveryArticle.tag_id, DeliveryArticle.kind, DeliveryArticle.revision_id,
+               DeliveryArticle.position)
+        .where(DeliveryArticle.delivery_id.in_(ids))
+        .order_by(DeliveryArticle.delivery_id, DeliveryArticle.position)
+    ).all()
+    published = dict(session.execute(
+        select(Article.id, Article.published_at)
+        .where(Article.id.in_({r.article_id for r in remaining}))).all()) if remaining else {}
+    names = dict(session.execute(select(Tag.id, Tag.name)).all())
+    by_delivery: dict[int, list] = defaultdict(list)
+    for row in remaining:
+        by_delivery[row.delivery_id].append(row)
+    suppressed = 0
+    for delivery_id in ids:
+        mine = by_delivery.get(delivery_id, [])
+        if not mine:
+            session.execute(update(Delivery).where(Delivery.id == delivery_id)
+                            .values(status="suppressed", last_error="empty after unpublish"))
+            suppressed += 1
+            continue
+        sections: dict[int, list[int]] = defaultdict(list)
+        for row in mine:
+            if row.kind == "new":
+                sections[row.tag_id].append(row.article_id)
+        ordered = order_sections(sections, published, names)
+        fixes = tuple(Correction(r.article_id, r.revision_id, r.tag_id)
+                      for r in mine if r.kind == "correction")
+        position = {("new", a): i for i, a in
+                    enumerate(a for s in ordered for a in s.article_ids)}
+        position.update({("correction", c.article_id): len(position) + i
+                         for i, c in enumerate(fixes)})
+        for row in mine:
+            wanted = position[(row.kind, row.article_id)]
+            if row.position != wanted:
+                session.execute(update(DeliveryArticle).where(DeliveryArticle.id == row.id)
+                                .values(position=wanted))
+        session.execute(update(Delivery).where(Delivery.id == delivery_id)
+                        .values(content_key=content_key(ordered, fixes)))
+    return len(ids), suppressed, {r.edition_id for r in rows}
+
+
+def find(session: Session, id_or_url: str) -> Article:
+    """An article by id ("42") or by URL; raises ArticleNotFound."""
+    ref = id_or_url.strip()
+    if ref.isdigit():
+        article = session.get(Article, int(ref))
+    else:
+        article = session.scalar(select(Article).where(Article.url == ref))
+    if article is None:
+        raise ArticleNotFound(f"no article {ref}")
+    return article
 
 
 def to_dict(article: Article) -> dict[str, Any]:

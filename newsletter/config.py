@@ -7,13 +7,15 @@ under ``./var/``. ``demo`` and ``run`` start a local capture SMTP server themsel
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Used only when NEWSLETTER_SECRET_KEY is unset: good enough for a laptop demo, and the
 # web process logs a warning so nobody runs production on it unknowingly.
@@ -47,9 +49,59 @@ class Settings(BaseSettings):
     batch_size: int = 200
     confirm_max_age_days: int = 7
     relay_interval_s: float = 10.0
-    daily_send_hour: int = 6
-    weekly_send_weekday: int = 0  # Monday
+    # Articles published within this many seconds of the first one share one alert email
+    # per reader; 0 sends an alert for each article at once. At most half an hour: an alert
+    # skips stories published over an hour before its cutoff (editions.LOOKBACK).
+    alert_window_s: float = Field(default=300.0, ge=0, le=1800)
+    # Per client IP on POST /subscribe, in the `limits` notation; "" turns it off.
+    subscribe_rate_limit: str = "10/minute;100/hour"
+    # A form posted sooner than this after it was served is a bot's (humans take longer).
+    form_min_seconds: float = 2.0
+    form_max_age_hours: float = 24.0
+    log_format: str = "text"  # "json" in production: one JSON object per line
+    log_level: str = "INFO"
+    # The worker's Prometheus endpoint (0 = off); it aggregates all pool processes.
+    worker_metrics_port: int = 0
+    # DKIM: a PEM private key, its DNS selector, and the signing domain (default: From's).
+    dkim_key_file: str = ""
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    daily_send_hour: int = Field(default=6, ge=0, le=23)
+    weekly_send_weekday: int = Field(default=0, ge=0, le=6)  # 0 = Monday
     timezone: str = "UTC"
+    # A fresh install (no scheduled edition yet) sends the period just past only if its send
+    # time was at most this long ago; after that, scheduled editions are caught up once.
+    schedule_grace_hours: float = Field(default=6.0, ge=0)
+    # Feeds beat polls: "URL" or "URL Default Tag" (the tag for entries without a category;
+    # URLs never contain spaces), comma-separated or a JSON list.
+    feeds: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    feed_poll_minutes: float = 15.0
+    # Feed fetching refuses private, loopback and link-local targets (SSRF) unless this is
+    # set, or the host is named in feed_allowed_hosts (an internal CMS, say).
+    feed_allow_private: bool = False
+    feed_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    feed_timeout_s: float = 10.0
+    feed_max_bytes: int = 5 * 1024 * 1024
+    # A reader is suppressed for soft bounces (mailbox full, host down) once this many of
+    # our messages to them soft-bounced on at least two different days within this many
+    # days. Each message counts once however many delay notices it causes, and two days
+    # are needed so one bad day at a provider never unsubscribes anyone. Three weeks, not
+    # two, so the rule also catches a weekly reader whose mailbox stays full (three weekly
+    # digests span 14 days plus however late their bounces come); for a daily reader it
+    # means three rejected digests within three weeks — a mailbox nobody is reading.
+    soft_bounce_limit: int = Field(default=3, ge=1)
+    soft_bounce_days: float = Field(default=21.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name: Europe/Berlin)") from None
+        return v
 
     @field_validator("database_url")
     @classmethod
@@ -58,6 +110,16 @@ class Settings(BaseSettings):
         for prefix in ("postgresql://", "postgres://"):
             if v.startswith(prefix):
                 return "postgresql+psycopg://" + v[len(prefix):]
+        return v
+
+    @field_validator("feeds", "feed_allowed_hosts", mode="before")
+    @classmethod
+    def _list(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                return json.loads(v)
+            return [item.strip() for item in v.split(",") if item.strip()]
         return v
 
     @property

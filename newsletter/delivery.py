@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,10 +22,12 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter import digests, events, mailer, rendering, tokens
+from newsletter import digests, events, mailer, rendering, signing, tokens
 from newsletter.config import get_settings
+from newsletter.metrics import BATCH_SECONDS, EMAILS, SMTP_SECONDS
 from newsletter.models import (
     Article,
+    ArticleRevision,
     Delivery,
     DeliveryArticle,
     Edition,
@@ -39,6 +43,8 @@ MAX_ATTEMPTS = 5
 # the SMTP send on SQLite, and a worker killed mid-batch resends at most this many.
 RECORD_EVERY = 50
 OPEN = ("queued", "sending", "retry")
+# How _send words a temporary failure it stopped retrying; failure_kind() reads it back.
+GAVE_UP = "gave up after"
 
 
 # ---------------------------------------------------------------- planning
@@ -53,12 +59,21 @@ def plan(session: Session, edition_id: int) -> int:
         edition.started_at = utcnow()
         session.commit()
     candidates = digests.candidate_articles(session, edition)
-    made, after = 0, 0
+    # An alert reaches the few immediate readers who follow its stories' topics; a digest
+    # reaches most of its readers, where the filter would cost more than it saves.
+    follows_any = list(candidates.by_tag) if edition.kind == "alert" else None
+    made, after, readers = 0, 0, 0
+    would = _DryRun()
     while candidates:
-        page = digests.readers_page(session, edition, after, settings.batch_size)
+        page = digests.readers_page(session, edition, after, settings.batch_size,
+                                    follows_any=follows_any)
         if not page:
             break
         after = page[-1].id
+        readers += len(page)
+        if edition.dry_run:
+            would.add(digests.decide_page(session, candidates, page))
+            continue
         try:
             made += _plan_page(session, edition, candidates, page, settings.mail_domain)
             session.commit()
@@ -68,10 +83,17 @@ def plan(session: Session, edition_id: int) -> int:
             session.rollback()
             made += _plan_page(session, edition, candidates, page, settings.mail_domain)
             session.commit()
+    if edition.dry_run:
+        edition.plan_report = would.report(readers)
+        edition.distinct_digests = edition.plan_report["distinct_digests"]
+        edition.status, edition.finished_at = "done", utcnow()
+        session.commit()
+        return 0
     edition.distinct_digests = session.scalar(
         select(func.count(func.distinct(Delivery.content_key))).where(
             Delivery.edition_id == edition.id)
     ) or 0
+    edition.plan_report = _plan_report(session, edition, readers)
     edition.status = "sending"
     session.commit()
     finish_if_complete(session, edition.id)
@@ -85,8 +107,7 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
         select(Delivery.reader_id).where(Delivery.edition_id == edition.id,
                                          Delivery.reader_id.in_(ids))))
     todo = [r for r in page if r.id not in planned]
-    sent = digests.already_sent(session, [r.id for r in todo], candidates.tag_ids)
-    chosen = [d for r in todo if (d := digests.decide(r, candidates, sent)) is not None]
+    chosen = digests.decide_page(session, candidates, todo)
     if not chosen:
         return 0
     rows = session.execute(
@@ -96,21 +117,63 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
           "created_at": utcnow()} for d in chosen],
     ).all()
     session.execute(insert(DeliveryArticle), [
-        {"delivery_id": delivery_id, "reader_id": d.reader_id, "article_id": a, "tag_id": s.tag_id,
-         "position": i}
+        {"delivery_id": delivery_id, "reader_id": d.reader_id, "article_id": a, "tag_id": tag_id,
+         "position": i, "kind": kind, "revision_id": revision_id}
         for (delivery_id, _), d in zip(rows, chosen, strict=True)
-        for i, (s, a) in enumerate((s, a) for s in d.sections for a in s.article_ids)
+        for i, (kind, a, tag_id, revision_id) in enumerate(_items(d))
     ])
-    session.execute(
-        update(Reader).where(Reader.id.in_([d.reader_id for d in chosen]))
-        .values(last_digest_at=edition.cutoff_at)
-    )
+    # A tag-filtered digest covered only its tags: the reader's next full digest must still
+    # carry the rest of what came before this cutoff (already_sent keeps out what this sent).
+    if not (edition.kind == "digest" and edition.tags):
+        session.execute(
+            update(Reader).where(Reader.id.in_([d.reader_id for d in chosen]))
+            .values(last_digest_at=edition.cutoff_at)
+        )
     events.record(session, events.DELIVERIES_QUEUED, edition_id=edition.id,
                   delivery_ids=[r[0] for r in rows])
     return len(rows)
 
 
-def finish_if_complete(session: Session, edition_id: int) -> bool:
+@dataclass
+class _DryRun:
+    """What a dry run would send, tallied page by page (nothing is written)."""
+
+    emails: int = 0
+    content_keys: set[str] = field(default_factory=set)
+    articles: set[int] = field(default_factory=set)
+
+    def add(self, chosen: list[digests.Digest]) -> None:
+        self.emails += len(chosen)
+        for d in chosen:
+            self.content_keys.add(d.content_key)
+            self.articles.update(d.article_ids)
+
+    def report(self, readers: int) -> dict[str, int]:
+        return {"readers": readers, "emails": self.emails,
+                "distinct_digests": len(self.content_keys), "articles": len(self.articles)}
+
+
+def _plan_report(session: Session, edition: Edition, readers: int) -> dict[str, int]:
+    # Counted from the rows, not this call's pages: a resumed plan made some of them earlier.
+    emails = session.scalar(select(func.count()).where(Delivery.edition_id == edition.id))
+    articles = session.scalar(
+        select(func.count(func.distinct(DeliveryArticle.article_id)))
+        .join(Delivery, Delivery.id == DeliveryArticle.delivery_id)
+        .where(Delivery.edition_id == edition.id, DeliveryArticle.kind == "new"))
+    return {"readers": readers, "emails": emails or 0,
+            "distinct_digests": edition.distinct_digests, "articles": articles or 0}
+
+
+def _items(digest: digests.Digest):
+    """(kind, article, tag, revision) in the order the email shows them."""
+    for s in digest.sections:
+        for a in s.article_ids:
+            yield "new", a, s.tag_id, None
+    for c in digest.corrections:
+        yield "correction", c.article_id, c.tag_id, c.revision_id
+
+
+def finish_if_complete(session: Session, edition_id: int, commit: bool = True) -> bool:
     """Mark a sending edition done once nothing is left open; returns True if it did."""
     still_open = select(Delivery.id).where(Delivery.edition_id == edition_id,
                                            Delivery.status.in_(OPEN)).exists()
@@ -119,13 +182,14 @@ def finish_if_complete(session: Session, edition_id: int) -> bool:
         .where(Edition.id == edition_id, Edition.status == "sending", ~still_open)
         .values(status="done", finished_at=utcnow())
     )
-    session.commit()
+    if commit:
+        session.commit()
     return result.rowcount == 1
 
 
 # ---------------------------------------------------------------- content
 
-_rendered: OrderedDict[tuple[int, str, str], rendering.RenderedEmail] = OrderedDict()
+_rendered: OrderedDict[tuple[int, str, str, str], rendering.RenderedEmail] = OrderedDict()
 _RENDER_CACHE_SIZE = 512  # distinct digests kept per worker process (~40 KB each)
 
 
@@ -142,45 +206,77 @@ def common_context() -> dict[str, Any]:
 
 def digest_context(session: Session, edition: Edition, delivery_id: int) -> dict[str, Any]:
     """The template context of the digest a delivery carries (shared by its content key)."""
-    settings = get_settings()
-    tz = ZoneInfo(settings.timezone)
     rows = session.execute(
-        select(DeliveryArticle.tag_id, Article, Tag)
+        select(DeliveryArticle.tag_id, DeliveryArticle.kind, Article, Tag, ArticleRevision)
         .join(Article, Article.id == DeliveryArticle.article_id)
         .join(Tag, Tag.id == DeliveryArticle.tag_id)
+        .outerjoin(ArticleRevision, ArticleRevision.id == DeliveryArticle.revision_id)
         .where(DeliveryArticle.delivery_id == delivery_id)
         .order_by(DeliveryArticle.position)
     ).all()
+    return context_from_rows(edition, rows)
+
+
+def context_from_rows(edition: Edition, rows: Sequence[Any]) -> dict[str, Any]:
+    """The digest template context from (tag_id, kind, Article, Tag, ArticleRevision | None)
+    rows in the order the email shows them (previews build these without a delivery)."""
+    settings = get_settings()
+    tz = ZoneInfo(settings.timezone)
     sections: list[dict[str, Any]] = []
-    for tag_id, article, tag in rows:
-        if not sections or sections[-1]["_tag_id"] != tag_id:
-            sections.append({"_tag_id": tag_id, "topic": {"slug": tag.slug, "name": tag.name},
-                             "articles": []})
-        sections[-1]["articles"].append({
+    corrections: list[dict[str, Any]] = []
+    for tag_id, kind, article, tag, revision in rows:
+        item = {
             "title": article.title, "url": article.url, "summary": article.summary,
             "author": article.author, "image_url": article.image_url,
             "published_label": article.published_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
-        })
+        }
+        if kind == "correction":
+            old_title = revision.changes.get("title", [None])[0] if revision else None
+            changed_at = revision.changed_at if revision else article.updated_at
+            corrections.append({
+                **item, "topic": {"slug": tag.slug, "name": tag.name},
+                "updated_label": changed_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
+                "previous_title": old_title if old_title != article.title else None,
+            })
+            continue
+        if not sections or sections[-1]["_tag_id"] != tag_id:
+            sections.append({"_tag_id": tag_id, "topic": {"slug": tag.slug, "name": tag.name},
+                             "articles": []})
+        sections[-1]["articles"].append(item)
     return {
         **common_context(),
-        "edition": {"id": edition.id, "frequency": edition.frequency,
+        "edition": {"id": edition.id, "kind": edition.kind, "frequency": edition.frequency,
                     "date_label": edition.cutoff_at.astimezone(tz).strftime("%-d %B %Y")},
         "archive_url": f"{settings.base_url}/editions/{edition.id}",
-        "article_count": len(rows),
+        "article_count": len(rows) - len(corrections),
         "sections": [{k: v for k, v in s.items() if k != "_tag_id"} for s in sections],
+        "corrections": corrections,
     }
 
 
+def content_versions(session: Session, delivery_ids: Sequence[int]) -> dict[int, str]:
+    """When the articles of each delivery last changed: part of the rendering cache key."""
+    return {d: at.isoformat() for d, at in session.execute(
+        select(DeliveryArticle.delivery_id, func.max(Article.updated_at))
+        .join(Article, Article.id == DeliveryArticle.article_id)
+        .where(DeliveryArticle.delivery_id.in_(list(delivery_ids)))
+        .group_by(DeliveryArticle.delivery_id)
+    )}
+
+
 def rendered_digest(session: Session, edition: Edition, content_key: str,
-                    delivery_id: int) -> rendering.RenderedEmail:
+                    delivery_id: int, version: str = "") -> rendering.RenderedEmail:
     """Render (Jinja2 + premailer) once per distinct content per worker process."""
-    # The cutoff guards against a reused edition id (SQLite reuses rowids after deletes).
-    key = (edition.id, edition.cutoff_at.isoformat(), content_key)
+    # The cutoff guards against a reused edition id (SQLite reuses rowids after deletes);
+    # the version makes an article edited mid-edition render afresh, so what a reader gets
+    # is the article as it was when their delivery was claimed (or newer).
+    key = (edition.id, edition.cutoff_at.isoformat(), content_key, version)
     hit = _rendered.get(key)
     if hit is not None:
         _rendered.move_to_end(key)
         return hit
-    result = rendering.render("digest", digest_context(session, edition, delivery_id))
+    # The template is the edition's kind: email_templates/digest/ or email_templates/alert/.
+    result = rendering.render(edition.kind, digest_context(session, edition, delivery_id))
     _rendered[key] = result
     if len(_rendered) > _RENDER_CACHE_SIZE:
         _rendered.popitem(last=False)
@@ -201,11 +297,11 @@ def compose(rendered: rendering.RenderedEmail, links: dict[str, str], message_id
     """Personalise shared content for one reader and wrap it as a message."""
     settings = get_settings()
     mine = rendering.personalise(rendered, links)
-    return mailer.build_message(
+    return signing.sign(mailer.build_message(
         from_addr=settings.from_address, to_addr=links["email"], subject=mine.subject,
         text=mine.text, html=mine.html, message_id=message_id, list_id=settings.list_id,
         unsubscribe_url=links["unsubscribe_url"],
-    )
+    ))
 
 
 # ---------------------------------------------------------------- sending
@@ -213,6 +309,7 @@ def compose(rendered: rendering.RenderedEmail, links: dict[str, str], message_id
 def send_batch(session: Session, delivery_ids: Sequence[int],
                transport: mailer.SmtpTransport) -> dict[str, int]:
     """Claim the queued deliveries among ``delivery_ids``, send them, record each outcome."""
+    started = time.perf_counter()
     now = utcnow()
     claimed = session.execute(
         update(Delivery)
@@ -233,6 +330,7 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
     editions = {e.id: e for e in session.scalars(
         select(Edition).where(Edition.id.in_({c.edition_id for c in claimed})))}
     sender = get_settings().from_email
+    versions = content_versions(session, [c.id for c in claimed])
     outcomes: list[tuple[int, str, str | None, int]] = []
     for c in sorted(claimed, key=lambda c: c.content_key):
         email = readers.get(c.reader_id)
@@ -240,7 +338,8 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
             outcomes.append((c.id, "suppressed", "reader no longer active", c.attempts))
         else:
             edition = editions[c.edition_id]
-            content = rendered_digest(session, edition, c.content_key, c.id)
+            content = rendered_digest(session, edition, c.content_key, c.id,
+                                      versions.get(c.id, ""))
             try:
                 message = compose(content, personal_links(c.reader_id, email, edition.id),
                                   c.message_id)
@@ -254,20 +353,33 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
     _record(session, outcomes, counts)
     for edition_id in editions:
         finish_if_complete(session, edition_id)
+    elapsed = time.perf_counter() - started
+    BATCH_SECONDS.observe(elapsed)
+    log.info("batch sent", extra={"edition_id": sorted(editions), "counts": counts,
+                                  "delivery_ids": [c.id for c in claimed],
+                                  "duration_s": round(elapsed, 3)})
     return counts
 
 
 def _send(transport: mailer.SmtpTransport, sender: str, to: str, message: bytes,
           attempts: int) -> tuple[str, str | None]:
+    started = time.perf_counter()
     try:
         transport.send(sender, to, message)
     except mailer.PermanentFailure as exc:
         return "failed", f"{exc.code} {exc.reason}"
     except mailer.TemporaryFailure as exc:
         if attempts >= MAX_ATTEMPTS:
-            return "failed", f"gave up after {attempts} attempts: {exc.code} {exc.reason}"
+            return "failed", f"{GAVE_UP} {attempts} attempts: {exc.code} {exc.reason}"
         return "retry", f"{exc.code} {exc.reason}"
+    finally:
+        SMTP_SECONDS.observe(time.perf_counter() - started)
     return "sent", None
+
+
+def failure_kind(error: str | None) -> str:
+    """'temporary' for a delivery that gave up retrying, else 'permanent' (5xx, unsendable)."""
+    return "temporary" if (error or "").startswith(GAVE_UP) else "permanent"
 
 
 def _record(session: Session, outcomes: list[tuple[int, str, str | None, int]],
@@ -275,12 +387,18 @@ def _record(session: Session, outcomes: list[tuple[int, str, str | None, int]],
     now = utcnow()
     for delivery_id, status, error, attempts in outcomes:
         values: dict[str, Any] = {"status": status, "last_error": error}
+        if status == "failed":
+            values["failure"] = failure_kind(error)
         if status == "sent":
             values["sent_at"] = now
         elif status == "retry":
             values["next_attempt_at"] = now + backoff(attempts)
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
         counts[status] += 1
+        reason = values.get("failure") or ("temporary" if status == "retry" else "")
+        EMAILS.labels("edition", status, reason).inc()
+        if status in ("failed", "retry"):
+            log.info("delivery %s", status, extra={"delivery_id": delivery_id, "reason": error})
     session.commit()
     outcomes.clear()
 

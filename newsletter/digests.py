@@ -2,21 +2,40 @@
 
 A pipeline of small functions over plain data. The edition's candidate articles are loaded
 once; readers arrive in pages by id cursor; each reader's digest is decided in memory.
+
+Corrections: an article a reader already received (a sent delivery carried it) that has
+since had a substantial revision comes back once, in an "Updated since we sent it" section
+of their next digest. A correction alone is worth an email: a reader who acted on a wrong
+headline should hear of the fix without waiting for news on their topics.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.editions import LOOKBACK
-from newsletter.models import Article, ArticleTag, DeliveryArticle, Edition, Reader, ReaderTopic, Tag
+from newsletter.models import (
+    Article,
+    ArticleRevision,
+    ArticleTag,
+    Delivery,
+    DeliveryArticle,
+    Edition,
+    Reader,
+    ReaderTopic,
+    Tag,
+)
+
+# A catch-up digest reaches back at most this far: a list asleep for longer starts afresh
+# with the usual window rather than mail a month's archive.
+MAX_CATCH_UP = timedelta(days=31)
 
 
 @dataclass(frozen=True)
@@ -26,10 +45,18 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Correction:
+    article_id: int
+    revision_id: int
+    tag_id: int  # the reader's topic it is filed under, as for a new article
+
+
+@dataclass(frozen=True)
 class Digest:
     reader_id: int
     sections: tuple[Section, ...]
     content_key: str
+    corrections: tuple[Correction, ...] = ()
 
     @property
     def article_ids(self) -> list[int]:
@@ -53,6 +80,8 @@ class Candidates:
     tag_names: dict[int, str]
     filter_tag_ids: frozenset[int] | None
     by_tag: dict[int, list[int]] = field(default_factory=dict)
+    # article → its latest substantial revision inside the window, for readers who got it.
+    revised: dict[int, Revised] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Index by tag so a reader costs the articles on their topics, not all of them.
@@ -61,17 +90,51 @@ class Candidates:
                 self.by_tag.setdefault(tag_id, []).append(article_id)
 
     def __len__(self) -> int:
-        return len(self.tag_ids)
+        return len(self.tag_ids) + len(self.revised)
+
+
+@dataclass(frozen=True)
+class Revised:
+    revision_id: int
+    changed_at: datetime
+    tag_ids: tuple[int, ...]
+
+
+def lookback_floor(session: Session, edition: Edition) -> datetime:
+    """How far back the edition's articles may go: its frequency's window, or further back to
+    the previous full edition of that frequency (a catch-up after downtime), within a month.
+    """
+    floor = edition.cutoff_at - LOOKBACK[edition.frequency]
+    if edition.kind != "digest":  # an alert's window is deliberately short: backfills are not news
+        return floor
+    # Readers never get an article twice (last_digest_at, already_sent), so reaching further
+    # back only adds what the missed days published. A tag-filtered edition covered only its
+    # tags, so it does not count as the previous one.
+    earlier = session.execute(
+        select(Edition.cutoff_at, Edition.tags)
+        .where(Edition.kind == edition.kind, Edition.frequency == edition.frequency,
+               Edition.dry_run.is_(False), Edition.cutoff_at < edition.cutoff_at,
+               Edition.cutoff_at > edition.cutoff_at - MAX_CATCH_UP)
+        .order_by(Edition.cutoff_at.desc())
+    ).all()
+    previous = next((at for at, tags in earlier if not tags), None)
+    return min(floor, previous) if previous is not None else floor
 
 
 def candidate_articles(session: Session, edition: Edition) -> Candidates:
-    """Published articles received by the cutoff and not older than the frequency's window."""
-    floor = edition.cutoff_at - LOOKBACK[edition.frequency]
+    """Published articles received by the cutoff and not older than the frequency's window.
+
+    An alert's window also has a start (``requested_at``): it carries only what reached us
+    from then to its cutoff.
+    """
+    floor = lookback_floor(session, edition)
+    window = [Article.created_at <= edition.cutoff_at]
+    if edition.kind == "alert":
+        window.append(Article.created_at >= edition.requested_at)
     rows = session.execute(
         select(Article.id, Article.created_at, Article.published_at, ArticleTag.tag_id)
         .join(ArticleTag, ArticleTag.article_id == Article.id)
-        .where(Article.status == "published", Article.created_at <= edition.cutoff_at,
-               Article.published_at > floor)
+        .where(Article.status == "published", *window, Article.published_at > floor)
         .order_by(Article.id, ArticleTag.position)
     ).all()
     ingested, published, tags = {}, {}, defaultdict(list)
@@ -84,19 +147,58 @@ def candidate_articles(session: Session, edition: Edition) -> Candidates:
         filter_ids = frozenset(session.scalars(select(Tag.id).where(Tag.slug.in_(edition.tags))))
         tags = {a: t for a, t in tags.items() if filter_ids & set(t)}
     names = dict(session.execute(select(Tag.id, Tag.name)).all())
+    # Corrections ride on digests; an alert carries only what was just published.
+    revised = revised_articles(session, edition, filter_ids) if edition.kind != "alert" else {}
     return Candidates(ingested, published, {a: tuple(t) for a, t in tags.items()}, names,
-                      filter_ids)
+                      filter_ids, revised=revised)
 
 
-def readers_page(session: Session, edition: Edition, after_id: int, limit: int) -> list[ReaderRow]:
-    """The next ``limit`` active readers of the edition's frequency, by id after ``after_id``."""
+def revised_articles(session: Session, edition: Edition,
+                     filter_ids: frozenset[int] | None) -> dict[int, Revised]:
+    """Published articles with a substantial revision in the edition's window, by article."""
+    floor = lookback_floor(session, edition)
+    latest: dict[int, tuple[int, datetime]] = {}
+    for revision_id, article_id, changed_at in session.execute(
+        select(ArticleRevision.id, ArticleRevision.article_id, ArticleRevision.changed_at)
+        .join(Article, Article.id == ArticleRevision.article_id)
+        .where(ArticleRevision.substantial.is_(True), Article.status == "published",
+               ArticleRevision.changed_at > floor,
+               ArticleRevision.changed_at <= edition.cutoff_at)
+        .order_by(ArticleRevision.id)
+    ):
+        latest[article_id] = (revision_id, changed_at)  # the last one shows the article now
+    if not latest:
+        return {}
+    tags: dict[int, list[int]] = defaultdict(list)
+    for article_id, tag_id in session.execute(
+        select(ArticleTag.article_id, ArticleTag.tag_id)
+        .where(ArticleTag.article_id.in_(latest)).order_by(ArticleTag.position)
+    ):
+        tags[article_id].append(tag_id)
+    return {a: Revised(r, at, tuple(tags[a])) for a, (r, at) in latest.items()
+            if filter_ids is None or filter_ids & set(tags[a])}
+
+
+def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
+                 follows_any: Collection[int] | None = None) -> list[ReaderRow]:
+    """The next ``limit`` active readers of the edition's frequency, by id after ``after_id``.
+
+    With ``follows_any``, only readers who follow at least one of those tags.
+    """
     query = (
         select(Reader.id, Reader.last_digest_at)
         .where(Reader.status == "active", Reader.frequency == edition.frequency,
-               Reader.id > after_id)
+               Reader.id > after_id,
+               # A paused reader is skipped; their next digest picks up where the last ended.
+               or_(Reader.paused_until.is_(None), Reader.paused_until <= edition.cutoff_at))
         .order_by(Reader.id)
         .limit(limit)
     )
+    if follows_any is not None:
+        query = query.where(
+            select(ReaderTopic.tag_id)
+            .where(ReaderTopic.reader_id == Reader.id, ReaderTopic.tag_id.in_(list(follows_any)))
+            .exists())
     rows = session.execute(query).all()
     if not rows:
         return []
@@ -106,7 +208,11 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int) 
         .where(ReaderTopic.reader_id.in_([r[0] for r in rows]))
     ):
         topics[reader_id].add(tag_id)
-    return [ReaderRow(r[0], r[1], frozenset(topics[r[0]])) for r in rows]
+    # An alert's window is exact, so a story whose publish committed just after the previous
+    # alert was planned comes in the next one although it is older than that alert's cutoff:
+    # alerts rely on the (reader, article) uniqueness alone, not on last_digest_at.
+    alert = edition.kind == "alert"
+    return [ReaderRow(r[0], None if alert else r[1], frozenset(topics[r[0]])) for r in rows]
 
 
 def already_sent(session: Session, reader_ids: Iterable[int],
@@ -124,11 +230,64 @@ def already_sent(session: Session, reader_ids: Iterable[int],
     )
 
 
-def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]]) -> Digest | None:
+def received(session: Session, reader_ids: Iterable[int],
+             article_ids: Iterable[int]) -> dict[tuple[int, int], datetime]:
+    """For each (reader, article) pair in a sent delivery, the latest version they can have.
+
+    That is the delivery's claim: its email is rendered after it (delivery.content_versions
+    keeps a cached rendering from being older), so an edit made later may be missing from
+    what the reader got.
+    """
+    reader_ids, article_ids = list(reader_ids), list(article_ids)
+    if not reader_ids or not article_ids:
+        return {}
+    return {(r, a): at for r, a, at in session.execute(
+        select(DeliveryArticle.reader_id, DeliveryArticle.article_id,
+               func.max(Delivery.claimed_at))
+        .join(Delivery, Delivery.id == DeliveryArticle.delivery_id)
+        .where(Delivery.status == "sent", DeliveryArticle.reader_id.in_(reader_ids),
+               DeliveryArticle.article_id.in_(article_ids))
+        .group_by(DeliveryArticle.reader_id, DeliveryArticle.article_id)
+    )}
+
+
+def carried_revisions(session: Session, reader_ids: Iterable[int],
+                      revision_ids: Iterable[int]) -> set[tuple[int, int]]:
+    """(reader, revision) pairs a delivery already carries as a correction, sent or not."""
+    reader_ids, revision_ids = list(reader_ids), list(revision_ids)
+    if not reader_ids or not revision_ids:
+        return set()
+    return set(session.execute(
+        select(DeliveryArticle.reader_id, DeliveryArticle.revision_id)
+        .where(DeliveryArticle.reader_id.in_(reader_ids),
+               DeliveryArticle.revision_id.in_(revision_ids))
+    ).tuples())
+
+
+def decide_page(session: Session, candidates: Candidates,
+                page: list[ReaderRow]) -> list[Digest]:
+    """The digests of a page of readers (those with nothing new left out).
+
+    The one decision path: a real plan, a dry run and a preview all come through here.
+    """
+    ids = [r.id for r in page]
+    if not ids:
+        return []
+    sent = already_sent(session, ids, candidates.tag_ids)
+    got = received(session, ids, candidates.revised)
+    carried = carried_revisions(session, ids,
+                                [r.revision_id for r in candidates.revised.values()])
+    return [d for r in page if (d := decide(r, candidates, sent, got, carried)) is not None]
+
+
+def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]],
+           got: dict[tuple[int, int], datetime] | None = None,
+           carried: set[tuple[int, int]] | frozenset = frozenset()) -> Digest | None:
     """The reader's digest, or None when there is nothing new for them (no empty digests).
 
     Each article appears once, filed under the first of its tags (in the editor's order)
-    that the reader follows; sections run from the fullest to the thinnest.
+    that the reader follows; sections run from the fullest to the thinnest. ``got`` (from
+    received()) and ``carried`` (from carried_revisions()) decide the corrections.
     """
     follows = reader.topic_ids
     if candidates.filter_tag_ids is not None:
@@ -146,18 +305,51 @@ def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]]
         home = next((t for t in tag_ids if t in follows), None)
         if home is not None:
             sections[home].append(article_id)
-    if not sections:
+    fixes = corrections_for(reader.id, follows, candidates, got or {}, carried)
+    if not sections and not fixes:
         return None
-    ordered = tuple(
-        Section(tag_id, tuple(sorted(ids, key=lambda a: (candidates.published_at[a], a),
-                                     reverse=True)))
+    ordered = order_sections(sections, candidates.published_at, candidates.tag_names)
+    return Digest(reader.id, ordered, content_key(ordered, fixes), fixes)
+
+
+def corrections_for(reader_id: int, follows: frozenset[int], candidates: Candidates,
+                    got: dict[tuple[int, int], datetime],
+                    carried: set[tuple[int, int]] | frozenset) -> tuple[Correction, ...]:
+    """Revised articles the reader received before the revision and has not been told of.
+
+    Only on topics the reader still follows: someone who dropped a topic asked us to stop
+    writing to them about it. Newest revision first.
+    """
+    found = []
+    for article_id, rev in candidates.revised.items():
+        seen_at = got.get((reader_id, article_id))
+        if seen_at is None or rev.changed_at <= seen_at:
+            continue  # never received, or received already showing this revision
+        if (reader_id, rev.revision_id) in carried:
+            continue
+        home = next((t for t in rev.tag_ids if t in follows), None)
+        if home is not None:
+            found.append((rev.changed_at, article_id, Correction(article_id, rev.revision_id,
+                                                                 home)))
+    found.sort(key=lambda f: (f[0], f[1]), reverse=True)
+    return tuple(f[2] for f in found)
+
+
+def order_sections(sections: dict[int, list[int]], published_at: dict[int, datetime],
+                   tag_names: dict[int, str]) -> tuple[Section, ...]:
+    """Sections from the fullest to the thinnest (then by name), articles newest first."""
+    return tuple(
+        Section(tag_id, tuple(sorted(ids, key=lambda a: (published_at[a], a), reverse=True)))
         for tag_id, ids in sorted(sections.items(),
-                                  key=lambda kv: (-len(kv[1]), candidates.tag_names[kv[0]]))
+                                  key=lambda kv: (-len(kv[1]), tag_names[kv[0]]))
     )
-    return Digest(reader.id, ordered, content_key(ordered))
 
 
-def content_key(sections: tuple[Section, ...]) -> str:
+def content_key(sections: tuple[Section, ...], corrections: tuple[Correction, ...] = ()) -> str:
     """Equal for readers whose digests differ only in personal links."""
     text = ";".join(f"{s.tag_id}:{','.join(map(str, s.article_ids))}" for s in sections)
+    if corrections:
+        text += "|" + ";".join(f"{c.tag_id}:{c.article_id}@{c.revision_id}"
+                               for c in corrections)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+

@@ -16,7 +16,7 @@ from datetime import timedelta
 from importlib.metadata import entry_points
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.models import OutboxEvent, utcnow
@@ -27,7 +27,8 @@ READER_SUBSCRIBED = "reader.subscribed"  # {reader_id}: send the confirmation em
 READER_CONFIRMED = "reader.confirmed"  # {reader_id}: send the welcome email
 EDITION_REQUESTED = "edition.requested"  # {edition_id}: plan it
 DELIVERIES_QUEUED = "deliveries.queued"  # {edition_id, delivery_ids}: send them
-ARTICLE_PUBLISHED = "article.published"  # {article_id}: immediate alerts (later)
+ARTICLE_PUBLISHED = "article.published"  # {article_id}: open or join an alert window
+ALERT_WINDOW_OPENED = "alert.window_opened"  # {edition_id, due_at}: close it at due_at
 
 # (event id, name, payload) → True if the broker accepted it.
 Dispatcher = Callable[[int, str, dict[str, Any]], bool]
@@ -57,6 +58,20 @@ def record(session: Session, name: str, **payload: Any) -> OutboxEvent:
     session.flush()
     session.info.setdefault(_PENDING, []).append((event.id, name, payload))
     return event
+
+
+def record_many(session: Session, name: str, payloads: Sequence[dict[str, Any]]) -> None:
+    """``record`` for many events of one kind in a few statements (bulk imports)."""
+    if not payloads:
+        return
+    now = utcnow()
+    table = OutboxEvent.__table__
+    ids = session.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True),
+        [{"name": name, "payload": p, "created_at": now, "attempts": 0} for p in payloads],
+    ).scalars().all()
+    session.info.setdefault(_PENDING, []).extend(
+        (event_id, name, p) for event_id, p in zip(ids, payloads, strict=True))
 
 
 def _dispatch(events: Sequence[tuple[int, str, dict[str, Any]]]) -> list[int]:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -92,6 +93,20 @@ class Article(Base):
         return [link.tag for link in self.tag_links]
 
 
+class ArticleRevision(Base):
+    """What one update changed in an article: ``{field: [old, new]}``."""
+
+    __tablename__ = "article_revisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), index=True
+    )
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Worth telling a reader who already read it (see articles.is_substantial).
+    substantial: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class ReaderTopic(Base):
     __tablename__ = "reader_topics"
     reader_id: Mapped[int] = mapped_column(
@@ -130,6 +145,30 @@ class Suppression(Base):
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str] = mapped_column(String(32))  # erased|bounce|complaint|admin
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BounceEvent(Base):
+    """One bounce or complaint report as received: the audit trail and the soft-bounce score."""
+
+    __tablename__ = "bounce_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int | None] = mapped_column(ForeignKey("readers.id", ondelete="SET NULL"))
+    # The address only as its hash, like suppressions; None when the report names none we
+    # could read (mailbox providers redact complaints).
+    email_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # hard|soft|complaint
+    # The enhanced status code (5.1.1); for a complaint, its feedback type (abuse, fraud …).
+    status: Mapped[str | None] = mapped_column(String(32))
+    diagnostic: Mapped[str] = mapped_column(String(500), default="")
+    message_id: Mapped[str | None] = mapped_column(String(255))  # of our original message
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(16))  # mailbox|webhook
+    # One row per (original message, recipient, kind): ingesting a report again is a no-op.
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # When the report was written (its Date), so a backlog read late still scores correctly.
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ix_bounce_events_reader", "reader_id", "kind", "received_at"),)
 
 
 class ConsentEvent(Base):
@@ -174,6 +213,9 @@ class Edition(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     distinct_digests: Mapped[int] = mapped_column(Integer, default=0)
+    # What planning found: {"readers", "emails", "distinct_digests", "articles"}. For a dry
+    # run these are the would-be figures and the only thing it leaves behind.
+    plan_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (UniqueConstraint("kind", "frequency", "period_key", name="uq_edition_period"),)
 
@@ -196,6 +238,8 @@ class Delivery(Base):
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # For a failed delivery: 'permanent' (5xx, unsendable) or 'temporary' (gave up retrying).
+    failure: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (
         UniqueConstraint("edition_id", "reader_id", name="uq_delivery_edition_reader"),
@@ -215,7 +259,19 @@ class DeliveryArticle(Base):
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
     tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer, default=0)
-    __table_args__ = (UniqueConstraint("reader_id", "article_id", name="uq_reader_article"),)
+    # 'new': the article itself; 'correction': a note that revision_id changed an article the
+    # reader had already received ("Updated since we sent it").
+    kind: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
+    revision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("article_revisions.id", ondelete="CASCADE",
+                   name="fk_delivery_articles_revision"))
+    __table_args__ = (
+        # The database keeps the promises: an article reaches a reader once as new, and a
+        # correction once per revision.
+        Index("uq_reader_article_new", "reader_id", "article_id", unique=True,
+              sqlite_where=text("kind = 'new'"), postgresql_where=text("kind = 'new'")),
+        Index("uq_reader_revision", "reader_id", "revision_id", unique=True),
+    )
 
 
 class OutboxEvent(Base):

@@ -56,7 +56,7 @@ class SmtpSink:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         # Addresses starting "bounce-" do not exist here, as on a real mail server.
         if address.startswith("bounce-"):
-            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -190,9 +190,38 @@ def backend(request, tmp_path_factory, smtp) -> Iterator[Backend]:
             drop()
 
 
+def wait_idle(timeout: float = 15) -> None:
+    """Let the worker finish what an earlier test left in flight (a late task would act on
+    the next test's rows: SQLite reuses ids after a delete)."""
+    from sqlalchemy import select
+
+    from newsletter.config import get_settings
+    from newsletter.metrics import broker_queue_depth
+    from newsletter.models import Delivery
+
+    settings_ = get_settings()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = broker_queue_depth() > 0
+        if not busy and not settings_.uses_embedded_broker:
+            import redis
+
+            client = redis.Redis.from_url(settings_.broker)
+            busy = client.hlen("unacked") > 0
+            client.close()
+        if not busy:
+            with db.session_scope() as session:
+                busy = session.scalar(select(Delivery.id).where(
+                    Delivery.status == "sending").limit(1)) is not None
+        if not busy:
+            return
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def fresh(backend) -> Backend:
     """Empty tables and an empty SMTP log for one test."""
+    wait_idle()
     with db.session_scope() as session:
         for table in reversed(Base.metadata.sorted_tables):
             session.execute(table.delete())

@@ -22,7 +22,7 @@ def test_demo_delivers_real_messages_into_the_outbox(tmp_path: Path) -> None:
     assert "50 of 50" in done.stdout and sent >= 40 and 1 < distinct <= sent
 
     box = mailbox.Maildir(str(tmp_path / "var" / "outbox"), create=False)
-    messages = [message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.keys()]
+    messages = [message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.iterkeys()]
     digests = [m for m in messages if m["Subject"].startswith("Your weekly")]
     confirmations = [m for m in messages if m["Subject"].startswith("Confirm")]
     assert len(confirmations) == 50 and len(digests) == sent

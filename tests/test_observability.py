@@ -62,7 +62,9 @@ def test_metrics_move_when_mail_is_sent_and_fails(fresh) -> None:
         time.sleep(0.1)
 
     after = worker_metrics()
-    delta = lambda name, **l: value(after, name, **l) - value(before_worker, name, **l)  # noqa: E731
+    def delta(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before_worker, name, **labels)
+
     assert delta("newsletter_emails_total", kind="edition", outcome="sent") == 1
     assert delta("newsletter_emails_total", kind="edition", outcome="failed",
                  reason="permanent") == 1

@@ -59,6 +59,7 @@ def digest_context(
     ),
     per_topic: int = 5,
     frequency: str = "weekly",
+    corrections: int = 0,
 ) -> dict[str, Any]:
     sections, n = [], 0
     for slug, name in topics:
@@ -74,7 +75,23 @@ def digest_context(
         "archive_url": "https://news.example.com/editions/42",
         "article_count": n,
         "sections": sections,
+        "corrections": [correction(100 + i) for i in range(corrections)],
     }
+
+
+def correction(n: int) -> dict[str, Any]:
+    """An article the reader already got, as the "Updated since we sent it" section shows it."""
+    return article(
+        n,
+        title=f"Ceasefire talks collapse in Geneva, day {n}",
+        topic={"slug": "jordan", "name": "Jordan"},
+        updated_label="29 Nov 2026, 11:40",
+        previous_title=f"Ceasefire talks resume in Geneva, day {n}" if n % 2 == 0 else None,
+    )
+
+
+def digest_with_corrections_context() -> dict[str, Any]:
+    return digest_context(corrections=2)
 
 
 def confirm_context() -> dict[str, Any]:
@@ -85,11 +102,25 @@ def confirm_context() -> dict[str, Any]:
         "topics": ["Syria", "Russia"],
         "frequency": "daily",
         "consent_text": "I agree to receive email newsletters about the topics I selected.",
+        "view_url": "https://news.example.com/emails/eyJyIjo0Mn0.view",
     }
 
 
+def welcome_context() -> dict[str, Any]:
+    return {**confirm_context(), "frequency": "weekly"}
+
+
+def alert_context() -> dict[str, Any]:
+    # An alert is a digest of the last few minutes: the same context, kind "alert".
+    ctx = digest_context(topics=(("syria", "Syria"), ("jordan", "Jordan")), per_topic=2,
+                         frequency="immediate")
+    ctx["edition"]["kind"] = "alert"
+    return ctx
+
+
 # A new template needs a sample context here: the parametrised tests cover every folder.
-SAMPLE_CONTEXTS = {"confirm": confirm_context, "digest": digest_context}
+SAMPLE_CONTEXTS = {"confirm": confirm_context, "digest": digest_with_corrections_context,
+                   "welcome": welcome_context, "alert": alert_context}
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -343,3 +374,53 @@ def test_non_latin_content_survives_inlining() -> None:
     email = render("digest", ctx)
     assert "استئناف المحادثات في جنيف — Ṣaḥāfa" in email.html
     assert "سوريا" in email.subject and "استئناف" in email.text
+
+
+def test_digest_corrections_section_follows_the_new_stories() -> None:
+    ctx = digest_context(per_topic=1, corrections=2)
+    email = render("digest", ctx)
+    doc = lxml.html.document_fromstring(email.html)
+    assert [h.text_content() for h in doc.iter("h2")] == [
+        "Syria", "Russia", "Economy", "Updated since we sent it"]
+    fixed = ctx["corrections"][0]
+    links = {a.text_content().strip(): a.get("href") for a in doc.iter("a")}
+    assert links[fixed["title"]] == fixed["url"]
+    content = " ".join(doc.text_content().split())
+    assert "day 100 Updated 29 Nov 2026, 11:40 · Jordan" in content
+    assert "day 101 Updated 29 Nov 2026, 11:40 · By Lina Haddad · Jordan" in content
+    assert f"Previously headlined: “{fixed['previous_title']}”" in content
+    assert content.count("Previously headlined") == 1  # the second changed only its summary
+    # The corrected article's topic counts among those the reader follows.
+    assert "You receive this because you follow: Syria, Russia, Economy, Jordan." in content
+    assert email.subject.startswith("Your weekly digest: 3 stories on Syria, Russia and more")
+
+    text = email.text
+    assert "\nUPDATED SINCE WE SENT IT\n========================\n" in text
+    assert f"\n{fixed['title']}\n{fixed['url']}\nUpdated 29 Nov 2026, 11:40 - Jordan\n" in text
+    assert f'Previously headlined: "{fixed["previous_title"]}"' in text
+    assert text.index("UPDATED SINCE WE SENT IT") > text.index("ECONOMY")
+
+
+def test_a_digest_of_corrections_alone_says_so() -> None:
+    ctx = digest_context(topics=(), per_topic=0, corrections=1)
+    email = render("digest", ctx)
+    assert email.subject == (
+        "Updated since we sent it: Ceasefire talks collapse in Geneva, day 100 — The Levant Ledger")
+    doc = lxml.html.document_fromstring(email.html)
+    content = " ".join(doc.text_content().split())
+    assert "A story we sent you has been updated." in content
+    assert "0 stories" not in content and "0 stories" not in email.text
+    assert [h.text_content() for h in doc.iter("h2")] == ["Updated since we sent it"]
+    assert "You receive this because you follow: Jordan." in content
+    assert "A story we sent you has been updated." in email.text
+
+
+def test_correction_text_is_escaped() -> None:
+    ctx = digest_context(topics=(), per_topic=0, corrections=1)
+    ctx["corrections"][0].update(title=HOSTILE_TITLE, previous_title=HOSTILE_SUMMARY)
+    email = render("digest", ctx)
+    assert "<script" not in email.html and "<img src=x" not in email.html
+    doc = lxml.html.document_fromstring(email.html)
+    assert HOSTILE_SUMMARY in doc.text_content() and not doc.xpath("//*[@onerror]")
+    assert HOSTILE_TITLE in email.text and "&lt;" not in email.text
+    assert "\n" not in email.subject and len(email.subject) <= 100

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from celery import Celery
-from celery.schedules import crontab
-from celery.signals import worker_process_init
+import os
 
-from newsletter import db
+from celery import Celery
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
+
+from newsletter import db, logs
 from newsletter.config import Settings, get_settings
 
 
@@ -27,15 +33,14 @@ def make_app(settings: Settings) -> Celery:
         timezone=settings.timezone,
         beat_schedule={
             "relay": {"task": "newsletter.relay", "schedule": settings.relay_interval_s},
-            "daily-edition": {
-                "task": "newsletter.scheduled_edition", "args": ["daily"],
-                "schedule": crontab(minute=0, hour=settings.daily_send_hour),
-            },
-            "weekly-edition": {
-                "task": "newsletter.scheduled_edition", "args": ["weekly"],
-                "schedule": crontab(minute=0, hour=settings.daily_send_hour,
-                                    day_of_week=(settings.weekly_send_weekday + 1) % 7),
-            },
+            # The durable path for alert windows whose doorbell (an ETA task) was lost.
+            "alert-windows": {"task": "newsletter.close_alert_windows", "schedule": 10.0},
+            # Daily and weekly editions: the tick asks newsletter.schedule whether a period
+            # is due (site time zone) and requests it once, catching up after downtime.
+            "schedule-tick": {"task": "newsletter.schedule_tick", "schedule": 60.0},
+            # Configured feeds (NEWSLETTER_FEEDS); with none the task does nothing.
+            "poll-feeds": {"task": "newsletter.poll_feeds",
+                           "schedule": settings.feed_poll_minutes * 60},
         },
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
     )
@@ -73,6 +78,33 @@ def get_app() -> Celery:
 def _after_fork(**_kwargs) -> None:
     # A forked child must not share its parent's database connections.
     db.dispose_engines()
+
+
+@setup_logging.connect
+def _logging(**_kwargs) -> None:
+    # Our format (JSON lines in production) for Celery's own records too.
+    logs.configure()
+
+
+@worker_init.connect
+def _metrics_server(**_kwargs) -> None:
+    # Pool processes write their counters to PROMETHEUS_MULTIPROC_DIR (set by
+    # `newsletter worker`); the main process serves the sum of them.
+    port = get_settings().worker_metrics_port
+    if port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(port, registry=registry)
+
+
+@worker_process_shutdown.connect
+def _metrics_dead(pid=None, **_kwargs) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
 
 
 app = get_app()

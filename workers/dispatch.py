@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from workers.celery_app import get_app
@@ -10,8 +11,19 @@ from workers.celery_app import get_app
 # marked dispatched.
 ROUTES: dict[str, tuple[str, Any]] = {
     "reader.subscribed": ("newsletter.send_confirmation", lambda p: [p["reader_id"]]),
+    "reader.confirmed": ("newsletter.send_welcome", lambda p: [p["reader_id"]]),
     "edition.requested": ("newsletter.plan_edition", lambda p: [p["edition_id"]]),
     "deliveries.queued": ("newsletter.send_batch", lambda p: [p["delivery_ids"]]),
+    "article.published": ("newsletter.alert_article", lambda p: [p["article_id"]]),
+    "alert.window_opened": ("newsletter.close_alert_window", lambda p: [p["edition_id"]]),
+    "preview.test_send": ("newsletter.send_test", lambda p: [
+        p["to"], p.get("email") or "", ",".join(p.get("tags") or []), p.get("frequency") or ""]),
+}
+# event name → payload → extra send options. An absolute ETA, not a countdown: an event the
+# relay re-sends late must not wait a whole window again. (A window is minutes, well inside
+# Redis's visibility timeout, so holding the ETA task in the worker is safe.)
+OPTIONS: dict[str, Any] = {
+    "alert.window_opened": lambda p: {"eta": datetime.fromisoformat(p["due_at"])},
 }
 
 
@@ -20,5 +32,6 @@ def dispatch(event_id: int, name: str, payload: dict[str, Any]) -> bool:
     route = ROUTES.get(name)
     if route is not None:
         task, args = route
-        get_app().send_task(task, args=args(payload), retry=False)
+        options = OPTIONS[name](payload) if name in OPTIONS else {}
+        get_app().send_task(task, args=args(payload), retry=False, **options)
     return True

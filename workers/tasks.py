@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from newsletter import db, delivery, editions, events, mailer, notices
+from newsletter import alerts, db, delivery, events, feeds, mailer, notices, preview, schedule
 from newsletter.config import get_settings
-from newsletter.models import utcnow
 from workers.celery_app import app
 
 
@@ -19,6 +18,13 @@ def send_confirmation(reader_id: int) -> None:
         notices.send_confirmation(session, reader_id, _transport())
 
 
+@app.task(name="newsletter.send_welcome", autoretry_for=(mailer.TemporaryFailure,),
+          retry_backoff=30, max_retries=5)
+def send_welcome(reader_id: int) -> None:
+    with db.session_scope() as session:
+        notices.send_welcome(session, reader_id, _transport())
+
+
 @app.task(name="newsletter.plan_edition")
 def plan_edition(edition_id: int) -> None:
     with db.session_scope() as session:
@@ -31,6 +37,24 @@ def send_batch(delivery_ids: list[int]) -> None:
         delivery.send_batch(session, delivery_ids, _transport())
 
 
+@app.task(name="newsletter.alert_article")
+def alert_article(article_id: int) -> None:
+    with db.session_scope() as session:
+        alerts.on_published(session, article_id)
+
+
+@app.task(name="newsletter.close_alert_window")
+def close_alert_window(edition_id: int) -> None:
+    with db.session_scope() as session:
+        alerts.close_due(session, edition_id)
+
+
+@app.task(name="newsletter.close_alert_windows")
+def close_alert_windows() -> None:
+    with db.session_scope() as session:
+        alerts.close_due(session)
+
+
 @app.task(name="newsletter.relay")
 def relay() -> None:
     with db.session_scope() as session:
@@ -38,8 +62,22 @@ def relay() -> None:
         delivery.requeue_due(session)
 
 
-@app.task(name="newsletter.scheduled_edition")
-def scheduled_edition(frequency: str) -> None:
+@app.task(name="newsletter.poll_feeds")
+def poll_feeds() -> None:
     with db.session_scope() as session:
-        editions.request(session, frequency, source="schedule",
-                         period=editions.period_key(frequency, utcnow()))
+        feeds.poll(session)
+
+
+@app.task(name="newsletter.schedule_tick")
+def schedule_tick() -> None:
+    with db.session_scope() as session:
+        schedule.tick(session)
+
+
+@app.task(name="newsletter.send_test", autoretry_for=(mailer.TemporaryFailure,),
+          retry_backoff=30, max_retries=5)
+def send_test(to: str, email: str, tags: str, frequency: str) -> None:
+    """``email`` or ``tags`` (comma-separated slugs) names the preview; "" for neither."""
+    with db.session_scope() as session:
+        preview.send_test(session, to, _transport(), email=email or None,
+                          tags=tags.split(",") if tags else None, frequency=frequency or None)

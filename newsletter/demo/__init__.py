@@ -118,7 +118,7 @@ def _subscribe_readers(count: int) -> list[str]:
 
 def _messages(outbox: Path) -> list:
     box = mailbox.Maildir(str(outbox), create=True)
-    return [message_from_bytes(box.get_bytes(key), policy=policy.default) for key in box.keys()]
+    return [message_from_bytes(box.get_bytes(key), policy=policy.default) for key in box.iterkeys()]
 
 
 def _text(message) -> str:

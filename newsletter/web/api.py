@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from newsletter import articles, editions
+from newsletter import articles, editions, imports, preview
 from newsletter.web.deps import Editor, SessionDep
 
 router = APIRouter(prefix="/api", dependencies=[Editor])
@@ -33,11 +34,28 @@ def create_article(
     return articles.to_dict(article)
 
 
+@router.delete("/articles/{article_id}")
+def unpublish_article(article_id: int, session: SessionDep) -> dict[str, Any]:
+    try:
+        done = articles.unpublish(session, article_id)
+    except articles.ArticleNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    session.commit()
+    return {**articles.to_dict(done.article),
+            "deliveries_changed": done.deliveries_changed,
+            "deliveries_suppressed": done.deliveries_suppressed}
+
+
 @router.post("/editions", status_code=202)
-def create_edition(item: EditionIn, session: SessionDep) -> dict[str, Any]:
+def create_edition(
+    item: EditionIn, session: SessionDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Request an edition; the same ``Idempotency-Key`` again returns the first one."""
     try:
         edition = editions.request(
-            session, item.frequency, tags=item.tags, dry_run=item.dry_run, source="api"
+            session, item.frequency, tags=item.tags, dry_run=item.dry_run, source="api",
+            idempotency_key=idempotency_key,
         )
     except editions.EditionError as exc:
         session.rollback()
@@ -46,9 +64,68 @@ def create_edition(item: EditionIn, session: SessionDep) -> dict[str, Any]:
     return {"id": edition.id, "status": edition.status}
 
 
+@router.get("/editions")
+def recent_editions(session: SessionDep,
+                    limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[dict[str, Any]]:
+    """The latest editions, newest first, with status and counts."""
+    return editions.recent(session, limit)
+
+
+class TestSendIn(BaseModel):
+    to: str = Field(max_length=320)
+    email: str | None = Field(default=None, max_length=320)
+    tags: list[str] | None = Field(default=None, max_length=50)
+    frequency: Literal["daily", "weekly"] | None = None
+
+
+@router.post("/editions/test-send", status_code=202)
+def test_send(item: TestSendIn, session: SessionDep) -> dict[str, Any]:
+    """Send the preview of a reader's (or a tag set's) next digest to ``to``, as "[TEST]"."""
+    try:
+        result = preview.request_test_send(session, item.to, email=item.email,
+                                           tags=item.tags, frequency=item.frequency)
+    except preview.PreviewError as exc:
+        session.rollback()
+        raise HTTPException(422, str(exc)) from None
+    except LookupError as exc:  # unknown reader, or nothing to send
+        session.rollback()
+        raise HTTPException(404, str(exc)) from None
+    session.commit()
+    return {"to": item.to, "subject": preview.TEST_PREFIX + result.subject,
+            "articles": result.article_count, "frequency": result.frequency}
+
+
+@router.get("/preview", response_class=HTMLResponse)
+def preview_digest(
+    session: SessionDep, email: str | None = None,
+    tag: Annotated[list[str] | None, Query(max_length=50)] = None,
+    frequency: Literal["daily", "weekly"] | None = None,
+) -> HTMLResponse:
+    """The HTML of the digest a reader (``email``) or tag set (``tag``…) would get next."""
+    try:
+        result = preview.build(session, email=email, tags=tag, frequency=frequency)
+    except preview.PreviewError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return HTMLResponse(result.html)
+
+
 @router.get("/editions/{edition_id}")
 def edition_report(edition_id: int, session: SessionDep) -> dict[str, Any]:
     try:
         return editions.report(session, edition_id)
     except editions.EditionNotFound as exc:
         raise HTTPException(404, str(exc)) from None
+
+
+@router.post("/subscribers")
+def import_subscribers(
+    rows: Annotated[list[dict[str, Any]], Body(max_length=imports.MAX_ROWS_PER_REQUEST)],
+    session: SessionDep,
+) -> dict[str, Any]:
+    """Import readers from another tool: a JSON list of {email, topics, frequency,
+    consented_at?, source?}. Rows with ``consented_at`` are active at once."""
+    result = imports.import_readers(session, rows)
+    session.commit()
+    return result.as_dict()

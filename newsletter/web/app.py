@@ -14,7 +14,7 @@ from sqlalchemy import text
 from newsletter import logs
 from newsletter.config import DEV_SECRET_KEY, get_settings
 from newsletter.metrics import exposition
-from newsletter.web import api, api_privacy, pages
+from newsletter.web import api, api_bounces, api_privacy, pages
 from newsletter.web.deps import HERE, SessionDep
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ def create_app() -> FastAPI:
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(api_privacy.router)
+    app.include_router(api_bounces.router)
 
     @app.get("/healthz")
     def healthz(session: SessionDep) -> JSONResponse:

@@ -1,0 +1,116 @@
+"""When scheduled editions are due, and the tick that requests them.
+
+The schedule is a pure function of the clock and the settings: for each digest frequency,
+the latest send instant at or before ``now`` (in the site's time zone) and the period it
+opens. Beat runs :func:`tick` every minute; a tick requests the edition of the latest
+period unless a scheduled edition was already requested at or after that instant.
+
+So a period is sent once however many ticks, beats or retries see it (the unique
+``(kind, frequency, period_key)`` constraint settles concurrent ticks), and after downtime
+only the latest missed period is sent — once. Its digest carries everything since each
+reader's last one (``digests.lookback_floor`` reaches back to the previous edition).
+
+A brand-new install (no scheduled edition of a frequency yet) sends the period just past
+only if its instant is within ``schedule_grace_hours``: starting the service on a Thursday
+must not send "Monday's" weekly edition, but starting it ten minutes late on Monday should.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter import editions
+from newsletter.config import Settings, get_settings
+from newsletter.models import Edition, utcnow
+
+log = logging.getLogger(__name__)
+
+SOURCE = "schedule"
+
+
+@dataclass(frozen=True)
+class Due:
+    """A scheduled send: its frequency, instant (aware UTC) and period key."""
+
+    frequency: str
+    at: datetime
+    period: str
+
+
+def latest_due(frequency: str, now: datetime, *, timezone: str = "UTC",
+               daily_send_hour: int = 6, weekly_send_weekday: int = 0) -> Due:
+    """The latest send instant of ``frequency`` at or before ``now``, and its period.
+
+    Daily editions go at ``daily_send_hour`` local time and their period is the local date;
+    weekly ones at the same hour on ``weekly_send_weekday`` (0 = Monday) and their period is
+    the ISO week of that local date.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if frequency not in editions.DIGEST_FREQUENCIES:
+        raise ValueError(f"no schedule for frequency {frequency!r}")
+    tz = ZoneInfo(timezone)
+    day = now.astimezone(tz).date()
+    step = timedelta(days=1)
+    if frequency == "weekly":
+        day -= timedelta(days=(day.weekday() - weekly_send_weekday) % 7)
+        step = timedelta(days=7)
+    if _instant(day, daily_send_hour, tz) > now:
+        day -= step
+    local = datetime.combine(day, time(daily_send_hour), tzinfo=tz)
+    return Due(frequency, _instant(day, daily_send_hour, tz),
+               editions.period_key(frequency, local))
+
+
+def _instant(day: date, hour: int, tz: ZoneInfo) -> datetime:
+    # Compared in UTC: Python compares two datetimes of the same zone by wall clock, which
+    # is wrong across a DST change. An hour that a DST jump skips resolves to the instant
+    # just after the jump, an hour that occurs twice to its first occurrence (fold=0).
+    return datetime.combine(day, time(hour), tzinfo=tz).astimezone(UTC)
+
+
+def due_now(now: datetime, settings: Settings | None = None) -> list[Due]:
+    """The latest due instant of every digest frequency under the site's settings."""
+    settings = settings or get_settings()
+    return [latest_due(f, now, timezone=settings.timezone,
+                       daily_send_hour=settings.daily_send_hour,
+                       weekly_send_weekday=settings.weekly_send_weekday)
+            for f in editions.DIGEST_FREQUENCIES]
+
+
+def tick(session: Session, now: datetime | None = None,
+         settings: Settings | None = None) -> list[Edition]:
+    """Request each scheduled edition that is due and not yet requested; returns them.
+
+    Idempotent: a second tick for the same period, or a concurrent one, requests nothing
+    new (it may return the existing edition when it raced the first).
+    """
+    settings = settings or get_settings()
+    now = now or utcnow()
+    grace = timedelta(hours=settings.schedule_grace_hours)
+    requested = []
+    for due in due_now(now, settings):
+        last = session.scalar(
+            select(func.max(Edition.requested_at))
+            .where(Edition.kind == "digest", Edition.frequency == due.frequency,
+                   Edition.source == SOURCE)
+        )
+        if last is not None and last >= due.at:
+            continue  # this period (or, after a settings change, a later one) is requested
+        late = now - due.at
+        if last is None and late > grace:
+            log.info("schedule: first %s edition waits for the next period (the last one "
+                     "was due %s ago)", due.frequency, late)
+            continue
+        if late > timedelta(minutes=5):
+            log.warning("schedule: catching up the %s edition of %s, due %s ago",
+                        due.frequency, due.period, late)
+        requested.append(editions.request(session, due.frequency, source=SOURCE,
+                                          period=due.period, now=now))
+    return requested

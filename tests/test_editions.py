@@ -1,0 +1,277 @@
+"""Editions for editors, on each backend with a real worker and SMTP server.
+
+A dry run counts without sending and its figures are what the real run then does; an
+edition's report splits failures and skips; recent editions are listed; a double click with
+an idempotency key makes one edition.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+from typer.testing import CliRunner
+
+from newsletter import articles, db, delivery, editions, events, mailer, subscriptions, tokens
+from newsletter.capture import free_port
+from newsletter.cli import app as cli
+from newsletter.cli import console
+from newsletter.models import Delivery, Edition, OutboxEvent, Reader, Tag, utcnow
+from newsletter.web.app import create_app
+from tests.conftest import ADMIN_TOKEN, dump_log
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+runner = CliRunner()
+console.width = 160  # not a terminal under CliRunner: rich would wrap tables at 80 columns
+
+
+# ---------------------------------------------------------------- helpers (shared with the
+# schedule and preview tests)
+
+def url_of(title: str) -> str:
+    return "https://news.example/a/" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def publish(title: str, tags: list[str], **extra) -> int:
+    with db.session_scope() as session:
+        article, _ = articles.publish(session, {
+            "url": url_of(title), "title": title, "summary": f"Summary of {title}.",
+            "tags": tags, **extra})
+        return article.id
+
+
+def add_readers(readers: dict[str, Iterable[str]], frequency: str = "weekly") -> dict[str, int]:
+    """Active readers following the given tag slugs (confirmed already: seeding, not a test
+    of the subscribe path)."""
+    ids = {}
+    with db.session_scope() as session:
+        for email, slugs in readers.items():
+            tags = list(session.scalars(select(Tag).where(Tag.slug.in_(list(slugs)))))
+            reader = Reader(email=email, status="active", frequency=frequency, source="test",
+                            confirmed_at=utcnow(), topics=tags)
+            session.add(reader)
+            session.flush()
+            ids[email] = reader.id
+    return ids
+
+
+def wait_done(edition_id: int, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.session_scope() as session:
+            report = editions.report(session, edition_id)
+        if report["status"] in editions.FINISHED:
+            return report
+        time.sleep(0.1)
+    raise AssertionError(f"edition {edition_id} did not finish: {report}")
+
+
+def count(model, *where) -> int:
+    with db.session_scope() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(cli, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+# ---------------------------------------------------------------- dry run
+
+READERS = {
+    "syria.a@example.com": ["syria"],
+    "syria.b@example.com": ["syria"],  # the same digest as syria.a
+    "energy@example.org": ["energy"],
+    "both@example.net": ["syria", "energy"],
+    "iran@example.com": ["iran"],  # nothing on Iran this week: considered, not emailed
+}
+
+
+def newsroom() -> None:
+    publish("Tehran archive", ["Iran"], published_at=(utcnow() - timedelta(days=40)).isoformat())
+    publish("Aid reaches Idlib", ["Syria"])
+    publish("Brent steady", ["Energy"])
+    publish("Solar in Homs", ["Syria", "Energy"])
+    add_readers(READERS)
+    add_readers({"daily@example.com": ["syria"]}, frequency="daily")  # not in a weekly edition
+
+
+def test_dry_run_sends_nothing_and_the_real_run_matches_it(fresh) -> None:
+    backend = fresh
+    client = TestClient(create_app())
+    newsroom()
+    events_before = count(OutboxEvent)
+
+    r = client.post("/api/editions", headers=AUTH, json={"frequency": "weekly", "dry_run": True})
+    assert r.status_code == 202, r.text
+    dry = wait_done(r.json()["id"])
+    assert dry["status"] == "done" and dry["dry_run"] is True, dump_log(backend)
+    expected = {"readers": 5, "emails": 4, "distinct_digests": 3, "articles": 3}
+    assert dry["plan"] == expected
+    assert dry["distinct_digests"] == 3
+    assert dry["counts"]["planned"] == dry["counts"]["sent"] == 0
+    assert client.get(f"/api/editions/{dry['id']}", headers=AUTH).json()["plan"] == expected
+
+    # The CLI's dry run waits for the planner and prints the same figures.
+    out = invoke("send", "--frequency", "weekly", "--dry-run")
+    assert "dry run" in out and re.search(r"would send\s*│?\s*4", out), out
+
+    # Nothing was sent, queued or changed: only the two requests' events were written.
+    assert count(Delivery) == 0
+    assert count(OutboxEvent) == events_before + 2
+    assert count(Reader, Reader.last_digest_at.is_not(None)) == 0
+    assert backend.smtp.received == []
+
+    out = invoke("send", "--frequency", "weekly", "--wait")
+    real_id = int(re.search(r"edition (\d+) requested", out).group(1))
+    assert "sent" in out and "done" in out
+    real = wait_done(real_id)
+    assert real["status"] == "done", dump_log(backend)
+    assert real["counts"]["planned"] == real["counts"]["sent"] == expected["emails"]
+    assert real["distinct_digests"] == expected["distinct_digests"]
+    assert real["plan"] == expected
+    assert real["counts"]["skipped_empty"] == 1 and real["counts"]["skipped"] == 1
+    messages = backend.smtp.wait_for(expected["emails"])
+    assert sorted(str(m["To"]) for m in messages) == sorted(set(READERS) - {"iran@example.com"})
+
+
+# ---------------------------------------------------------------- what an edition did
+
+class PickyRelay:
+    """An SMTP server that refuses some recipients: perm… for good, temp… for now."""
+
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        if address.startswith("perm"):
+            return "550 5.1.1 no such mailbox"
+        if address.startswith("temp"):
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.accepted.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+
+@pytest.fixture
+def picky_relay():
+    relay = PickyRelay()
+    port = free_port("127.0.0.1")
+    controller = Controller(relay, hostname="127.0.0.1", port=port)
+    controller.start()
+    transport = mailer.SmtpTransport(mailer.SmtpConfig.from_url(f"smtp://127.0.0.1:{port}"))
+    yield relay, transport
+    transport.close()
+    controller.stop()
+
+
+def test_report_splits_failures_and_skips_and_counts_unsubscribes(fresh, picky_relay) -> None:
+    relay, transport = picky_relay
+    publish("Aid reaches Idlib", ["Syria"])
+    publish("Tehran archive", ["Iran"], published_at=(utcnow() - timedelta(days=40)).isoformat())
+    ids = add_readers({"ok@example.com": ["syria"], "perm@example.com": ["syria"],
+                       "temp@example.com": ["syria"], "gone@example.com": ["syria"],
+                       "quiet@example.com": ["iran"]})
+    # The worker stays out: plan and send here, with the picky relay.
+    events.set_dispatcher(lambda *_: False)
+    try:
+        with db.session_scope() as session:
+            edition_id = editions.request(session, "weekly", source="test").id
+        with db.session_scope() as session:
+            delivery.plan(session, edition_id)
+        with db.session_scope() as session:
+            # temp@ has been retried before: this attempt is its last.
+            session.execute(update(Delivery).where(Delivery.reader_id == ids["temp@example.com"])
+                            .values(attempts=delivery.MAX_ATTEMPTS - 1))
+            token = tokens.make("unsubscribe", ids["gone@example.com"], "gone@example.com",
+                                e=edition_id)
+            subscriptions.unsubscribe(session, token, method="one-click")
+        with db.session_scope() as session:
+            delivery_ids = list(session.scalars(select(Delivery.id)))
+            delivery.send_batch(session, delivery_ids, transport)
+    finally:
+        events.set_dispatcher(None)
+
+    assert relay.accepted == ["ok@example.com"]
+    with db.session_scope() as session:
+        report = editions.report(session, edition_id)
+        errors = dict(session.execute(select(Reader.email, Delivery.last_error)
+                                      .join(Delivery, Delivery.reader_id == Reader.id)).all())
+    assert errors["temp@example.com"].startswith("gave up after 5 attempts: 451")
+    assert errors["perm@example.com"].startswith("550")
+    assert report["status"] == "done"
+    assert report["counts"] == {
+        "planned": 4, "sent": 1, "failed": 2, "failed_temporary": 1, "failed_permanent": 1,
+        "skipped": 2, "skipped_empty": 1, "skipped_suppressed": 1, "unsubscribed": 1,
+        "queued": 0}
+    assert report["plan"] == {"readers": 5, "emails": 4, "distinct_digests": 1, "articles": 1}
+    assert report["started_at"] <= report["finished_at"]
+
+    out = invoke("stats", str(edition_id))
+    assert "1 temporary (gave up), 1 permanent" in out
+    assert "1 nothing new, 1 suppressed" in out and "unsubscribed" in out
+    assert '"failed_permanent": 1' in invoke("stats", str(edition_id), "--json")
+    assert runner.invoke(cli, ["stats", "99999"]).exit_code == 1
+
+
+# ---------------------------------------------------------------- the list; double clicks
+
+def test_recent_editions_and_an_idempotent_double_click(fresh) -> None:
+    client = TestClient(create_app())
+    publish("Aid reaches Idlib", ["Syria"])
+    events.set_dispatcher(lambda *_: False)  # requests only: nothing needs to be planned
+    try:
+        first = client.post("/api/editions", headers={**AUTH, "Idempotency-Key": "click-1"},
+                            json={"frequency": "daily"})
+        again = client.post("/api/editions", headers={**AUTH, "Idempotency-Key": "click-1"},
+                            json={"frequency": "daily"})
+        other = client.post("/api/editions", headers={**AUTH, "Idempotency-Key": "click-2"},
+                            json={"frequency": "daily"})
+        tagged = client.post("/api/editions", headers=AUTH,
+                             json={"frequency": "weekly", "tags": ["Syria"]})
+    finally:
+        events.set_dispatcher(None)
+    assert {r.status_code for r in (first, again, other, tagged)} == {202}
+    assert first.json()["id"] == again.json()["id"] != other.json()["id"]
+    assert count(Edition) == 3
+    assert count(OutboxEvent, OutboxEvent.name == events.EDITION_REQUESTED) == 3
+
+    listed = client.get("/api/editions?limit=2", headers=AUTH)
+    assert listed.status_code == 200
+    assert [e["id"] for e in listed.json()] == [tagged.json()["id"], other.json()["id"]]
+    assert listed.json()[0]["tags"] == ["syria"] and listed.json()[0]["status"] == "planning"
+    assert set(listed.json()[0]["counts"]) >= {"planned", "sent", "failed", "skipped",
+                                               "unsubscribed"}
+    assert len(client.get("/api/editions", headers=AUTH).json()) == 3
+    assert client.get("/api/editions?limit=0", headers=AUTH).status_code == 422
+    assert client.get("/api/editions").status_code == 401
+
+    out = invoke("editions", "--limit", "5")
+    for edition_id in (first.json()["id"], other.json()["id"], tagged.json()["id"]):
+        assert re.search(rf"│\s*{edition_id}\s*│", out), out
+    assert "weekly digest [syria]" in out
+
+
+def test_bad_requests_change_nothing(fresh) -> None:
+    client = TestClient(create_app())
+    before = count(Edition)
+    assert client.post("/api/editions", headers=AUTH,
+                       json={"frequency": "hourly", "dry_run": True}).status_code == 422
+    assert client.post("/api/editions", headers={**AUTH, "Idempotency-Key": " "},
+                       json={"frequency": "daily"}).status_code == 422
+    result = runner.invoke(cli, ["send"])
+    assert result.exit_code == 2 and "--frequency" in result.output
+    assert count(Edition) == before
+    with db.session_scope() as session, pytest.raises(editions.EditionError, match="dry run"):
+        editions.request(session, "daily", dry_run=True, period="2026-11-28")
+    assert count(Edition) == before
