@@ -62,12 +62,15 @@ def wait_ready(logfile: Path, proc: subprocess.Popen, timeout: float = 60) -> No
     raise TimeoutError(f"worker not ready after {timeout}s; see {logfile}")
 
 
-def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """Warm shutdown (SIGTERM to the process group), then SIGKILL if it lingers."""
+def stop(proc: subprocess.Popen, timeout: float = 20, *, graceful: bool = True) -> None:
+    """Warm shutdown (SIGTERM: finish running tasks), or cold (SIGQUIT: give them back to
+    the broker at once); SIGKILL to the whole group if it lingers."""
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        # The main process only: it stops its own pool in order (a signal to the whole
+        # group kills the pool children under it and the main process waits for them).
+        os.kill(proc.pid, signal.SIGTERM if graceful else signal.SIGQUIT)
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
