@@ -234,7 +234,7 @@ def received(session: Session, reader_ids: Iterable[int],
              article_ids: Iterable[int]) -> dict[tuple[int, int], datetime]:
     """For each (reader, article) pair in a sent delivery, the latest version they can have.
 
-    That is the delivery's claim: its email is rendered after it (delivery.content_versions
+    That is the delivery's claim: its email is rendered after it (content.content_versions
     keeps a cached rendering from being older), so an edit made later may be missing from
     what the reader got.
     """

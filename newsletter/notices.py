@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import mailer, rendering, subscriptions, tokens
 from newsletter.config import CONSENT_TEXT, get_settings
-from newsletter.delivery import common_context, compose, personal_links
+from newsletter.content import common_context, compose, personal_links
 from newsletter.metrics import EMAILS
 from newsletter.models import Reader, utcnow
 

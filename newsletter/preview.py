@@ -18,9 +18,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import delivery, digests, events, mailer, rendering
+from newsletter import digests, events, mailer, rendering
 from newsletter.articles import slugify
 from newsletter.config import get_settings
+from newsletter.content import compose, context_from_rows, personal_placeholders
 from newsletter.editions import DIGEST_FREQUENCIES, LOOKBACK
 from newsletter.models import Article, ArticleRevision, Edition, Reader, Tag, utcnow
 from newsletter.subscriptions import SubscriptionError, normalise_email
@@ -105,11 +106,11 @@ def build(session: Session, *, email: str | None = None, tags: Iterable[str] | N
     if not chosen:
         raise NothingToPreview(f"the next {frequency} edition has nothing new for {who}")
     digest = chosen[0]
-    context = delivery.context_from_rows(edition, _rows(session, digest))
+    context = context_from_rows(edition, _rows(session, digest))
     settings = get_settings()
     context["archive_url"] = settings.base_url  # the next edition has no archive page yet
     links = {name: f"{settings.base_url}/{name.removesuffix('_url')}/preview"
-             for name in delivery.personal_placeholders()}
+             for name in personal_placeholders()}
     links["email"] = recipient
     return Preview(frequency, recipient, status, len(digest.article_ids),
                    len(digest.corrections), rendering.render("digest", context), links)
@@ -150,7 +151,7 @@ def send_test(session: Session, to: str, transport: mailer.SmtpTransport, *,
                                       text=preview.content.text, html=preview.content.html)
     settings = get_settings()
     message_id = mailer.make_message_id(settings.mail_domain)
-    message = delivery.compose(content, {**preview.links, "email": to}, message_id)
+    message = compose(content, {**preview.links, "email": to}, message_id)
     transport.send(settings.from_email, to, message)
     return message_id
 

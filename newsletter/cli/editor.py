@@ -1,102 +1,19 @@
-"""The ``newsletter`` command."""
+"""The editor's commands: articles, feeds, readers, editions, bounces."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from newsletter import db, editions, processes
-from newsletter.config import child_env, get_settings
-
-app = typer.Typer(help="Topic newsletters for a news site: digests and alerts over SMTP.",
-                  no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False)
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-console = Console()
-
-
-@app.command()
-def demo(readers: Annotated[int, typer.Option(min=1, help="How many readers to seed.")] = 60) -> None:
-    """Seed a sample newsroom and readers and send a weekly edition through a real worker."""
-    from newsletter.demo import run
-
-    summary = run(readers=readers, console=console)
-    if summary["status"] != "done" or summary["emails_sent"] == 0:
-        raise typer.Exit(1)
-
-
-@db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Create or migrate the database schema."""
-    get_settings().ensure_var()
-    db.upgrade()
-    console.print(f"database at head: {get_settings().db_url.split('@')[-1]}")
-
-
-@app.command()
-def web(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the reader pages and the admin API."""
-    import uvicorn
-
-    get_settings().ensure_var()
-    uvicorn.run("newsletter.web.app:app", host=host, port=port, proxy_headers=True)
-
-
-@app.command()
-def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
-    """Run a Celery worker (planning and sending)."""
-    settings = get_settings()
-    settings.ensure_var()
-    cmd = processes.worker_command(concurrency)
-    os.execve(cmd[0], cmd, processes.worker_env(child_env(settings), settings.var_dir))
-
-
-@app.command()
-def beat() -> None:
-    """Run the scheduler (daily/weekly editions, the outbox relay)."""
-    settings = get_settings()
-    settings.ensure_var()
-    cmd = processes.beat_command()
-    os.execve(cmd[0], cmd, child_env(settings))
-
-
-@app.command()
-def run(host: str = "127.0.0.1", port: int = 8000,
-        concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
-    """Web, worker and beat together; with no SMTP_URL, a capture server into ./var/outbox."""
-    import uvicorn
-
-    from newsletter.capture import CaptureServer
-    from newsletter.config import LOCAL_SMTP_URL
-
-    settings = get_settings()
-    settings.ensure_var()
-    db.upgrade()
-    capture = None
-    if not settings.smtp_url:
-        port_ = int(LOCAL_SMTP_URL.rsplit(":", 1)[-1])
-        capture = CaptureServer(settings.var_dir / "outbox", port=port_).start()
-        console.print(f"capturing mail into {settings.var_dir / 'outbox'} ({LOCAL_SMTP_URL})")
-    children = [processes.start_worker(child_env(settings), concurrency=concurrency,
-                                       logfile=settings.var_dir / "worker.log"),
-                processes.start_beat(child_env(settings), logfile=settings.var_dir / "beat.log")]
-    console.print(f"worker and beat logging to {settings.var_dir}/worker.log, beat.log")
-    try:
-        uvicorn.run("newsletter.web.app:app", host=host, port=port)
-    finally:
-        for child in children:
-            processes.stop(child)
-        if capture:
-            capture.stop()
+from newsletter import db, editions
+from newsletter.cli.app import app, console
+from newsletter.config import get_settings
 
 
 @app.command()
@@ -430,7 +347,3 @@ def preview(
     if result.reader_status not in (None, "active"):
         console.print(f"[yellow]note: this reader is {result.reader_status}: the next edition "
                       "will not reach them[/]")
-
-
-def main() -> None:
-    app()

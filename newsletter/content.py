@@ -1,0 +1,130 @@
+"""What a delivery says: digest and alert contexts, rendered once per distinct content,
+personalised per reader by substitution, wrapped as a signed message."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter import mailer, rendering, signing, tokens
+from newsletter.config import get_settings
+from newsletter.models import Article, ArticleRevision, DeliveryArticle, Edition, Tag
+
+_rendered: OrderedDict[tuple[int, str, str, str], rendering.RenderedEmail] = OrderedDict()
+_RENDER_CACHE_SIZE = 512  # distinct digests kept per worker process (~40 KB each)
+
+
+def personal_placeholders() -> dict[str, str]:
+    return {name: rendering.placeholder(name)
+            for name in ("email", "unsubscribe_url", "preferences_url")}
+
+
+def common_context() -> dict[str, Any]:
+    settings = get_settings()
+    return {"site_name": settings.site_name, "base_url": settings.base_url,
+            **personal_placeholders()}
+
+
+def digest_context(session: Session, edition: Edition, delivery_id: int) -> dict[str, Any]:
+    """The template context of the digest a delivery carries (shared by its content key)."""
+    rows = session.execute(
+        select(DeliveryArticle.tag_id, DeliveryArticle.kind, Article, Tag, ArticleRevision)
+        .join(Article, Article.id == DeliveryArticle.article_id)
+        .join(Tag, Tag.id == DeliveryArticle.tag_id)
+        .outerjoin(ArticleRevision, ArticleRevision.id == DeliveryArticle.revision_id)
+        .where(DeliveryArticle.delivery_id == delivery_id)
+        .order_by(DeliveryArticle.position)
+    ).all()
+    return context_from_rows(edition, rows)
+
+
+def context_from_rows(edition: Edition, rows: Sequence[Any]) -> dict[str, Any]:
+    """The digest template context from (tag_id, kind, Article, Tag, ArticleRevision | None)
+    rows in the order the email shows them (previews build these without a delivery)."""
+    settings = get_settings()
+    tz = ZoneInfo(settings.timezone)
+    sections: list[dict[str, Any]] = []
+    corrections: list[dict[str, Any]] = []
+    for tag_id, kind, article, tag, revision in rows:
+        item = {
+            "title": article.title, "url": article.url, "summary": article.summary,
+            "author": article.author, "image_url": article.image_url,
+            "published_label": article.published_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
+        }
+        if kind == "correction":
+            old_title = revision.changes.get("title", [None])[0] if revision else None
+            changed_at = revision.changed_at if revision else article.updated_at
+            corrections.append({
+                **item, "topic": {"slug": tag.slug, "name": tag.name},
+                "updated_label": changed_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
+                "previous_title": old_title if old_title != article.title else None,
+            })
+            continue
+        if not sections or sections[-1]["_tag_id"] != tag_id:
+            sections.append({"_tag_id": tag_id, "topic": {"slug": tag.slug, "name": tag.name},
+                             "articles": []})
+        sections[-1]["articles"].append(item)
+    return {
+        **common_context(),
+        "edition": {"id": edition.id, "kind": edition.kind, "frequency": edition.frequency,
+                    "date_label": edition.cutoff_at.astimezone(tz).strftime("%-d %B %Y")},
+        "archive_url": f"{settings.base_url}/editions/{edition.id}",
+        "article_count": len(rows) - len(corrections),
+        "sections": [{k: v for k, v in s.items() if k != "_tag_id"} for s in sections],
+        "corrections": corrections,
+    }
+
+
+def content_versions(session: Session, delivery_ids: Sequence[int]) -> dict[int, str]:
+    """When the articles of each delivery last changed: part of the rendering cache key."""
+    return {d: at.isoformat() for d, at in session.execute(
+        select(DeliveryArticle.delivery_id, func.max(Article.updated_at))
+        .join(Article, Article.id == DeliveryArticle.article_id)
+        .where(DeliveryArticle.delivery_id.in_(list(delivery_ids)))
+        .group_by(DeliveryArticle.delivery_id)
+    )}
+
+
+def rendered_digest(session: Session, edition: Edition, content_key: str,
+                    delivery_id: int, version: str = "") -> rendering.RenderedEmail:
+    """Render (Jinja2 + premailer) once per distinct content per worker process."""
+    # The cutoff guards against a reused edition id (SQLite reuses rowids after deletes);
+    # the version makes an article edited mid-edition render afresh, so what a reader gets
+    # is the article as it was when their delivery was claimed (or newer).
+    key = (edition.id, edition.cutoff_at.isoformat(), content_key, version)
+    hit = _rendered.get(key)
+    if hit is not None:
+        _rendered.move_to_end(key)
+        return hit
+    # The template is the edition's kind: email_templates/digest/ or email_templates/alert/.
+    result = rendering.render(edition.kind, digest_context(session, edition, delivery_id))
+    _rendered[key] = result
+    if len(_rendered) > _RENDER_CACHE_SIZE:
+        _rendered.popitem(last=False)
+    return result
+
+
+def personal_links(reader_id: int, email: str, edition_id: int | None = None) -> dict[str, str]:
+    base = get_settings().base_url
+    extra = {"e": edition_id} if edition_id is not None else {}
+    return {
+        "email": email,
+        "unsubscribe_url": f"{base}/unsubscribe/{tokens.make('unsubscribe', reader_id, email, **extra)}",
+        "preferences_url": f"{base}/preferences/{tokens.make('preferences', reader_id, email)}",
+    }
+
+
+def compose(rendered: rendering.RenderedEmail, links: dict[str, str], message_id: str) -> bytes:
+    """Personalise shared content for one reader and wrap it as a message."""
+    settings = get_settings()
+    mine = rendering.personalise(rendered, links)
+    return signing.sign(mailer.build_message(
+        from_addr=settings.from_address, to_addr=links["email"], subject=mine.subject,
+        text=mine.text, html=mine.html, message_id=message_id, list_id=settings.list_id,
+        unsubscribe_url=links["unsubscribe_url"],
+    ))
