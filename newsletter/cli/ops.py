@@ -85,3 +85,16 @@ def run(host: str = "127.0.0.1", port: int = 8000,
             processes.stop(child)
         if capture:
             capture.stop()
+
+
+@app.command()
+def relay() -> None:
+    """Dispatch undispatched outbox events and due retries now (what beat does every tick)."""
+    from datetime import timedelta
+
+    from newsletter import delivery, events
+
+    with db.session_scope() as session:
+        sent = events.dispatch_pending(session, older_than=timedelta(0))
+        requeued = delivery.requeue_due(session)
+    console.print(f"dispatched {sent} outbox events; {requeued} deliveries due for retry requeued")

@@ -1,0 +1,40 @@
+"""The operator guide covers every setting; the README every command; compose is valid."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from newsletter.cli import app
+from newsletter.config import Settings
+from tests.conftest import REQUIRE_SERVERS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_operator_guide_covers_every_setting() -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}" not in guide
+               and f", {name.upper()}`" not in guide and f"`{name.upper()}`" not in guide]
+    assert missing == []
+
+
+def test_readme_names_every_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    group = typer.main.get_group(app)
+    missing = [name for name in group.commands if f"newsletter {name}" not in readme]
+    assert missing == []
+
+
+def test_compose_file_is_valid() -> None:
+    if shutil.which("docker-compose") is None:
+        if REQUIRE_SERVERS:
+            pytest.fail("docker-compose is not installed (apt-get install docker-compose)")
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    done = subprocess.run(["docker-compose", "config", "-q"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
