@@ -187,6 +187,12 @@ def _apply(session: Session, report: Report, source: str, result: IngestResult) 
         result.suppressed += 1
 
 
+def suppress_reader(session: Session, reader: Reader, method: str, edition_id: int | None,
+                    details: dict) -> bool:
+    """Unsubscribe, suppress and record it in the ledger (also for a 5.1.x at RCPT)."""
+    return _suppress(session, reader, method, edition_id, details)
+
+
 def _suppress(session: Session, reader: Reader, method: str, edition_id: int | None,
               details: dict) -> bool:
     """Unsubscribe and suppress the reader; False when both were so already."""

@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     batch_size: int = 200
     confirm_max_age_days: int = 7
     relay_interval_s: float = 10.0
+    # A delivery 'sending' longer than this belongs to a dead worker (the reconciler puts it
+    # back in the queue); a 'queued' one untouched this long lost its task. Longer than the
+    # Celery hard time limit (workers/celery_app.py, 30 min), so a batch still running is
+    # never taken from it, and shorter than Redis's visibility timeout (1 h), so a dead
+    # worker's deliveries go out before Redis would redeliver its task.
+    delivery_lease_s: float = Field(default=2400.0, gt=0)
+    # The first retry of a temporary failure waits this long, doubling per attempt (±50 %).
+    retry_base_s: float = Field(default=60.0, gt=0)
+    # How often beat asks newsletter.schedule whether a daily/weekly edition is due.
+    schedule_tick_s: float = Field(default=60.0, gt=0)
     # Articles published within this many seconds of the first one share one alert email
     # per reader; 0 sends an alert for each article at once. At most half an hour: an alert
     # skips stories published over an hour before its cutoff (editions.LOOKBACK).

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import mailer, rendering, signing, tokens
+from newsletter import fragments, mailer, rendering, signing, tokens
 from newsletter.config import get_settings
 from newsletter.models import Article, ArticleRevision, DeliveryArticle, Edition, Tag
 
@@ -32,6 +32,8 @@ def common_context() -> dict[str, Any]:
 
 def digest_context(session: Session, edition: Edition, delivery_id: int) -> dict[str, Any]:
     """The template context of the digest a delivery carries (shared by its content key)."""
+    if delivery_id in _batch:
+        return context_from_rows(edition, _batch[delivery_id])
     rows = session.execute(
         select(DeliveryArticle.tag_id, DeliveryArticle.kind, Article, Tag, ArticleRevision)
         .join(Article, Article.id == DeliveryArticle.article_id)
@@ -80,14 +82,40 @@ def context_from_rows(edition: Edition, rows: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+# The digest rows of the batch being sent, loaded by content_versions() in three queries
+# for the whole batch: one query per digest (with ORM loading) cost more than rendering it.
+_batch: dict[int, list[tuple[Any, ...]]] = {}
+
+
 def content_versions(session: Session, delivery_ids: Sequence[int]) -> dict[int, str]:
-    """When the articles of each delivery last changed: part of the rendering cache key."""
-    return {d: at.isoformat() for d, at in session.execute(
-        select(DeliveryArticle.delivery_id, func.max(Article.updated_at))
-        .join(Article, Article.id == DeliveryArticle.article_id)
+    """When the articles of each delivery last changed: part of the rendering cache key.
+
+    Also keeps the batch's digest rows, so that digest_context() needs no query of its own.
+    """
+    items = session.execute(
+        select(DeliveryArticle.delivery_id, DeliveryArticle.tag_id, DeliveryArticle.kind,
+               DeliveryArticle.article_id, DeliveryArticle.revision_id)
         .where(DeliveryArticle.delivery_id.in_(list(delivery_ids)))
-        .group_by(DeliveryArticle.delivery_id)
-    )}
+        .order_by(DeliveryArticle.delivery_id, DeliveryArticle.position)
+    ).all()
+    article_ids = {i.article_id for i in items}
+    articles = {a.id: a for a in session.execute(
+        select(Article.__table__).where(Article.id.in_(article_ids)))} if items else {}
+    tags = {t.id: t for t in session.execute(select(Tag.__table__))} if items else {}
+    revision_ids = {i.revision_id for i in items if i.revision_id is not None}
+    revisions = {r.id: r for r in session.execute(
+        select(ArticleRevision.__table__).where(ArticleRevision.id.in_(revision_ids)))
+    } if revision_ids else {}
+    _batch.clear()
+    versions: dict[int, str] = {}
+    for i in items:
+        article = articles[i.article_id]
+        _batch.setdefault(i.delivery_id, []).append(
+            (i.tag_id, i.kind, article, tags[i.tag_id], revisions.get(i.revision_id)))
+        at = article.updated_at.isoformat()
+        if at > versions.get(i.delivery_id, ""):
+            versions[i.delivery_id] = at
+    return versions
 
 
 def rendered_digest(session: Session, edition: Edition, content_key: str,
@@ -102,7 +130,8 @@ def rendered_digest(session: Session, edition: Edition, content_key: str,
         _rendered.move_to_end(key)
         return hit
     # The template is the edition's kind: email_templates/digest/ or email_templates/alert/.
-    result = rendering.render(edition.kind, digest_context(session, edition, delivery_id))
+    # Premailer runs per article fragment and per layout shell, not per digest (fragments.py).
+    result = fragments.render(edition.kind, digest_context(session, edition, delivery_id))
     _rendered[key] = result
     if len(_rendered) > _RENDER_CACHE_SIZE:
         _rendered.popitem(last=False)

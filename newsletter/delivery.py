@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter import digests, events, mailer
+from newsletter import bounces, digests, events, mailer
 from newsletter.config import get_settings
 from newsletter.content import compose, content_versions, personal_links, rendered_digest
 from newsletter.metrics import BATCH_SECONDS, EMAILS, SMTP_SECONDS
@@ -90,7 +91,10 @@ def plan(session: Session, edition_id: int) -> int:
             Delivery.edition_id == edition.id)
     ) or 0
     edition.plan_report = _plan_report(session, edition, readers)
-    edition.status = "sending"
+    # Not if a batch paused it meanwhile: only resume may take it out of 'paused'.
+    session.execute(update(Edition).where(Edition.id == edition.id,
+                                          Edition.status == "planning")
+                    .values(status="sending"))
     session.commit()
     finish_if_complete(session, edition.id)
     return made
@@ -188,20 +192,26 @@ def finish_if_complete(session: Session, edition_id: int, commit: bool = True) -
 
 def send_batch(session: Session, delivery_ids: Sequence[int],
                transport: mailer.SmtpTransport) -> dict[str, int]:
-    """Claim the queued deliveries among ``delivery_ids``, send them, record each outcome."""
+    """Claim the queued deliveries among ``delivery_ids``, send them, record each outcome.
+
+    Rows of a paused edition are not claimed; a run of systemic failures pauses the edition
+    and gives the rest of the batch back to the queue with their attempt unspent.
+    """
     started = time.perf_counter()
     now = utcnow()
+    paused_editions = select(Edition.id).where(Edition.status == "paused")
     claimed = session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == "queued")
+        .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == "queued",
+               Delivery.edition_id.not_in(paused_editions))
         .values(status="sending", claimed_at=now, attempts=Delivery.attempts + 1)
         .returning(Delivery.id, Delivery.edition_id, Delivery.reader_id, Delivery.content_key,
                    Delivery.message_id, Delivery.attempts)
     ).all()
     session.commit()
-    counts = {"sent": 0, "failed": 0, "retry": 0, "suppressed": 0}
+    batch = _Batch()
     if not claimed:
-        return counts
+        return batch.counts
     readers = dict(session.execute(
         select(Reader.id, Reader.email).where(
             Reader.id.in_([c.reader_id for c in claimed if c.reader_id]),
@@ -211,50 +221,129 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
         select(Edition).where(Edition.id.in_({c.edition_id for c in claimed})))}
     sender = get_settings().from_email
     versions = content_versions(session, [c.id for c in claimed])
-    outcomes: list[tuple[int, str, str | None, int]] = []
-    for c in sorted(claimed, key=lambda c: c.content_key):
-        email = readers.get(c.reader_id)
-        if email is None:  # unsubscribed or erased since planning
-            outcomes.append((c.id, "suppressed", "reader no longer active", c.attempts))
-        else:
-            edition = editions[c.edition_id]
-            content = rendered_digest(session, edition, c.content_key, c.id,
-                                      versions.get(c.id, ""))
-            try:
-                message = compose(content, personal_links(c.reader_id, email, edition.id),
-                                  c.message_id)
-            except ValueError as exc:  # an address no message can be addressed to
-                outcomes.append((c.id, "failed", f"unsendable: {exc}", c.attempts))
+    pending = {c.id: c for c in claimed}  # claimed, no outcome yet
+    paused: str | None = None
+    try:
+        for c in sorted(claimed, key=lambda c: c.content_key):
+            email = readers.get(c.reader_id)
+            if email is None:  # unsubscribed or erased since planning
+                batch.add(pending.pop(c.id), "suppressed", "reader no longer active")
             else:
-                outcomes.append((c.id, *_send(transport, sender, email, message, c.attempts),
-                                 c.attempts))
-        if len(outcomes) >= RECORD_EVERY:
-            _record(session, outcomes, counts)
-    _record(session, outcomes, counts)
+                edition = editions[c.edition_id]
+                content = rendered_digest(session, edition, c.content_key, c.id,
+                                          versions.get(c.id, ""))
+                try:
+                    message = compose(content, personal_links(c.reader_id, email, edition.id),
+                                      c.message_id)
+                except ValueError as exc:  # an address no message can be addressed to
+                    batch.add(pending.pop(c.id), "failed", f"unsendable: {exc}")
+                else:
+                    status, error, exc = _send(transport, sender, email, message, c.attempts)
+                    paused = batch.judge(c, status, error, exc, pending)
+                    if paused:
+                        break
+            if len(batch.outcomes) >= RECORD_EVERY:
+                _record(session, batch)
+                # Another batch of the edition may have paused it meanwhile.
+                paused = session.scalar(select(Edition.error).where(
+                    Edition.id.in_(list(editions)), Edition.status == "paused").limit(1))
+                if paused is not None:
+                    paused = paused or "paused"
+                    break
+        if paused:
+            _pause(session, list(editions), paused)
+        _record(session, batch)
+    except BaseException:
+        _salvage(session, batch, list(pending))
+        raise
+    if pending:
+        release(session, list(pending), requeue=not paused)
+        batch.counts["released"] += len(pending)
+        session.commit()
     for edition_id in editions:
         finish_if_complete(session, edition_id)
     elapsed = time.perf_counter() - started
     BATCH_SECONDS.observe(elapsed)
-    log.info("batch sent", extra={"edition_id": sorted(editions), "counts": counts,
+    log.info("batch sent", extra={"edition_id": sorted(editions), "counts": batch.counts,
                                   "delivery_ids": [c.id for c in claimed],
                                   "duration_s": round(elapsed, 3)})
-    return counts
+    return batch.counts
+
+
+@dataclass
+class _Batch:
+    """Outcomes not yet written, the addresses to suppress, and the running counts."""
+
+    outcomes: list[tuple[int, str, str | None, int]] = field(default_factory=list)
+    bounced: list[tuple[int, int, str]] = field(default_factory=list)  # reader, edition, why
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "sent": 0, "failed": 0, "retry": 0, "suppressed": 0, "released": 0})
+    run: list[Any] = field(default_factory=list)  # the current run of temporary failures
+
+    def add(self, c: Any, status: str, error: str | None) -> None:
+        self.outcomes.append((c.id, status, error, c.attempts))
+
+    def judge(self, c: Any, status: str, error: str | None, exc: mailer.MailerError | None,
+              pending: dict[int, Any]) -> str | None:
+        """Take one SMTP outcome; the reason to pause the edition, if it is systemic."""
+        if exc is not None and _systemic(exc):
+            # Our credentials or TLS, not this reader: the delivery keeps its attempt.
+            self._unspend_run(pending)
+            return f"SMTP {exc.stage} failed: {exc.code or ''} {exc.reason}".replace("  ", " ")
+        if status == "retry":
+            self.run.append(c)
+            if len(self.run) >= SYSTEMIC_RUN:
+                self._unspend_run(pending)
+                return f"{SYSTEMIC_RUN} temporary SMTP failures in a row, last: {error}"
+        else:
+            self.run.clear()
+            if exc is not None and c.reader_id and _bad_address(exc):
+                self.bounced.append((c.reader_id, c.edition_id, error or ""))
+        pending.pop(c.id, None)
+        self.add(c, status, error)
+        return None
+
+    def _unspend_run(self, pending: dict[int, Any]) -> None:
+        # The run's failures were the relay's, not the readers': give them back unspent.
+        ids = {c.id for c in self.run}
+        self.outcomes[:] = [o for o in self.outcomes if o[0] not in ids]
+        for c in self.run:
+            pending[c.id] = c
+        self.run.clear()
+
+
+# Five readers in a row failing temporarily is the relay or the network, not five mailboxes:
+# per-reader trouble (greylisting, a full mailbox) comes scattered among successes. Going on
+# would spend an attempt of every reader left and drive the edition into the dead letter.
+SYSTEMIC_RUN = 5
+_BAD_MAILBOX = re.compile(r"(?<![\d.])5\.1\.\d{1,3}\b")
+
+
+def _systemic(exc: mailer.MailerError) -> bool:
+    # A 5xx before any recipient (auth, TLS, greeting) refuses us, not one reader.
+    return isinstance(exc, mailer.PermanentFailure) and exc.stage in ("connect", "auth")
+
+
+def _bad_address(exc: mailer.MailerError) -> bool:
+    """A 5.1.x at RCPT: the mailbox does not exist (RFC 3463), so stop mailing it."""
+    return (isinstance(exc, mailer.PermanentFailure) and exc.stage == "rcpt"
+            and bool(_BAD_MAILBOX.search(exc.reason or "")))
 
 
 def _send(transport: mailer.SmtpTransport, sender: str, to: str, message: bytes,
-          attempts: int) -> tuple[str, str | None]:
+          attempts: int) -> tuple[str, str | None, mailer.MailerError | None]:
     started = time.perf_counter()
     try:
         transport.send(sender, to, message)
     except mailer.PermanentFailure as exc:
-        return "failed", f"{exc.code} {exc.reason}"
+        return "failed", f"{exc.code} {exc.reason}", exc
     except mailer.TemporaryFailure as exc:
         if attempts >= MAX_ATTEMPTS:
-            return "failed", f"{GAVE_UP} {attempts} attempts: {exc.code} {exc.reason}"
-        return "retry", f"{exc.code} {exc.reason}"
+            return "failed", f"{GAVE_UP} {attempts} attempts: {exc.code} {exc.reason}", exc
+        return "retry", f"{exc.code} {exc.reason}", exc
     finally:
         SMTP_SECONDS.observe(time.perf_counter() - started)
-    return "sent", None
+    return "sent", None, None
 
 
 def failure_kind(error: str | None) -> str:
@@ -262,10 +351,10 @@ def failure_kind(error: str | None) -> str:
     return "temporary" if (error or "").startswith(GAVE_UP) else "permanent"
 
 
-def _record(session: Session, outcomes: list[tuple[int, str, str | None, int]],
-            counts: dict[str, int]) -> None:
+def _record(session: Session, batch: _Batch) -> None:
     now = utcnow()
-    for delivery_id, status, error, attempts in outcomes:
+    counts = batch.counts
+    for delivery_id, status, error, attempts in batch.outcomes:
         values: dict[str, Any] = {"status": status, "last_error": error}
         if status == "failed":
             values["failure"] = failure_kind(error)
@@ -279,28 +368,85 @@ def _record(session: Session, outcomes: list[tuple[int, str, str | None, int]],
         EMAILS.labels("edition", status, reason).inc()
         if status in ("failed", "retry"):
             log.info("delivery %s", status, extra={"delivery_id": delivery_id, "reason": error})
+    for reader_id, edition_id, error in batch.bounced:
+        reader = session.get(Reader, reader_id)
+        if reader is not None:
+            bounces.suppress_reader(session, reader, "bounce", edition_id,
+                                    {"kind": "hard", "status": error[:500], "via": "smtp"})
     session.commit()
-    outcomes.clear()
+    batch.outcomes.clear()
+    batch.bounced.clear()
+
+
+def _salvage(session: Session, batch: _Batch, unsent: list[int]) -> None:
+    """After an error mid-batch: keep what was sent, give back what was not."""
+    try:
+        # A dropped database connection is replaced here; the sent ones must be recorded or
+        # they go out again after the lease.
+        session.rollback()
+        _record(session, batch)
+        # Not re-enqueued now: an error that repeats (a bad template) would spin. The
+        # reconciler re-enqueues them once the lease has passed.
+        release(session, unsent, requeue=False)
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.exception("could not record a failed batch; the reconciler takes back its "
+                      "deliveries after the lease", extra={"delivery_ids": unsent})
+
+
+def _pause(session: Session, edition_ids: list[int], reason: str) -> None:
+    session.execute(update(Edition).where(Edition.id.in_(edition_ids),
+                                          Edition.status.in_(("planning", "sending")))
+                    .values(status="paused", error=reason[:1000]))
+    log.warning("edition paused", extra={"edition_id": edition_ids, "reason": reason})
+
+
+def release(session: Session, delivery_ids: Sequence[int], *, requeue: bool) -> int:
+    """Give claimed deliveries back to the queue with their attempt unspent (no commit)."""
+    if not delivery_ids:
+        return 0
+    rows = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == "sending")
+        .values(status="queued", attempts=Delivery.attempts - 1, claimed_at=None,
+                queued_at=utcnow())
+        .returning(Delivery.id, Delivery.edition_id)
+    ).all()
+    if requeue:
+        enqueue(session, rows)
+    return len(rows)
+
+
+def enqueue(session: Session, rows: Sequence[tuple[int, int]]) -> None:
+    """Record the events that send (delivery id, edition id) pairs, a batch per event."""
+    size = get_settings().batch_size
+    by_edition: dict[int, list[int]] = {}
+    for delivery_id, edition_id in rows:
+        by_edition.setdefault(edition_id, []).append(delivery_id)
+    for edition_id, ids in by_edition.items():
+        for i in range(0, len(ids), size):
+            events.record(session, events.DELIVERIES_QUEUED, edition_id=edition_id,
+                          delivery_ids=ids[i:i + size])
 
 
 def backoff(attempt: int) -> timedelta:
-    """Wait before retry ``attempt`` + 1: 1, 2, 4, 8 … minutes, ±50 %."""
+    """Wait before retry ``attempt`` + 1: 1, 2, 4, 8 … minutes (retry_base_s), ±50 %."""
     # Jitter spreads a failed burst so retries do not hit the relay in lockstep.
-    return timedelta(seconds=60 * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+    base = get_settings().retry_base_s
+    return timedelta(seconds=base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
 
 
 def requeue_due(session: Session) -> int:
     """Put deliveries whose retry time has come back in the queue; returns how many."""
+    # A paused edition's retries wait for resume (which re-enqueues them).
     due = session.execute(
         update(Delivery)
-        .where(and_(Delivery.status == "retry", Delivery.next_attempt_at <= utcnow()))
-        .values(status="queued")
+        .where(and_(Delivery.status == "retry", Delivery.next_attempt_at <= utcnow()),
+               Delivery.edition_id.not_in(select(Edition.id).where(Edition.status == "paused")))
+        .values(status="queued", queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
-    by_edition: dict[int, list[int]] = {}
-    for delivery_id, edition_id in due:
-        by_edition.setdefault(edition_id, []).append(delivery_id)
-    for edition_id, ids in by_edition.items():
-        events.record(session, events.DELIVERIES_QUEUED, edition_id=edition_id, delivery_ids=ids)
+    enqueue(session, due)
     session.commit()
     return len(due)

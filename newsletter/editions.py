@@ -147,11 +147,17 @@ def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]
                ConsentEvent.method.not_in(("bounce", "complaint")))
         .group_by(ConsentEvent.edition_id)
     ).all())
-    return [_report(e, tally[e.id], withdrawn.get(e.id, 0)) for e in chosen]
+    reclaims = dict(session.execute(
+        select(Delivery.edition_id, func.sum(Delivery.reclaims))
+        .where(Delivery.edition_id.in_(ids), Delivery.reclaims > 0)
+        .group_by(Delivery.edition_id)
+    ).all())
+    return [_report(e, tally[e.id], withdrawn.get(e.id, 0), reclaims.get(e.id, 0))
+            for e in chosen]
 
 
 def _report(edition: Edition, by: dict[tuple[str, str | None], int],
-            unsubscribed: int) -> dict[str, Any]:
+            unsubscribed: int, reclaimed: int = 0) -> dict[str, Any]:
     def n(*statuses: str) -> int:
         return sum(v for (s, _), v in by.items() if s in statuses)
 
@@ -187,6 +193,11 @@ def _report(edition: Edition, by: dict[tuple[str, str | None], int],
             "skipped_suppressed": suppressed,
             "unsubscribed": unsubscribed,
             "queued": n(*OPEN_DELIVERY),
+            # Failed after every retry: `newsletter requeue EDITION_ID` sends them again.
+            "dead_letter": failed_temporary,
+            # Taken back from a worker that died mid-send; each may have been a second copy
+            # (same Message-ID) if the relay had accepted it before the worker could record.
+            "reclaimed": int(reclaimed),
         },
         "error": edition.error,
     }

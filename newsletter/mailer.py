@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from newsletter import throttle
+from newsletter.config import get_settings
 from newsletter.mime import (  # noqa: F401 - re-exported: callers build and send through here
     ascii_addr_spec,
     build_message,
@@ -135,8 +137,10 @@ class _Retryable(Exception):
 class SmtpTransport:
     """One reusable SMTP session; ``send`` connects lazily and reconnects once if it dropped."""
 
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(self, config: SmtpConfig, limiter: throttle.Limiter | None = None) -> None:
         self.config = config
+        # The global send rate (SMTP_RATE), waited out before each message.
+        self.limiter = limiter
         self._conn: smtplib.SMTP | None = None
         # Cheap when uncontended, and makes a thread-pool worker safe.
         self._lock = threading.Lock()
@@ -168,6 +172,8 @@ class SmtpTransport:
     def send(self, from_addr: str, to_addr: str, message: bytes) -> None:
         """Hand one message to the relay; raises TemporaryFailure or PermanentFailure."""
         sender, recipient = _envelope(from_addr), _envelope(to_addr)
+        if self.limiter is not None:
+            self.limiter.acquire()
         with self._lock:
             for attempt in (1, 2):
                 if self._conn is None:
@@ -268,7 +274,9 @@ def get_transport(url: str) -> SmtpTransport:
         with _transports_lock:
             transport = _transports.get(key)
             if transport is None:
-                transport = _transports[key] = SmtpTransport(SmtpConfig.from_url(url))
+                settings = get_settings()
+                limiter = throttle.limiter_for(settings.smtp_rate, settings.broker)
+                transport = _transports[key] = SmtpTransport(SmtpConfig.from_url(url), limiter)
     return transport
 
 

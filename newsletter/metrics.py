@@ -30,6 +30,8 @@ BATCH_SECONDS = Histogram("newsletter_batch_seconds", "One send_batch task, clai
                           buckets=(.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
 SUBSCRIBE_REQUESTS = Counter("newsletter_subscribe_requests_total", "POST /subscribe by outcome",
                              ["outcome"])
+PREMAILER_RUNS = Counter("newsletter_premailer_runs_total", "CSS inlining runs (per fragment or "
+                         "layout, never per reader)")
 UNSUBSCRIBES = Counter("newsletter_unsubscribes_total", "Unsubscribes by method", ["method"])
 
 

@@ -236,6 +236,12 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
+    # When it last went (back) to 'queued'; the reconciler re-enqueues one left there past
+    # the lease (its task was lost). NULL: queued when created.
+    queued_at: Mapped[datetime | None]
+    # How often the reconciler took it back from a worker that died while sending it: each
+    # may be a second copy (sent, not recorded), always with the same Message-ID.
+    reclaims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     # For a failed delivery: 'permanent' (5xx, unsendable) or 'temporary' (gave up retrying).

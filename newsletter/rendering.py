@@ -14,6 +14,7 @@ placeholder and the real value would render differently.
 
 from __future__ import annotations
 
+import functools
 import html as _html
 import logging
 import re
@@ -26,6 +27,8 @@ from typing import Any
 import cssutils
 import jinja2
 import premailer
+
+from newsletter.metrics import PREMAILER_RUNS
 
 __all__ = [
     "TEMPLATES_DIR",
@@ -83,6 +86,23 @@ def _join_and(items: Any, sep: str = ", ", last: str = " and ") -> str:
 
 
 _env.filters["http_url"] = _http_url
+
+
+@functools.lru_cache(maxsize=8192)
+def _wordwrap_cached(s: str, width: int, break_long_words: bool, wrapstring: str | None,
+                     break_on_hyphens: bool) -> str:
+    return _jinja_wordwrap(_env, s, width, break_long_words, wrapstring, break_on_hyphens)
+
+
+def _wordwrap(s: Any, width: int = 79, break_long_words: bool = True,
+              wrapstring: str | None = None, break_on_hyphens: bool = True) -> str:
+    # textwrap is the costliest step of a plain-text digest, and the same titles and
+    # summaries recur in thousands of digests of an edition.
+    return _wordwrap_cached(str(s), width, break_long_words, wrapstring, break_on_hyphens)
+
+
+_jinja_wordwrap = _env.filters["wordwrap"]
+_env.filters["wordwrap"] = _wordwrap
 _env.filters["join_and"] = _join_and
 
 
@@ -120,6 +140,7 @@ def _inline_css(document: str) -> str:
     global _premailer_count
     with _premailer_lock:
         _premailer_count += 1
+    PREMAILER_RUNS.inc()
     inliner = premailer.Premailer(
         document,
         # Never fetch anything: no <link> stylesheets, no external_styles, no base_url
@@ -168,6 +189,15 @@ def render(template: str, context: Mapping[str, Any]) -> RenderedEmail:
     """Render ``email_templates/<template>/`` with ``context``; the HTML gets its CSS inlined."""
     if not template or "/" in template or "\\" in template or template.startswith((".", "_")):
         raise ValueError(f"invalid email template name {template!r}")
+    subject, text = render_text_parts(template, context)
+    html = _inline_css(_env.get_template(f"{template}/body.html").render(dict(context)))
+    return RenderedEmail(subject=subject, text=text, html=html)
+
+
+def render_text_parts(template: str, context: Mapping[str, Any]) -> tuple[str, str]:
+    """The subject line and the plain-text body of ``email_templates/<template>/``."""
+    if not template or "/" in template or "\\" in template or template.startswith((".", "_")):
+        raise ValueError(f"invalid email template name {template!r}")
     ctx = dict(context)
     try:
         subject_t = _env.get_template(f"{template}/subject.txt")
@@ -175,8 +205,7 @@ def render(template: str, context: Mapping[str, Any]) -> RenderedEmail:
         raise LookupError(f"no email template {template!r} in {TEMPLATES_DIR}") from None
     subject = _one_line(subject_t.render(ctx))
     text = _text_lines(_env.get_template(f"{template}/body.txt").render(ctx))
-    html = _inline_css(_env.get_template(f"{template}/body.html").render(ctx))
-    return RenderedEmail(subject=subject, text=text, html=html)
+    return subject, text
 
 
 # --- personalisation ---------------------------------------------------------------------

@@ -213,7 +213,7 @@ def test_report_splits_failures_and_skips_and_counts_unsubscribes(fresh, picky_r
     assert report["counts"] == {
         "planned": 4, "sent": 1, "failed": 2, "failed_temporary": 1, "failed_permanent": 1,
         "skipped": 2, "skipped_empty": 1, "skipped_suppressed": 1, "unsubscribed": 1,
-        "queued": 0}
+        "queued": 0, "dead_letter": 1, "reclaimed": 0}
     assert report["plan"] == {"readers": 5, "emails": 4, "distinct_digests": 1, "articles": 1}
     assert report["started_at"] <= report["finished_at"]
 

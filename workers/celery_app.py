@@ -30,6 +30,12 @@ def make_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue="newsletter",
         broker_connection_retry_on_startup=True,
+        # A stuck task must end before the delivery lease (30 < 40 min) takes its rows and
+        # before Redis's visibility timeout (1 h) redelivers it; the soft limit first lets
+        # send_batch record what it sent and give back the rest. SMTP timeouts (30 s per
+        # command) and the pause after a run of failures keep real batches far below this.
+        task_soft_time_limit=1500,
+        task_time_limit=1800,
         timezone=settings.timezone,
         beat_schedule={
             "relay": {"task": "newsletter.relay", "schedule": settings.relay_interval_s},
@@ -37,7 +43,8 @@ def make_app(settings: Settings) -> Celery:
             "alert-windows": {"task": "newsletter.close_alert_windows", "schedule": 10.0},
             # Daily and weekly editions: the tick asks newsletter.schedule whether a period
             # is due (site time zone) and requests it once, catching up after downtime.
-            "schedule-tick": {"task": "newsletter.schedule_tick", "schedule": 60.0},
+            "schedule-tick": {"task": "newsletter.schedule_tick",
+                              "schedule": settings.schedule_tick_s},
             # Configured feeds (NEWSLETTER_FEEDS); with none the task does nothing.
             "poll-feeds": {"task": "newsletter.poll_feeds",
                            "schedule": settings.feed_poll_minutes * 60},
@@ -54,6 +61,7 @@ def make_app(settings: Settings) -> Celery:
             # The filesystem transport polls; 0.1 s keeps the demo and tests snappy.
             "polling_interval": 0.1,
         }
+        app.conf.broker_transport = "workers.filesystem_transport:Transport"
         # No fanout on the filesystem transport: remote control would only log errors.
         app.conf.worker_enable_remote_control = False
     else:

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from newsletter import alerts, db, delivery, events, feeds, mailer, notices, preview, schedule
+from newsletter import (
+    alerts,
+    db,
+    delivery,
+    feeds,
+    mailer,
+    notices,
+    preview,
+    reconcile,
+    schedule,
+)
 from newsletter.config import get_settings
 from workers.celery_app import app
 
@@ -58,8 +68,7 @@ def close_alert_windows() -> None:
 @app.task(name="newsletter.relay")
 def relay() -> None:
     with db.session_scope() as session:
-        events.dispatch_pending(session)
-        delivery.requeue_due(session)
+        reconcile.tick(session)
 
 
 @app.task(name="newsletter.poll_feeds")

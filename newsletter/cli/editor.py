@@ -284,6 +284,34 @@ def stats(
         console.print(_report_table(report))
 
 
+@app.command()
+def resume(edition_id: int) -> None:
+    """Continue a paused edition (after fixing what paused it: see `stats`)."""
+    from newsletter import reconcile
+
+    with db.session_scope() as session:
+        try:
+            done = reconcile.resume(session, edition_id)
+        except (editions.EditionNotFound, reconcile.NotPaused) as exc:
+            console.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(1) from None
+    console.print(f"edition {edition_id} resumed: {done['queued']} deliveries queued")
+
+
+@app.command()
+def requeue(edition_id: int) -> None:
+    """Send again an edition's dead letter (deliveries that gave up after retrying)."""
+    from newsletter import reconcile
+
+    with db.session_scope() as session:
+        try:
+            done = reconcile.requeue_dead(session, edition_id)
+        except editions.EditionNotFound as exc:
+            console.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(1) from None
+    console.print(f"edition {edition_id}: {done['requeued']} deliveries requeued")
+
+
 @app.command("editions")
 def list_editions(
     limit: Annotated[int, typer.Option(min=1, max=200, help="How many, newest first.")] = 20,

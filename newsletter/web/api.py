@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from newsletter import articles, editions, imports, preview
+from newsletter import articles, editions, imports, preview, reconcile
 from newsletter.web.deps import Editor, SessionDep
 
 router = APIRouter(prefix="/api", dependencies=[Editor])
@@ -115,6 +115,26 @@ def preview_digest(
 def edition_report(edition_id: int, session: SessionDep) -> dict[str, Any]:
     try:
         return editions.report(session, edition_id)
+    except editions.EditionNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.post("/editions/{edition_id}/resume")
+def resume_edition(edition_id: int, session: SessionDep) -> dict[str, Any]:
+    """Continue a paused edition (after fixing what paused it); 409 if it is not paused."""
+    try:
+        return reconcile.resume(session, edition_id)
+    except editions.EditionNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except reconcile.NotPaused as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post("/editions/{edition_id}/requeue")
+def requeue_edition(edition_id: int, session: SessionDep) -> dict[str, Any]:
+    """Send again the deliveries that gave up after temporary failures (the dead letter)."""
+    try:
+        return reconcile.requeue_dead(session, edition_id)
     except editions.EditionNotFound as exc:
         raise HTTPException(404, str(exc)) from None
 

@@ -1,0 +1,166 @@
+"""Premailer per fragment, not per digest: the HTML of a digest assembled from inlined parts.
+
+With 100,000 readers on 1–5 of 40 topics almost every digest is distinct, so premailer
+(~20 ms on a 30-article document) cannot run per digest. Templates mark their parts:
+
+* ``{% filter fragment %}…{% endfilter %}`` around a repeated block (a section heading, an
+  article). Its Jinja output is inlined once per process, in the document's context, and
+  reused by every digest that carries the same output (content-addressed: an edited article
+  renders differently and is inlined afresh).
+* ``{% filter slot %}…{% endfilter %}`` around per-digest *text* (a title, a count, a list
+  of topic names). Only text: slots must not hold tags, whose styles would then be skipped.
+
+The shell (the document with the fragments taken out and the slots as markers) is inlined
+once per distinct shell; a digest is the inlined shell with the slot texts put back
+(escaped as lxml serialises text) and the inlined fragments in the region between the first
+and last fragment. Inline styles depend on an element's tag, classes and ancestors, never on
+its text, and the stylesheet has no sibling selectors, so the result is the same as premailer
+over the whole document: tests/test_equivalence.py checks that on sample digests.
+Without the filters (whole-document mode) the templates render exactly as before.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+import lxml.html
+from markupsafe import Markup
+
+from newsletter import rendering
+
+_F = "\x01"  # fragment boundary in the Jinja output (never in escaped template output)
+_REGION = "<!--nl-fragments-->"
+_SENTINEL = "<!--nl-f-->"
+_SLOT = re.compile(r"__nls_(\d+)__")
+
+# Bounded: articles of the last weeks, sections and a few shells (a few MB per process).
+_FRAGMENT_CACHE = 4096
+_SHELL_CACHE = 64
+_fragments: OrderedDict[str, str] = OrderedDict()
+_shells: OrderedDict[str, list[str]] = OrderedDict()
+_lock = threading.Lock()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.slots: list[str] = []
+        self.fragments: list[str] = []
+
+
+@jinja2.pass_context
+def _fragment(ctx: jinja2.runtime.Context, value: str) -> Markup:
+    rec = ctx.get("_nl_recorder")
+    if rec is None:
+        return Markup(value)
+    rec.fragments.append(str(value))
+    return Markup(f"{_F}{len(rec.fragments) - 1}{_F}")
+
+
+@jinja2.pass_context
+def _slot(ctx: jinja2.runtime.Context, value: str) -> Markup:
+    rec = ctx.get("_nl_recorder")
+    if rec is None:
+        return Markup(value)
+    rec.slots.append(str(value))
+    return Markup(f"__nls_{len(rec.slots) - 1}__")
+
+
+rendering._env.filters["fragment"] = _fragment
+rendering._env.filters["slot"] = _slot
+
+
+def _as_lxml_text(html_text: str) -> str:
+    """Text (with entities) as lxml writes it after parsing: what premailer would output."""
+    if not any(c in html_text for c in "&<>"):
+        return html_text
+    p = lxml.html.fragment_fromstring(f"<p>{html_text}</p>")
+    out = lxml.html.tostring(p, encoding="unicode", method="html")
+    return out[3:-4]
+
+
+def _cached(cache: OrderedDict, key: str, size: int) -> Any:
+    hit = cache.get(key)
+    if hit is not None:
+        cache.move_to_end(key)
+    return hit
+
+
+def _store(cache: OrderedDict, key: str, value: Any, size: int) -> None:
+    with _lock:
+        cache[key] = value
+        if len(cache) > size:
+            cache.popitem(last=False)
+
+
+def _inline(shell: str, fragments: list[str]) -> tuple[list[str], list[str]]:
+    """One premailer run: the shell with ``fragments`` in its region, split back apart."""
+    doc = shell.replace(_REGION, _SENTINEL + _SENTINEL.join(fragments) + _SENTINEL, 1) \
+        if fragments else shell
+    out = rendering._inline_css(doc)
+    if not fragments:
+        return _shell_parts(out), []
+    parts = out.split(_SENTINEL)
+    if len(parts) != len(fragments) + 2:
+        raise RuntimeError("premailer lost a fragment sentinel")
+    return _shell_parts(parts[0] + _REGION + parts[-1]), parts[1:-1]
+
+
+def _shell_parts(inlined: str) -> list[str]:
+    # [literal, slot index, literal, …, region, …]: found once per shell.
+    return _SLOT.split(inlined)
+
+
+def render_html(template: str, context: Mapping[str, Any]) -> str:
+    """The inlined HTML of ``email_templates/<template>/body.html``, built from fragments."""
+    rec = _Recorder()
+    raw = rendering._env.get_template(f"{template}/body.html").render(
+        {**context, "_nl_recorder": rec})
+    first, last = raw.find(_F), raw.rfind(_F)
+    if first < 0:
+        shell, pieces = raw, []
+    else:
+        shell = raw[:first] + _REGION + raw[last + 1:]
+        # [F, i, ws, i, ws, …, i, F] → fragment indexes and the text between them.
+        pieces = raw[first + 1:last].split(_F)
+    if any(not between.isspace() and between for between in pieces[1::2]):
+        # Markup between fragments would not be inlined: the template is not split cleanly.
+        return rendering._inline_css(rendering._env.get_template(f"{template}/body.html")
+                                     .render(dict(context)))
+    key = f"{template}\0"
+    parts = _cached(_shells, shell, _SHELL_CACHE)
+    wanted = [key + rec.fragments[int(i)] for i in pieces[0::2]]
+    missing = list(dict.fromkeys(f for f in wanted if f not in _fragments))
+    if parts is None or missing:
+        parts, inlined = _inline(shell, [f[len(key):] for f in missing])
+        _store(_shells, shell, parts, _SHELL_CACHE)
+        for raw_f, out_f in zip(missing, inlined, strict=True):
+            _store(_fragments, raw_f, out_f, _FRAGMENT_CACHE)
+    region: list[str] = []
+    for k, piece in enumerate(pieces):
+        if k % 2 == 0:
+            raw_f = rec.fragments[int(piece)]
+            region.append(_fragments.get(key + raw_f) or _inline(shell, [raw_f])[1][0])
+        else:
+            region.append(piece)  # whitespace between fragments, kept as in the template
+    out: list[str] = []
+    for k, part in enumerate(parts):
+        if k % 2:
+            out.append(_as_lxml_text(rec.slots[int(part)]))
+        elif _REGION in part:
+            before, after = part.split(_REGION, 1)
+            out += (before, *region, after)
+        else:
+            out.append(part)
+    return "".join(out)
+
+
+def render(template: str, context: Mapping[str, Any]) -> rendering.RenderedEmail:
+    """Like :func:`rendering.render`, with premailer per fragment and per shell."""
+    whole = rendering.render_text_parts(template, context)
+    return rendering.RenderedEmail(subject=whole[0], text=whole[1],
+                                   html=render_html(template, context))

@@ -1,0 +1,70 @@
+"""Premailer per fragment ≡ premailer over the whole document, on sample digests."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from newsletter import fragments, rendering
+
+
+def _article(rnd: random.Random, i: int, j: int) -> dict:
+    return {
+        "title": rnd.choice([f"Talks {i}.{j} resume", f"“Quoted” & <b>not bold</b> {i}.{j}",
+                             f"عنوان الخبر {i}.{j}", f"Élections à Amman {i}.{j}"]),
+        "url": f"https://news.example.com/{i}/{j}?a=1&b='2'",
+        "summary": "Officials said &amp; residents <i>described</i> a tense night. "
+                   * rnd.randint(1, 4),
+        "author": rnd.choice([None, "Al O'Neil", "Rania Haddad"]),
+        "image_url": rnd.choice([None, f"https://img.example.com/{i}-{j}.jpg"]),
+        "published_label": "3 Nov 2026, 10:00",
+    }
+
+
+def _context(seed: int, sections: int, per: int, corrections: int) -> dict:
+    rnd = random.Random(seed)
+    secs = [{"topic": {"slug": f"t{i}", "name": rnd.choice(["Syria", "Jordan & Iraq",
+                                                             "<Lebanon>", "روسيا"])},
+             "articles": [_article(rnd, i, j) for j in range(rnd.randint(1, per))]}
+            for i in range(sections)]
+    fixes = [{**_article(rnd, 99, k), "topic": {"slug": "t0", "name": "Syria"},
+              "updated_label": "4 Nov 2026, 09:00",
+              "previous_title": rnd.choice([None, "Old & <wrong> headline"])}
+             for k in range(corrections)]
+    return {
+        "site_name": "The Levant Ledger", "base_url": "https://news.example.com",
+        **{n: rendering.placeholder(n) for n in ("email", "unsubscribe_url", "preferences_url")},
+        "edition": {"id": 7, "kind": "digest", "frequency": "weekly",
+                    "date_label": "5 November 2026"},
+        "archive_url": "https://news.example.com/editions/7",
+        "article_count": sum(len(s["articles"]) for s in secs),
+        "sections": secs, "corrections": fixes,
+    }
+
+
+SAMPLES = [(1, 1, 1, 0), (2, 3, 5, 0), (3, 5, 8, 2), (4, 0, 0, 1), (5, 2, 3, 3), (6, 6, 2, 0)]
+
+
+@pytest.mark.parametrize("seed,sections,per,corrections", SAMPLES)
+def test_fragment_rendering_matches_whole_document_premailer(seed, sections, per,
+                                                             corrections) -> None:
+    context = _context(seed, sections, per, corrections)
+    whole = rendering.render("digest", context)
+    assembled = fragments.render("digest", context)
+    assert assembled.html == whole.html
+    assert assembled.text == whole.text and assembled.subject == whole.subject
+    # Personalisation works on the assembled HTML as on the whole one.
+    values = {"email": "zoë@example.org", "unsubscribe_url": "https://x/u/1?a=1&b=2",
+              "preferences_url": "https://x/p/1"}
+    assert rendering.personalise(assembled, values).html == \
+        rendering.personalise(whole, values).html
+
+
+def test_premailer_runs_per_fragment_not_per_digest() -> None:
+    # Twenty digests drawn from the same pool of stories: after the first few, no premailer.
+    rendering_before = rendering.premailer_calls()
+    for seed in range(20):
+        fragments.render_html("digest", _context(100 + seed % 4, 3, 4, 0))
+    calls = rendering.premailer_calls() - rendering_before
+    assert calls <= 4  # one per new shell / new set of fragments, not one per digest
