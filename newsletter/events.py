@@ -11,6 +11,7 @@ an event dispatched twice does no harm.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from importlib.metadata import entry_points
@@ -38,8 +39,9 @@ _PENDING = "newsletter.outbox_pending"
 
 def set_dispatcher(fn: Dispatcher | None) -> None:
     """Override the dispatcher (None restores discovery through the entry point)."""
-    global _dispatcher
+    global _dispatcher, _broker_down_until
     _dispatcher = fn
+    _broker_down_until = 0.0
 
 
 def _get_dispatcher() -> Dispatcher | None:
@@ -74,9 +76,18 @@ def record_many(session: Session, name: str, payloads: Sequence[dict[str, Any]])
         (event_id, name, p) for event_id, p in zip(ids, payloads, strict=True))
 
 
-def _dispatch(events: Sequence[tuple[int, str, dict[str, Any]]]) -> list[int]:
+# After a failed dispatch, requests stop trying the broker for this long and leave their
+# events to the relay: a reader's subscribe must not wait on a dead broker's connect
+# timeout every time, and the rows are safe in the table meanwhile.
+BROKER_BACKOFF_S = 10.0
+_broker_down_until = 0.0
+
+
+def _dispatch(events: Sequence[tuple[int, str, dict[str, Any]]], *,
+              relay: bool = False) -> list[int]:
+    global _broker_down_until
     dispatcher = _get_dispatcher()
-    if dispatcher is None:
+    if dispatcher is None or (not relay and time.monotonic() < _broker_down_until):
         return []
     done = []
     for event_id, name, payload in events:
@@ -84,9 +95,12 @@ def _dispatch(events: Sequence[tuple[int, str, dict[str, Any]]]) -> list[int]:
             if dispatcher(event_id, name, payload):
                 done.append(event_id)
         except Exception:  # the broker is down: the relay will retry from the table
+            _broker_down_until = time.monotonic() + BROKER_BACKOFF_S
             log.warning("dispatch of event %s (%s) failed; left for the relay", event_id, name,
                         exc_info=True)
             break
+    else:
+        _broker_down_until = 0.0
     return done
 
 
@@ -126,7 +140,7 @@ def dispatch_pending(session: Session, older_than: timedelta = timedelta(seconds
         .order_by(OutboxEvent.id)
         .limit(1000)
     ).all()
-    done = _dispatch([tuple(r) for r in rows])
+    done = _dispatch([tuple(r) for r in rows], relay=True)
     _mark_dispatched(session, done)
     return len(done)
 

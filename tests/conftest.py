@@ -159,6 +159,10 @@ def configure(var: Path, database_url: str, broker_url: str, smtp_url: str) -> N
     )
     reload_settings()
     db.dispose_engines()
+    # A new broker: forget any "broker down" backoff an earlier module left behind.
+    from newsletter import events
+
+    events.set_dispatcher(None)
 
 
 @pytest.fixture(scope="module", params=["embedded", "postgres_redis"])

@@ -1,0 +1,39 @@
+"""With the broker down, readers and editors still get answers, promptly, and nothing is lost:
+the first failed dispatch makes later requests leave their events to the relay at once."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from newsletter import db, events
+from newsletter.capture import free_port
+from newsletter.models import OutboxEvent, Reader
+from newsletter.web.app import create_app
+from tests.conftest import ADMIN_TOKEN, configure, post_subscribe
+
+
+def test_requests_do_not_wait_on_a_dead_broker(tmp_path) -> None:
+    dead = f"redis://127.0.0.1:{free_port('127.0.0.1')}/0"  # nothing listens there
+    configure(tmp_path, f"sqlite:///{tmp_path / 'down.db'}", dead, "smtp://127.0.0.1:9")
+    db.upgrade()
+    client = TestClient(create_app())
+    assert client.post("/api/articles", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                       json={"url": "https://news.example/a/1", "title": "Seed",
+                             "tags": ["Syria"]}).status_code == 201  # pays the one timeout
+    timings = []
+    for n in range(3):
+        started = time.monotonic()
+        r = post_subscribe(client, email=f"r{n}@example.com", topics=["syria"],
+                           frequency="daily", consent="yes")
+        timings.append(time.monotonic() - started)
+        assert r.status_code == 200 and "Check your inbox" in r.text
+    assert max(timings) < 1.0, timings
+    with db.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Reader)) == 3
+        waiting = session.scalar(select(func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.dispatched_at.is_(None)))
+        assert waiting == 4  # the article's event and three confirmations, for the relay
+    events.set_dispatcher(None)  # the next tests have a live broker again
