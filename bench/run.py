@@ -540,7 +540,11 @@ def subscribe_throughput(total: int, clients: int = 50) -> dict:
                 "statuses": statuses, "stored": stored}
     finally:
         web.terminate()
-        web.wait(10)
+        try:
+            web.wait(10)
+        except subprocess.TimeoutExpired:  # open keep-alive connections can hold it up
+            web.kill()
+            web.wait()
         db.dispose_engines()
         drop_database(name)
 

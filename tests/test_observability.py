@@ -82,7 +82,9 @@ def test_metrics_move_when_mail_is_sent_and_fails(fresh) -> None:
                  status="failed") == 1
     assert value(web, "newsletter_edition_duration_seconds", edition_id=str(edition_id)) > 0
     assert value(web, "newsletter_outbox_backlog") == 0
-    assert value(web, "newsletter_readers", status="active") == 2
+    # The 550 5.1.1 at RCPT unsubscribed and suppressed that reader.
+    assert value(web, "newsletter_readers", status="active") == 1
+    assert value(web, "newsletter_readers", status="unsubscribed") == 1
 
     # The worker's log: JSON lines, the batch with its edition and delivery ids, and no
     # reader address anywhere at info level.

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from newsletter import articles, editions, imports, preview, reconcile
-from newsletter.web.deps import Editor, SessionDep
+from newsletter.web.deps import Editor, RowId, SessionDep
 
 router = APIRouter(prefix="/api", dependencies=[Editor])
 
@@ -35,7 +35,7 @@ def create_article(
 
 
 @router.delete("/articles/{article_id}")
-def unpublish_article(article_id: int, session: SessionDep) -> dict[str, Any]:
+def unpublish_article(article_id: RowId, session: SessionDep) -> dict[str, Any]:
     try:
         done = articles.unpublish(session, article_id)
     except articles.ArticleNotFound as exc:
@@ -112,7 +112,7 @@ def preview_digest(
 
 
 @router.get("/editions/{edition_id}")
-def edition_report(edition_id: int, session: SessionDep) -> dict[str, Any]:
+def edition_report(edition_id: RowId, session: SessionDep) -> dict[str, Any]:
     try:
         return editions.report(session, edition_id)
     except editions.EditionNotFound as exc:
@@ -120,7 +120,7 @@ def edition_report(edition_id: int, session: SessionDep) -> dict[str, Any]:
 
 
 @router.post("/editions/{edition_id}/resume")
-def resume_edition(edition_id: int, session: SessionDep) -> dict[str, Any]:
+def resume_edition(edition_id: RowId, session: SessionDep) -> dict[str, Any]:
     """Continue a paused edition (after fixing what paused it); 409 if it is not paused."""
     try:
         return reconcile.resume(session, edition_id)
@@ -131,7 +131,7 @@ def resume_edition(edition_id: int, session: SessionDep) -> dict[str, Any]:
 
 
 @router.post("/editions/{edition_id}/requeue")
-def requeue_edition(edition_id: int, session: SessionDep) -> dict[str, Any]:
+def requeue_edition(edition_id: RowId, session: SessionDep) -> dict[str, Any]:
     """Send again the deliveries that gave up after temporary failures (the dead letter)."""
     try:
         return reconcile.requeue_dead(session, edition_id)

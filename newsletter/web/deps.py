@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
@@ -29,6 +30,10 @@ def get_session() -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+# Row ids are PostgreSQL integers (SQLite: 64-bit); a larger number in a URL names no row
+# and must be refused as input, not passed to the driver (an overflow there was a 500).
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
 _bearer = HTTPBearer(auto_error=False)
 
 

@@ -19,7 +19,7 @@ from newsletter.config import CONSENT_TEXT, get_settings
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
 from newsletter.models import Reader, Tag
 from newsletter.web import ratelimit
-from newsletter.web.deps import SessionDep, client, invalid_link, message, page
+from newsletter.web.deps import MAX_ROW_ID, SessionDep, client, invalid_link, message, page
 
 router = APIRouter()
 FREQUENCY_LABELS = [("immediate", "As it happens", "An email shortly after each story"),
@@ -336,7 +336,7 @@ def resubscribe(
 
 @router.get("/editions/{edition_id}", response_class=HTMLResponse)
 def edition_page(request: Request, edition_id: int, session: SessionDep) -> HTMLResponse:
-    archive = edition_archive(session, edition_id)
+    archive = edition_archive(session, edition_id) if 0 < edition_id <= MAX_ROW_ID else None
     if archive is None:
         return message(request, "Edition not found",
                        "This edition does not exist or has not been sent yet.", status=404)
