@@ -11,11 +11,11 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from newsletter import logs
+from newsletter import logs, tokens
 from newsletter.config import DEV_SECRET_KEY, get_settings
 from newsletter.metrics import exposition
 from newsletter.web import api, api_bounces, api_privacy, pages
-from newsletter.web.deps import HERE, SessionDep
+from newsletter.web.deps import HERE, SessionDep, invalid_link
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,10 @@ def create_app() -> FastAPI:
         log.warning("NEWSLETTER_SECRET_KEY is not set: links are signed with a development key")
     app = FastAPI(title="newsletter", version="0.1.0")
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    # A bad, expired or foreign link anywhere: the same 400 page, and nothing changed (the
+    # request's session is closed, rolling back, before this answer is built).
+    app.add_exception_handler(tokens.InvalidToken,
+                              lambda request, exc: invalid_link(request, exc))
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(api_privacy.router)

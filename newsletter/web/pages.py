@@ -183,10 +183,7 @@ def preferences_form(request: Request, session: Session, reader: Reader, token: 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 def preferences_page(request: Request, token: str, session: SessionDep) -> HTMLResponse:
-    try:
-        reader = subscriptions.reader_from_token(session, "preferences", token)
-    except tokens.InvalidToken as exc:
-        return invalid_link(request, exc)
+    reader = subscriptions.reader_from_token(session, "preferences", token)
     return preferences_form(request, session, reader, token)
 
 
@@ -201,10 +198,7 @@ def preferences_save(
     consent: Annotated[str, Form(max_length=8)] = "",
     csrf: Annotated[str, Form(max_length=300)] = "",
 ) -> HTMLResponse:
-    try:
-        reader = subscriptions.reader_from_token(session, "preferences", token)
-    except tokens.InvalidToken as exc:
-        return invalid_link(request, exc)
+    reader = subscriptions.reader_from_token(session, "preferences", token)
     form = {"topics": topics, "frequency": frequency, "pause": pause}
     if not _csrf_ok(reader, csrf):
         return preferences_form(request, session, reader, token, form=form, status=403,
@@ -229,20 +223,14 @@ def preferences_save(
 
 @router.get("/preferences/{token}/consent.json")
 def consent_receipt(request: Request, token: str, session: SessionDep):
-    try:
-        reader = subscriptions.reader_from_token(session, "preferences", token)
-    except tokens.InvalidToken as exc:
-        return invalid_link(request, exc)
+    reader = subscriptions.reader_from_token(session, "preferences", token)
     return JSONResponse(privacy.consent_receipt(session, reader), headers={
         "Content-Disposition": 'attachment; filename="consent-receipt.json"'})
 
 
 @router.get("/preferences/{token}/export.json")
 def export_mine(request: Request, token: str, session: SessionDep):
-    try:
-        reader = subscriptions.reader_from_token(session, "preferences", token)
-    except tokens.InvalidToken as exc:
-        return invalid_link(request, exc)
+    reader = subscriptions.reader_from_token(session, "preferences", token)
     return JSONResponse(privacy.export(session, reader.email), headers={
         "Content-Disposition": 'attachment; filename="my-newsletter-data.json"'})
 
@@ -255,10 +243,7 @@ def erase_mine(
     confirm: Annotated[str, Form(max_length=8)] = "",
     csrf: Annotated[str, Form(max_length=300)] = "",
 ) -> HTMLResponse:
-    try:
-        reader = subscriptions.reader_from_token(session, "preferences", token)
-    except tokens.InvalidToken as exc:
-        return invalid_link(request, exc)
+    reader = subscriptions.reader_from_token(session, "preferences", token)
     if not _csrf_ok(reader, csrf) or not confirm:
         return preferences_form(request, session, reader, token, status=422, errors={
             "erase": "Tick the box to confirm that you want everything deleted."})
@@ -275,10 +260,7 @@ def erase_mine(
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_page(request: Request, token: str, session: SessionDep) -> HTMLResponse:
-    try:
-        reader = subscriptions.reader_from_token(session, "unsubscribe", token)
-    except tokens.InvalidToken as exc:
-        return invalid_link(request, exc)
+    reader = subscriptions.reader_from_token(session, "unsubscribe", token)
     prefs = tokens.make("preferences", reader.id, reader.email)
     return page(request, "unsubscribe.html", token=token, reasons=UNSUBSCRIBE_REASONS,
                 preferences_url=f"/preferences/{prefs}", email=reader.email)
