@@ -77,23 +77,11 @@ def _send(session: Session, template: str, reader: Reader,
 
 
 def send_confirmation(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:
-    """Email the double opt-in link if one is due; returns whether a message went out.
-
-    The send time is committed before SMTP: if the worker dies after the server took the
-    message, the redelivered task finds it recent and does not send a second one.
-    """
+    """Email the double opt-in link if one is due (at most one a day); whether one went out."""
     reader = session.get(Reader, reader_id)
     if reader is None or not subscriptions.confirmation_due(reader):
         return False
-    reader.confirmation_sent_at = utcnow()
-    session.commit()
-    try:
-        _send(session, "confirm", reader, transport)
-    except mailer.TemporaryFailure:
-        # Let a retried task try again rather than wait out the 24-hour limit.
-        reader.confirmation_sent_at = None
-        session.commit()
-        raise
+    _send_once(session, "confirm", reader, "confirmation_sent_at", transport)
     return True
 
 
@@ -102,12 +90,23 @@ def send_welcome(session: Session, reader_id: int, transport: mailer.SmtpTranspo
     reader = session.get(Reader, reader_id)
     if reader is None or reader.status != "active" or reader.welcome_sent_at is not None:
         return False
-    reader.welcome_sent_at = utcnow()
+    _send_once(session, "welcome", reader, "welcome_sent_at", transport)
+    return True
+
+
+def _send_once(session: Session, template: str, reader: Reader, stamp: str,
+               transport: mailer.SmtpTransport) -> None:
+    """Stamp ``reader.<stamp>``, commit, then send; a temporary failure unstamps it.
+
+    Committing first means a worker that dies after the server took the message leaves
+    the stamp, and the redelivered task does not send a second one; unstamping on a 4xx
+    lets the retried task try again rather than wait out the stamp's limit.
+    """
+    setattr(reader, stamp, utcnow())
     session.commit()
     try:
-        _send(session, "welcome", reader, transport)
+        _send(session, template, reader, transport)
     except mailer.TemporaryFailure:
-        reader.welcome_sent_at = None
+        setattr(reader, stamp, None)
         session.commit()
         raise
-    return True

@@ -113,30 +113,19 @@ def preview_digest(
 
 @router.get("/editions/{edition_id}")
 def edition_report(edition_id: RowId, session: SessionDep) -> dict[str, Any]:
-    try:
-        return editions.report(session, edition_id)
-    except editions.EditionNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return editions.report(session, edition_id)
 
 
 @router.post("/editions/{edition_id}/resume")
 def resume_edition(edition_id: RowId, session: SessionDep) -> dict[str, Any]:
     """Continue a paused edition (after fixing what paused it); 409 if it is not paused."""
-    try:
-        return reconcile.resume(session, edition_id)
-    except editions.EditionNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except reconcile.NotPaused as exc:
-        raise HTTPException(409, str(exc)) from None
+    return reconcile.resume(session, edition_id)
 
 
 @router.post("/editions/{edition_id}/requeue")
 def requeue_edition(edition_id: RowId, session: SessionDep) -> dict[str, Any]:
     """Send again the deliveries that gave up after temporary failures (the dead letter)."""
-    try:
-        return reconcile.requeue_dead(session, edition_id)
-    except editions.EditionNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return reconcile.requeue_dead(session, edition_id)
 
 
 @router.post("/subscribers")

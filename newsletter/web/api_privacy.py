@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 
 from newsletter import privacy
 from newsletter.web.deps import Editor, SessionDep
@@ -15,18 +15,12 @@ router = APIRouter(prefix="/api/subscribers", dependencies=[Editor])
 @router.get("/{email}")
 def export_subscriber(email: str, session: SessionDep) -> dict[str, Any]:
     """Everything held about one reader."""
-    try:
-        return privacy.export(session, email)
-    except privacy.ReaderNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return privacy.export(session, email)
 
 
 @router.delete("/{email}")
 def erase_subscriber(email: str, session: SessionDep) -> dict[str, str]:
     """Delete the reader, keeping only a hashed suppression entry."""
-    try:
-        privacy.erase(session, email)
-    except privacy.ReaderNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    privacy.erase(session, email)
     session.commit()
     return {"status": "erased"}

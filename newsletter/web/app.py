@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from newsletter import logs, tokens
+from newsletter import editions, logs, privacy, reconcile, tokens
 from newsletter.config import DEV_SECRET_KEY, get_settings
 from newsletter.metrics import exposition
 from newsletter.web import api, api_bounces, api_privacy, pages
@@ -32,6 +32,10 @@ def create_app() -> FastAPI:
     # request's session is closed, rolling back, before this answer is built).
     app.add_exception_handler(tokens.InvalidToken,
                               lambda request, exc: invalid_link(request, exc))
+    # Domain errors the admin API shares, mapped to status codes in one place.
+    for error, status in ((editions.EditionNotFound, 404), (privacy.ReaderNotFound, 404),
+                          (reconcile.NotPaused, 409)):
+        app.add_exception_handler(error, _json_error(status))
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(api_privacy.router)
@@ -60,6 +64,12 @@ def create_app() -> FastAPI:
         return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _json_error(status: int):
+    def handler(_request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status)
+    return handler
 
 
 def _check(probe) -> str:
