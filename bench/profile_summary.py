@@ -12,6 +12,8 @@ def main(path: str, top: int = 40) -> None:
         stack, _, n = line.rstrip().rpartition(" ")
         if not stack:
             continue
+        if not n.isdigit():  # a frame name with a line break in it (rare): skip it
+            continue
         count, frames = int(n), stack.split(";")
         total += count
         names = []

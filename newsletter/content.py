@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import fragments, mailer, rendering, signing, tokens
+from newsletter import fragments, mime, rendering, signing, tokens
 from newsletter.config import get_settings
 from newsletter.models import Article, ArticleRevision, DeliveryArticle, Edition, Tag
 
@@ -53,11 +53,7 @@ def context_from_rows(edition: Edition, rows: Sequence[Any]) -> dict[str, Any]:
     sections: list[dict[str, Any]] = []
     corrections: list[dict[str, Any]] = []
     for tag_id, kind, article, tag, revision in rows:
-        item = {
-            "title": article.title, "url": article.url, "summary": article.summary,
-            "author": article.author, "image_url": article.image_url,
-            "published_label": article.published_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
-        }
+        item = _article_item(article, tz)
         if kind == "correction":
             old_title = revision.changes.get("title", [None])[0] if revision else None
             changed_at = revision.changed_at if revision else article.updated_at
@@ -80,6 +76,26 @@ def context_from_rows(edition: Edition, rows: Sequence[Any]) -> dict[str, Any]:
         "sections": [{k: v for k, v in s.items() if k != "_tag_id"} for s in sections],
         "corrections": corrections,
     }
+
+
+_items: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_ITEM_CACHE = 4096  # articles of the last weeks, a few hundred bytes each
+
+
+def _article_item(article: Any, tz: ZoneInfo) -> dict[str, Any]:
+    """An article as templates see it; the same dict for every digest that carries it
+    (templates only read it), so a digest costs a lookup per article, not a strftime."""
+    key = (article.id, article.updated_at, tz.key)
+    item = _items.get(key)
+    if item is None:
+        item = _items[key] = {
+            "title": article.title, "url": article.url, "summary": article.summary,
+            "author": article.author, "image_url": article.image_url,
+            "published_label": article.published_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
+        }
+        if len(_items) > _ITEM_CACHE:
+            _items.popitem(last=False)
+    return item
 
 
 # The digest rows of the batch being sent, loaded by content_versions() in three queries
@@ -150,10 +166,29 @@ def personal_links(reader_id: int, email: str, edition_id: int | None = None) ->
 
 def compose(rendered: rendering.RenderedEmail, links: dict[str, str], message_id: str) -> bytes:
     """Personalise shared content for one reader and wrap it as a message."""
-    settings = get_settings()
-    mine = rendering.personalise(rendered, links)
-    return signing.sign(mailer.build_message(
-        from_addr=settings.from_address, to_addr=links["email"], subject=mine.subject,
-        text=mine.text, html=mine.html, message_id=message_id, list_id=settings.list_id,
-        unsubscribe_url=links["unsubscribe_url"],
-    ))
+    template = rendered._message
+    if template is None:
+        settings = get_settings()
+        personal_subject = "__nl_" in rendered.subject
+        subject = rendering.personalise(rendered, links).subject if personal_subject \
+            else rendered.subject
+        if rendered._html_parts is not None:
+            html = [p for part in rendered._html_parts for p in _with_placeholders(part)]
+        else:
+            html = _with_placeholders(rendered.html)
+        template = mime.MessageTemplate(
+            from_addr=settings.from_address, subject=subject, list_id=settings.list_id,
+            text=_with_placeholders(rendered.text), html=html)
+        if not personal_subject:
+            # Built once per content: the encoded bodies serve every later reader of it.
+            object.__setattr__(rendered, "_message", template)
+    return signing.sign(template.message(
+        to_addr=links["email"], message_id=message_id, unsubscribe_url=links["unsubscribe_url"],
+        values=links))
+
+
+def _with_placeholders(text: str) -> list[str | tuple[str]]:
+    """``text`` as mime.MessageTemplate takes it: literal text and (name,) placeholders."""
+    if "__nl_" not in text:
+        return [text]
+    return [p if i % 2 == 0 else (p,) for i, p in enumerate(rendering.split_placeholders(text))]

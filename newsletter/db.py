@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import get_settings
@@ -95,3 +97,27 @@ def upgrade(url: str | None = None, revision: str = "heads") -> None:
     if url.startswith("sqlite:///"):
         Path(url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
+
+
+def insert_rows(session: Session, table: Table, columns: Sequence[str],
+                rows: Iterable[Sequence[Any]]) -> None:
+    """Insert many rows in the session's transaction: COPY on PostgreSQL, executemany elsewhere.
+
+    The planner writes ~30 rows per reader; COPY takes them in one stream, where an INSERT
+    per row (even pipelined) cost more worker time than rendering and sending the email.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        cursor = connection.connection.driver_connection.cursor()
+        names = ", ".join(f'"{c}"' for c in columns)
+        try:
+            with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except connection.dialect.dbapi.IntegrityError as exc:
+            # As SQLAlchemy would raise it: callers catch one exception for both paths.
+            raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+        return
+    batch = [dict(zip(columns, row, strict=True)) for row in rows]
+    if batch:
+        connection.execute(table.insert(), batch)

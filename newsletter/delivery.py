@@ -21,7 +21,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter import bounces, digests, events, mailer
+from newsletter import bounces, db, digests, events, mailer
 from newsletter.config import get_settings
 from newsletter.content import compose, content_versions, personal_links, rendered_digest
 from newsletter.metrics import BATCH_SECONDS, EMAILS, SMTP_SECONDS
@@ -116,12 +116,11 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
           "content_key": d.content_key, "message_id": mailer.make_message_id(domain),
           "created_at": utcnow()} for d in chosen],
     ).all()
-    session.execute(insert(DeliveryArticle), [
-        {"delivery_id": delivery_id, "reader_id": d.reader_id, "article_id": a, "tag_id": tag_id,
-         "position": i, "kind": kind, "revision_id": revision_id}
+    db.insert_rows(session, DeliveryArticle.__table__, _ITEM_COLUMNS, (
+        (delivery_id, d.reader_id, a, tag_id, i, kind, revision_id)
         for (delivery_id, _), d in zip(rows, chosen, strict=True)
         for i, (kind, a, tag_id, revision_id) in enumerate(_items(d))
-    ])
+    ))
     # A tag-filtered digest covered only its tags: the reader's next full digest must still
     # carry the rest of what came before this cutoff (already_sent keeps out what this sent).
     if not (edition.kind == "digest" and edition.tags):
@@ -162,6 +161,10 @@ def _plan_report(session: Session, edition: Edition, readers: int) -> dict[str, 
         .where(Delivery.edition_id == edition.id, DeliveryArticle.kind == "new"))
     return {"readers": readers, "emails": emails or 0,
             "distinct_digests": edition.distinct_digests, "articles": articles or 0}
+
+
+_ITEM_COLUMNS = ("delivery_id", "reader_id", "article_id", "tag_id", "position", "kind",
+                 "revision_id")
 
 
 def _items(digest: digests.Digest):
@@ -354,12 +357,19 @@ def failure_kind(error: str | None) -> str:
 def _record(session: Session, batch: _Batch) -> None:
     now = utcnow()
     counts = batch.counts
+    # The common outcome in one statement: an UPDATE per sent message cost more than its SMTP.
+    sent = [o[0] for o in batch.outcomes if o[1] == "sent"]
+    if sent:
+        session.execute(update(Delivery).where(Delivery.id.in_(sent))
+                        .values(status="sent", last_error=None, sent_at=now))
+        counts["sent"] += len(sent)
+        EMAILS.labels("edition", "sent", "").inc(len(sent))
     for delivery_id, status, error, attempts in batch.outcomes:
+        if status == "sent":
+            continue
         values: dict[str, Any] = {"status": status, "last_error": error}
         if status == "failed":
             values["failure"] = failure_kind(error)
-        if status == "sent":
-            values["sent_at"] = now
         elif status == "retry":
             values["next_attempt_at"] = now + backoff(attempts)
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))

@@ -7,6 +7,11 @@ With 100,000 readers on 1–5 of 40 topics almost every digest is distinct, so p
   article). Its Jinja output is inlined once per process, in the document's context, and
   reused by every digest that carries the same output (content-addressed: an edited article
   renders differently and is inlined afresh).
+* ``{% call piece("name", value) %}…{% endcall %}``: a fragment whose output depends only on
+  ``value`` (an article: its dict, never changed once rendered). Jinja renders its body once
+  per process for each distinct value and reuses the output, in every mode and in the text
+  part too: a digest of thirty articles then costs thirty lookups, not thirty renderings.
+  The name tells apart the call sites of one template that show the same value differently.
 * ``{% filter slot %}…{% endfilter %}`` around per-digest *text* (a title, a count, a list
   of topic names). Only text: slots must not hold tags, whose styles would then be skipped.
 
@@ -21,6 +26,7 @@ Without the filters (whole-document mode) the templates render exactly as before
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections import OrderedDict
@@ -41,8 +47,11 @@ _SLOT = re.compile(r"__nls_(\d+)__")
 # Bounded: articles of the last weeks, sections and a few shells (a few MB per process).
 _FRAGMENT_CACHE = 4096
 _SHELL_CACHE = 64
+_PIECE_CACHE = 8192  # Jinja output of keyed pieces: ~2 kB each, HTML and text
 _fragments: OrderedDict[str, str] = OrderedDict()
 _shells: OrderedDict[str, list[str]] = OrderedDict()
+_pieces: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+_by_identity: OrderedDict[tuple[Any, ...], tuple[Any, str]] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -61,6 +70,34 @@ def _fragment(ctx: jinja2.runtime.Context, value: str) -> Markup:
     return Markup(f"{_F}{len(rec.fragments) - 1}{_F}")
 
 
+def _frozen(value: Any) -> Any:
+    # Template values are dicts, lists and scalars; as a tuple they can key a cache.
+    if isinstance(value, dict):
+        return tuple((k, _frozen(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+@jinja2.pass_context
+def _piece(ctx: jinja2.runtime.Context, name: str, value: Any,
+           caller: jinja2.runtime.Macro) -> Markup:
+    # Digests share their article dicts (content._article_item), so the same object comes
+    # back thousands of times: found by identity first (the cache holds it, so its id stays
+    # its own), then by content for dicts built afresh (previews, tests).
+    seen = _by_identity.get((ctx.name, name, id(value)))
+    if seen is not None and seen[0] is value:
+        out = seen[1]
+    else:
+        key = (ctx.name, name, _frozen(value))
+        out = _pieces.get(key)
+        if out is None:
+            out = str(caller())
+            _store(_pieces, key, out, _PIECE_CACHE)
+        _store(_by_identity, (ctx.name, name, id(value)), (value, out), _PIECE_CACHE)
+    return _fragment(ctx, out) if (ctx.name or "").endswith(".html") else Markup(out)
+
+
 @jinja2.pass_context
 def _slot(ctx: jinja2.runtime.Context, value: str) -> Markup:
     rec = ctx.get("_nl_recorder")
@@ -72,8 +109,10 @@ def _slot(ctx: jinja2.runtime.Context, value: str) -> Markup:
 
 rendering._env.filters["fragment"] = _fragment
 rendering._env.filters["slot"] = _slot
+rendering._env.globals["piece"] = _piece
 
 
+@functools.lru_cache(maxsize=4096)  # an edition's titles and topic lists recur
 def _as_lxml_text(html_text: str) -> str:
     """Text (with entities) as lxml writes it after parsing: what premailer would output."""
     if not any(c in html_text for c in "&<>"):
@@ -117,6 +156,12 @@ def _shell_parts(inlined: str) -> list[str]:
 
 def render_html(template: str, context: Mapping[str, Any]) -> str:
     """The inlined HTML of ``email_templates/<template>/body.html``, built from fragments."""
+    return "".join(render_html_parts(template, context))
+
+
+def render_html_parts(template: str, context: Mapping[str, Any]) -> list[str]:
+    """:func:`render_html` in the pieces it is joined from: the inlined fragments among them
+    are the very string objects every digest shares (mime encodes each of them once)."""
     rec = _Recorder()
     raw = rendering._env.get_template(f"{template}/body.html").render(
         {**context, "_nl_recorder": rec})
@@ -129,8 +174,8 @@ def render_html(template: str, context: Mapping[str, Any]) -> str:
         pieces = raw[first + 1:last].split(_F)
     if any(not between.isspace() and between for between in pieces[1::2]):
         # Markup between fragments would not be inlined: the template is not split cleanly.
-        return rendering._inline_css(rendering._env.get_template(f"{template}/body.html")
-                                     .render(dict(context)))
+        return [rendering._inline_css(rendering._env.get_template(f"{template}/body.html")
+                                      .render(dict(context)))]
     key = f"{template}\0"
     parts = _cached(_shells, shell, _SHELL_CACHE)
     wanted = [key + rec.fragments[int(i)] for i in pieces[0::2]]
@@ -156,11 +201,13 @@ def render_html(template: str, context: Mapping[str, Any]) -> str:
             out += (before, *region, after)
         else:
             out.append(part)
-    return "".join(out)
+    return out
 
 
 def render(template: str, context: Mapping[str, Any]) -> rendering.RenderedEmail:
     """Like :func:`rendering.render`, with premailer per fragment and per shell."""
     whole = rendering.render_text_parts(template, context)
-    return rendering.RenderedEmail(subject=whole[0], text=whole[1],
-                                   html=render_html(template, context))
+    parts = render_html_parts(template, context)
+    rendered = rendering.RenderedEmail(subject=whole[0], text=whole[1], html="".join(parts))
+    object.__setattr__(rendered, "_html_parts", parts)
+    return rendered

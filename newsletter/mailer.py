@@ -187,24 +187,27 @@ class SmtpTransport:
                         raise exc.failure from exc
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> None:
-        for stage, command, arg, ok in (
-            ("mail", conn.mail, sender, (250,)),
-            ("rcpt", conn.rcpt, recipient, (250, 251)),
-        ):
-            try:
-                code, reply = command(arg)
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                raise _Retryable(TemporaryFailure(f"connection lost: {exc}", None, stage)) from exc
+        replies = self._envelope(conn, sender, recipient)
+        for stage, (code, reply), ok in zip(("mail", "rcpt", "data"), replies,
+                                            ((250,), (250, 251), (354,)), strict=False):
+            if code in ok:
+                continue
             if code == 421:  # the relay is closing this session (idle timeout, shutdown)
                 raise _Retryable(_classify(code, reply, stage))
-            if code not in ok:
-                self._after_refusal(code)
-                raise _classify(code, reply, stage)
+            if replies[-1][0] == 354:
+                # Pipelined: the relay took DATA although it refused the envelope. An empty
+                # message ends it, and the RSET below discards it.
+                self._end_empty_data(conn)
+            self._after_refusal(code)
+            raise _classify(code, reply, stage)
         try:
-            code, reply = conn.data(message)
-        except smtplib.SMTPDataError as exc:
-            self._after_refusal(exc.smtp_code)
-            raise _classify(exc.smtp_code, exc.smtp_error, "data") from exc
+            # Dot-stuffing here, in C, instead of smtplib's regex over the whole message.
+            if message.startswith(b"."):
+                message = b"." + message
+            if b"\n." in message:
+                message = message.replace(b"\r\n.", b"\r\n..")
+            conn.send(message + (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n"))
+            code, reply = conn.getreply()
         except (smtplib.SMTPException, OSError) as exc:
             # The relay may or may not have taken the message, so no immediate resend; the
             # caller's later retry reuses the Message-ID, which lets duplicates be spotted.
@@ -213,6 +216,42 @@ class SmtpTransport:
         if code != 250:
             self._after_refusal(code)
             raise _classify(code, reply, "data")
+
+    @staticmethod
+    def _envelope(conn: smtplib.SMTP, sender: str,
+                  recipient: str) -> list[tuple[int, bytes]]:
+        """MAIL, RCPT and DATA: the replies up to the first refusal (all three pipelined)."""
+        commands = (("mail", f"MAIL FROM:<{sender}>"), ("rcpt", f"RCPT TO:<{recipient}>"),
+                    ("data", "DATA"))
+        stage = "mail"
+        try:
+            if conn.has_extn("pipelining"):
+                # RFC 2920: one write and one round trip instead of three. A relay that
+                # refuses MAIL or RCPT must refuse the DATA too.
+                conn.send("".join(f"{c}\r\n" for _, c in commands).encode("ascii"))
+                replies = []
+                for name, _ in commands:
+                    stage = name  # for the error: which reply never came
+                    replies.append(conn.getreply())
+                return replies
+            replies = []
+            for (name, command), ok in zip(commands, ((250,), (250, 251), (354,)),
+                                           strict=True):
+                stage = name
+                conn.putcmd(command)
+                replies.append(conn.getreply())
+                if replies[-1][0] not in ok:
+                    break
+            return replies
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Retryable(TemporaryFailure(f"connection lost: {exc}", None, stage)) from exc
+
+    def _end_empty_data(self, conn: smtplib.SMTP) -> None:
+        try:
+            conn.send(b".\r\n")
+            conn.getreply()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
 
     def _after_refusal(self, code: int) -> None:
         # 421 means the relay is closing the session; otherwise RSET clears the half-done

@@ -8,12 +8,15 @@ quoted-printable so no line exceeds 76 octets. No CR or LF reaches a header.
 from __future__ import annotations
 
 import binascii
+import html
 import re
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
+from typing import Any
 
 _MAX_LINE = 78  # RFC 5322's "SHOULD"; 998 is the hard limit
 # Printable ASCII that a parser will not mistake for an encoded word.
@@ -132,26 +135,22 @@ def _list_id(value: str) -> str:
     return (_unstructured("List-Id", phrase) + " " + ident) if phrase else ident
 
 
-def _list_unsubscribe(url: str, mailto: str | None) -> str:
-    no_newlines(url, "unsubscribe_url")
-    if not url.lower().startswith(("https://", "http://")) or not url.isascii() or " " in url:
-        raise ValueError(f"unsubscribe_url must be an absolute ASCII http(s) URL, got {url!r}")
+def _mailto(mailto: str | None) -> str | None:
+    """The List-Unsubscribe mailto: URI, checked once per template."""
     if not mailto:
-        return f"<{url}>"
+        return None
     if not no_newlines(mailto, "unsubscribe_mailto").lower().startswith("mailto:"):
         mailto = "mailto:" + mailto
     if not mailto.isascii() or " " in mailto:
         raise ValueError(f"unsubscribe_mailto must be ASCII without spaces, got {mailto!r}")
-    return f"<{url}>,\r\n <{mailto}>"
+    return mailto
 
 
-def _qp(body: str) -> bytes:
-    if "\r" in body:
-        body = body.replace("\r\n", "\n").replace("\r", "\n")
-    if not body.endswith("\n"):
-        body += "\n"
-    # b2a_qp writes CRLF (hard and soft breaks) when the input's first line ends in CRLF.
-    return binascii.b2a_qp(body.replace("\n", "\r\n").encode("utf-8"), istext=True)
+def _list_unsubscribe(url: str, mailto: str | None) -> str:
+    no_newlines(url, "unsubscribe_url")
+    if not url.lower().startswith(("https://", "http://")) or not url.isascii() or " " in url:
+        raise ValueError(f"unsubscribe_url must be an absolute ASCII http(s) URL, got {url!r}")
+    return f"<{url}>,\r\n <{mailto}>" if mailto else f"<{url}>"
 
 
 def make_message_id(domain: str) -> str:
@@ -179,38 +178,217 @@ def build_message(
 
     Raises ValueError for a line break in any header value or an unusable address.
     """
-    no_newlines(message_id, "Message-ID")
-    if not (
-        message_id.startswith("<")
-        and message_id.endswith(">")
-        and "@" in message_id
-        and message_id.isascii()
-        and " " not in message_id
-    ):
-        raise ValueError(f"Message-ID must look like <id@domain>, got {message_id!r}")
-    when = date or datetime.now(UTC)
+    return MessageTemplate(
+        from_addr=from_addr, subject=subject, text=[text], html=[html], list_id=list_id,
+        unsubscribe_mailto=unsubscribe_mailto, extra_headers=extra_headers,
+    ).message(to_addr=to_addr, message_id=message_id, unsubscribe_url=unsubscribe_url,
+              date=date)
+
+
+class MessageTemplate:
+    """What the messages of one content share, encoded once; :meth:`message` adds a reader.
+
+    An edition sends the same digest to many readers, and quoted-printable encoding of an
+    80 kB body costs more than everything else per reader together. So the bodies are
+    encoded here, once, except for the few lines that hold a placeholder (the reader's
+    address and links), which are substituted and encoded per reader. Quoted-printable is
+    line by line, so encoding runs of whole lines apart and joining them gives the very bytes
+    that encoding the whole body would.
+
+    ``text`` and ``html`` come as text chunks and (name,) placeholders, in order (see
+    content.compose); ``message(values=…)`` supplies each name, HTML-escaped in the HTML.
+    """
+
+    __slots__ = ("_head", "_unsubscribe", "_tail", "_text", "_html")
+
+    def __init__(
+        self,
+        *,
+        from_addr: str,
+        subject: str,
+        text: Sequence[str | tuple[str]],
+        html: Sequence[str | tuple[str]],
+        list_id: str,
+        unsubscribe_mailto: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        # Header order as receivers (and our tests) have always seen it; the per-reader
+        # values (To, Date, Message-ID, List-Unsubscribe) go between these constant runs.
+        self._head = (
+            ("From: " + _address("From", from_addr) + "\r\nTo: ").encode("ascii"),
+            ("\r\nSubject: " + _unstructured("Subject", subject) + "\r\nDate: ").encode("ascii"),
+        )
+        self._unsubscribe = _mailto(unsubscribe_mailto)
+        rest = ["List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
+        for name, value in (extra_headers or {}).items():
+            if not _HEADER_NAME.fullmatch(name) or name.lower() in _MANAGED:
+                raise ValueError(f"extra header name {name!r} is invalid or set by build_message")
+            rest.append(f"{name}: " + _unstructured(name, value))
+        # "=_" cannot occur in quoted-printable output, so the boundary can never collide;
+        # one per content is as good as one per message.
+        boundary = "=_nl_" + secrets.token_hex(12)
+        rest.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        self._tail = (
+            ("\r\nMIME-Version: 1.0\r\nList-Id: " + _list_id(list_id)
+             + "\r\nList-Unsubscribe: ").encode("ascii"),
+            ("\r\n" + "\r\n".join(rest) + "\r\n\r\n"
+             + _PART_HEAD.format(boundary, "plain")).encode("ascii"),
+            ("\r\n" + _PART_HEAD.format(boundary, "html")).encode("ascii"),
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        )
+        self._text = _Body(text, escape=False)
+        self._html = _Body(html, escape=True)
+
+    def message(self, *, to_addr: str, message_id: str, unsubscribe_url: str,
+                values: Mapping[str, str] | None = None, date: datetime | None = None) -> bytes:
+        """One reader's message; ``values`` fills the placeholders of the bodies."""
+        no_newlines(message_id, "Message-ID")
+        if not (
+            message_id.startswith("<")
+            and message_id.endswith(">")
+            and "@" in message_id
+            and message_id.isascii()
+            and " " not in message_id
+        ):
+            raise ValueError(f"Message-ID must look like <id@domain>, got {message_id!r}")
+        values = values or {}
+        head, tail = self._head, self._tail
+        return b"".join((
+            head[0], _address("To", to_addr).encode("ascii"),
+            head[1], _date(date).encode("ascii"),
+            b"\r\nMessage-ID: ", message_id.encode("ascii"),
+            tail[0], _list_unsubscribe(unsubscribe_url, self._unsubscribe).encode("ascii"),
+            tail[1], self._text.encode(values),
+            tail[2], self._html.encode(values),
+            tail[3],
+        ))
+
+
+def _date(when: datetime | None) -> str:
+    if when is None:
+        return _now_header(int(time.time()))
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)  # naive datetimes in this project are UTC
-    headers = [
-        "From: " + _address("From", from_addr),
-        "To: " + _address("To", to_addr),
-        "Subject: " + _unstructured("Subject", subject),
-        "Date: " + format_datetime(when.astimezone(UTC), usegmt=True),
-        "Message-ID: " + message_id,
-        "MIME-Version: 1.0",
-        "List-Id: " + _list_id(list_id),
-        "List-Unsubscribe: " + _list_unsubscribe(unsubscribe_url, unsubscribe_mailto),
-        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-    ]
-    for name, value in (extra_headers or {}).items():
-        if not _HEADER_NAME.fullmatch(name) or name.lower() in _MANAGED:
-            raise ValueError(f"extra header name {name!r} is invalid or set by build_message")
-        headers.append(f"{name}: " + _unstructured(name, value))
-    # "=_" cannot occur in quoted-printable output, so the boundary can never collide.
-    boundary = "=_nl_" + secrets.token_hex(12)
-    headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
-    out = bytearray(("\r\n".join(headers) + "\r\n\r\n").encode("ascii"))
-    for subtype, body in (("plain", text), ("html", html)):
-        out += _PART_HEAD.format(boundary, subtype).encode("ascii") + _qp(body) + b"\r\n"
-    out += f"--{boundary}--\r\n".encode("ascii")
-    return bytes(out)
+    return format_datetime(when.astimezone(UTC), usegmt=True)
+
+
+@lru_cache(maxsize=4)
+def _now_header(second: int) -> str:
+    # The same Date for every message of a second: formatting it costs as much as the rest
+    # of a message's headers.
+    return format_datetime(datetime.fromtimestamp(second, UTC), usegmt=True)
+
+
+class _Body:
+    """One quoted-printable body part: encoded runs of lines, and the lines to personalise.
+
+    ``items`` holds bytes (encoded once) and lists of [text, (name,), text, …] for the lines
+    that hold placeholders (encoded per reader after substitution).
+    """
+
+    __slots__ = ("items", "escape")
+
+    def __init__(self, parts: Sequence[str | tuple[str]], escape: bool) -> None:
+        self.escape = escape
+        self.items: list[bytes | list[Any]] = []
+        static: list[str] = []  # whole lines not yet encoded
+        line: list[Any] | None = None  # the placeholder line being gathered
+        parts = list(parts)
+        if not parts or not isinstance(parts[-1], str) or not parts[-1].endswith("\n"):
+            parts.append("\n")
+        for part in parts:
+            if isinstance(part, tuple):
+                if line is None:  # the text since the last line end belongs to this line
+                    line = _partial_line(static)
+                    self._encode(static)
+                line.append(part)
+                continue
+            if "\r" in part:  # line ends as _qp_lines expects: LF only
+                part = part.replace("\r\n", "\n").replace("\r", "\n")
+            if line is not None:  # this text continues the placeholder line up to its end
+                end = part.find("\n") + 1
+                if end == 0:
+                    line.append(part)
+                    continue
+                line.append(part[:end])
+                self.items.append(line)
+                line, part = None, part[end:]
+            if part:
+                static.append(part)
+        self._encode(static)
+
+    def _encode(self, static: list[str]) -> None:
+        """Encode a run of whole lines; long chunks that are whole lines themselves (an
+        article's inlined HTML) are encoded once per process, whatever digest they are in."""
+        run: list[str] = []
+        at_line_start = True
+        for chunk in static:
+            if at_line_start and len(chunk) >= _SHARED_CHUNK and chunk[-1] == "\n":
+                if run:
+                    self.items.append(_qp_lines("".join(run)))
+                    run = []
+                self.items.append(_qp_shared(chunk))
+            else:
+                run.append(chunk)
+            at_line_start = chunk[-1] == "\n"
+        if run:
+            self.items.append(_qp_lines("".join(run)))
+        static.clear()
+
+    def encode(self, values: Mapping[str, str]) -> bytes:
+        out: list[bytes] = []
+        for item in self.items:
+            if isinstance(item, bytes):
+                out.append(item)
+                continue
+            text: list[str] = []
+            for piece in item:
+                if isinstance(piece, tuple):
+                    try:
+                        value = values[piece[0]]
+                    except KeyError:
+                        # Sending "__nl_unsubscribe_url__" to a reader is worse than failing.
+                        raise KeyError(f"no value for placeholder {piece[0]!r}") from None
+                    if "\r" in value or "\n" in value:
+                        raise ValueError(f"placeholder {piece[0]!r}: a value holds a line break")
+                    text.append(html.escape(value, quote=True) if self.escape else value)
+                else:
+                    text.append(piece)
+            out.append(_qp_lines("".join(text)))
+        return b"".join(out)
+
+
+def _partial_line(static: list[str]) -> list[Any]:
+    """Take the text after the last line end off ``static``; returns it as a line's start."""
+    for i in range(len(static) - 1, -1, -1):
+        cut = static[i].rfind("\n") + 1
+        if cut:
+            head, tail = static[i][:cut], static[i][cut:]
+            line = ([tail] if tail else []) + static[i + 1:]
+            static[i:] = [head]
+            return line
+    line = static[:]
+    static.clear()
+    return line
+
+
+# Chunks at least this long and made of whole lines are cached encoded: an article's HTML
+# (~2 kB) recurs in thousands of digests. Shorter ones are cheaper to encode than to hash.
+_SHARED_CHUNK = 512
+_SHARED_CACHE = 8192
+_shared: dict[str, bytes] = {}
+
+
+def _qp_shared(chunk: str) -> bytes:
+    encoded = _shared.get(chunk)
+    if encoded is None:
+        if len(_shared) >= _SHARED_CACHE:  # an edition's articles fit; start afresh after
+            _shared.clear()
+        encoded = _shared[chunk] = _qp_lines(chunk)
+    return encoded
+
+
+def _qp_lines(lines: str) -> bytes:
+    """Whole lines (LF-terminated) as quoted-printable with CRLF line ends."""
+    # b2a_qp writes CRLF (hard and soft breaks) when the input's first line ends in CRLF.
+    return binascii.b2a_qp(lines.replace("\n", "\r\n").encode("utf-8"), istext=True)

@@ -37,6 +37,7 @@ __all__ = [
     "placeholder",
     "premailer_calls",
     "render",
+    "segments",
     "template_names",
 ]
 
@@ -116,6 +117,10 @@ class RenderedEmail:
     _segments: tuple[list[str], list[str], list[str]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # The MIME message built from it once (content.compose), for every later reader.
+    _message: Any = field(default=None, init=False, repr=False, compare=False)
+    # The HTML as the pieces fragments.render joined (shared article fragments among them).
+    _html_parts: list[str] | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def template_names() -> list[str]:
@@ -222,7 +227,7 @@ def placeholder(name: str) -> str:
     return f"__nl_{name}__"
 
 
-def _split(s: str) -> list[str]:
+def split_placeholders(s: str) -> list[str]:
     """``s`` as [literal, name, literal, name, …, literal] around its placeholders."""
     parts: list[str] = []
     pos = 0
@@ -253,16 +258,22 @@ def _join(parts: list[str], values: Mapping[str, str]) -> str:
     return "".join(out)
 
 
+def segments(rendered: RenderedEmail) -> tuple[list[str], list[str], list[str]]:
+    """Subject, text and HTML as [literal, name, literal, …, literal] around placeholders."""
+    found = rendered._segments
+    if found is None:
+        found = (split_placeholders(rendered.subject), split_placeholders(rendered.text),
+                 split_placeholders(rendered.html))
+        object.__setattr__(rendered, "_segments", found)
+    return found
+
+
 def personalise(rendered: RenderedEmail, values: Mapping[str, str]) -> RenderedEmail:
     """Replace each placeholder with its value: raw in subject and text, escaped in the HTML.
 
     Raises KeyError if the email holds a placeholder that ``values`` lacks.
     """
-    segments = rendered._segments
-    if segments is None:
-        segments = (_split(rendered.subject), _split(rendered.text), _split(rendered.html))
-        object.__setattr__(rendered, "_segments", segments)
-    subject, text, html = segments
+    subject, text, html = segments(rendered)
     escaped = {k: _html.escape(v, quote=True) for k, v in values.items()}
     return RenderedEmail(
         subject=_join(subject, values), text=_join(text, values), html=_join(html, escaped)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from newsletter.mailer import (
     get_transport,
     make_message_id,
 )
+from newsletter.mime import MessageTemplate
 
 ARABIC = "نشرة الأخبار: أهم القصص اليوم من سوريا وروسيا والاقتصاد"
 ACCENTED = "Ṣaḥāfa — l’édition spéciale du jeudi, avec « guillemets »"
@@ -275,7 +278,8 @@ def test_smtp_config_repr_hides_the_password() -> None:
 class Recorder:
     """aiosmtpd handler that records what arrives and can be told to refuse."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = False) -> None:
+        self.pipelining = pipelining
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.ehlos = 0
         self.quits = 0
@@ -287,6 +291,8 @@ class Recorder:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
         self.ehlos += 1  # our client says EHLO once per plain connection
         session.host_name = hostname
+        if self.pipelining:  # as real relays do; aiosmtpd reads commands one at a time anyway
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
@@ -363,9 +369,10 @@ def relay_server(handler: Recorder | None = None, **kwargs: Any) -> Iterator[Rel
         controller.stop()
 
 
-@pytest.fixture
-def relay() -> Iterator[Relay]:
-    with relay_server() as r:
+@pytest.fixture(params=["sequential", "pipelined"])
+def relay(request: pytest.FixtureRequest) -> Iterator[Relay]:
+    """A relay without PIPELINING (MAIL, RCPT, DATA one round trip each) and one with it."""
+    with relay_server(Recorder(pipelining=request.param == "pipelined")) as r:
         yield r
 
 
@@ -395,6 +402,21 @@ def test_sends_many_messages_over_one_connection(relay: Relay) -> None:
         assert got["Subject"] == f"Digest {i} — سوريا"
         plain, html = got.iter_parts()
         assert html.get_content().replace("\r\n", "\n") == canonical(HTML)
+
+
+def test_lines_starting_with_a_dot_arrive_intact(relay: Relay) -> None:
+    # The transport dot-stuffs (RFC 5321 4.5.2) itself rather than through smtplib.
+    text = ".\n..two dots\n.leading\nlast ."
+    raw = message(text=text, html=".\n<p>.x</p>")
+    assert raw.startswith(b"From")
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        t.send("news@example.com", "reader@example.org", raw)
+        t.send("news@example.com", "reader@example.org", b".starts with a dot\r\nno end")
+    first, second = (m[2] for m in relay.handler.messages)
+    assert first == raw
+    plain, _ = parse(first).iter_parts()
+    assert plain.get_content().replace("\r\n", "\n") == text + "\n"
+    assert second == b".starts with a dot\r\nno end\r\n"
 
 
 def test_envelope_accepts_display_name_forms(relay: Relay) -> None:
@@ -603,3 +625,51 @@ def test_get_transport_is_per_process_and_per_url() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert answer == b"fresh"
+
+
+# --- one template, many readers ---------------------------------------------------------
+
+def _boundary_free(raw: bytes) -> bytes:
+    return re.sub(rb"=_nl_[0-9a-f]{24}", b"BOUNDARY", raw)
+
+
+@pytest.mark.parametrize("email", ["reader@example.org", "o'brien+news@example.org",
+                                   "long." + "x" * 60 + "@example.org"])
+def test_a_template_personalised_is_the_message_built_whole(email: str) -> None:
+    """The bodies are encoded once per content and only placeholder lines per reader: the
+    bytes must be those of encoding the personalised bodies whole (quoted-printable is line by
+    line, so this holds; a line longer than 76 octets gets its soft breaks either way)."""
+    unsubscribe = "https://news.example.com/unsubscribe/" + "t" * 90
+    article = "<p>" + "An article long enough to be encoded once and shared. " * 12 + "</p>\n"
+    text = ["Digest\n.dot line\n" + "w" * 200 + "\nSent to ", ("email",), ". Leave: ",
+            ("unsubscribe_url",), "\nthe end"]
+    html = ["<p>Café</p>\n", article, "<p>", "Sent to ", ("email",), ' <a href="',
+            ("unsubscribe_url",), '">unsubscribe</a></p>\n', article, "<p>سوريا</p>\n", article]
+    values = {"email": email, "unsubscribe_url": unsubscribe}
+    when = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    template = MessageTemplate(from_addr="The Ledger <news@example.com>", subject="Digest",
+                               text=text, html=html, list_id="<digest.news.example.com>")
+    fast = template.message(to_addr=email, message_id="<1@example.com>",
+                            unsubscribe_url=unsubscribe, values=values, date=when)
+
+    def whole(parts: list, escape: bool) -> str:
+        return "".join(p if isinstance(p, str) else
+                       (html_escape(values[p[0]]) if escape else values[p[0]]) for p in parts)
+
+    slow = build_message(from_addr="The Ledger <news@example.com>", to_addr=email,
+                         subject="Digest", text=whole(text, False), html=whole(html, True),
+                         message_id="<1@example.com>", list_id="<digest.news.example.com>",
+                         unsubscribe_url=unsubscribe, date=when)
+    assert _boundary_free(fast) == _boundary_free(slow)
+    head, _, bodies = fast.partition(b"\r\n\r\n")
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998  # a long URL is not folded
+    assert max(len(line) for line in bodies.split(b"\r\n")) <= 76
+
+
+def test_a_template_refuses_to_send_an_unfilled_placeholder() -> None:
+    template = MessageTemplate(from_addr="news@example.com", subject="Digest",
+                               text=["Hi ", ("email",), "\n"], html=["<p>x</p>"],
+                               list_id="<digest.news.example.com>")
+    with pytest.raises(KeyError, match="email"):
+        template.message(to_addr="r@example.org", message_id="<1@example.com>",
+                         unsubscribe_url="https://news.example.com/u/x", values={})

@@ -96,6 +96,13 @@ class Script:
             self.tries[(stage, address)] += 1
             return self.tries[(stage, address)]
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
+        # Real relays (Postfix, Exim, every ESP) offer PIPELINING and the transport then
+        # sends MAIL, RCPT and DATA in one write: the faults below must hit that path.
+        # aiosmtpd reads commands one by one from its stream, so it copes with them.
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         local = address.split("@")[0]
         n = self._try("rcpt", address)
