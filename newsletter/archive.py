@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.config import get_settings
-from newsletter.models import Article, Delivery, DeliveryArticle, Edition, Tag
+from newsletter.models import Article, Delivery, Edition, EditionDigest, Tag
 
 
 def edition_archive(session: Session, edition_id: int) -> dict[str, Any] | None:
@@ -18,14 +18,20 @@ def edition_archive(session: Session, edition_id: int) -> dict[str, Any] | None:
     if edition is None or edition.dry_run or edition.status not in ("sending", "done"):
         return None
     tz = ZoneInfo(get_settings().timezone)
-    rows = session.execute(
-        select(Tag, Article).distinct()
-        .select_from(DeliveryArticle)
-        .join(Delivery, Delivery.id == DeliveryArticle.delivery_id)
-        .join(Article, Article.id == DeliveryArticle.article_id)
-        .join(Tag, Tag.id == DeliveryArticle.tag_id)
-        .where(Delivery.edition_id == edition_id, Article.status == "published")
-    ).all()
+    # Contents that reached at least one reader's delivery (an unpublish may have replaced
+    # some before any was sent: they stay stored for no one).
+    used = select(Delivery.content_key).where(Delivery.edition_id == edition_id).distinct()
+    pairs = {(i[2], i[1]) for stored in session.scalars(
+        select(EditionDigest.items).where(EditionDigest.edition_id == edition_id,
+                                          EditionDigest.content_key.in_(used)))
+        for i in stored}
+    tags = {t.id: t for t in session.scalars(select(Tag).where(
+        Tag.id.in_({t for t, _ in pairs})))} if pairs else {}
+    articles = {a.id: a for a in session.scalars(select(Article).where(
+        Article.id.in_({a for _, a in pairs}), Article.status == "published"))} if pairs else {}
+    # Sorted by topic first, so that an article under several topics files under the same
+    # one each time the page is built.
+    rows = [(tags[t], articles[a]) for t, a in sorted(pairs) if t in tags and a in articles]
     sections: dict[int, dict[str, Any]] = {}
     seen: set[int] = set()
     # An article filed under several topics (for different readers) appears once.

@@ -15,7 +15,7 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from newsletter import events
@@ -24,7 +24,6 @@ from newsletter.models import (
     ArticleRevision,
     ArticleTag,
     Delivery,
-    DeliveryArticle,
     Tag,
     utcnow,
 )
@@ -272,66 +271,64 @@ def unpublish(session: Session, article_id: int) -> Unpublished:
 def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
     """Take an article out of every unsent delivery; returns (changed, suppressed, editions).
 
-    Each changed delivery gets the content key and positions of what remains, ordered as
-    digests.decide() would; one left with nothing is suppressed, never sent empty.
+    Each changed delivery gets the content key of what remains, ordered as digests.decide()
+    would; one left with nothing is suppressed, never sent empty. Sent deliveries keep the
+    old key, whose content stays stored: it is what those readers got.
     """
-    from newsletter.digests import Correction, content_key, order_sections
+    from newsletter.digests import Correction, content_key, items, order_sections
+    from newsletter.models import Edition, EditionDigest
 
+    still_open = select(Edition.id).where(Edition.status.in_(("planning", "sending", "paused")))
+    carrying = {(e, k): stored for e, k, stored in session.execute(
+        select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
+        .where(EditionDigest.edition_id.in_(still_open))) if any(i[1] == article_id for i in stored)}
+    if not carrying:
+        return 0, 0, set()
     # FOR UPDATE (PostgreSQL): a sender's claim waits for us and then sees the new content
     # key. Deliveries already 'sending' are in the middle of SMTP and are left alone.
     rows = session.execute(
-        select(Delivery.id, Delivery.edition_id)
+        select(Delivery.id, Delivery.edition_id, Delivery.content_key)
         .where(Delivery.status.in_(UNSENT),
-               Delivery.id.in_(select(DeliveryArticle.delivery_id)
-                               .where(DeliveryArticle.article_id == article_id)))
+               tuple_(Delivery.edition_id, Delivery.content_key).in_(list(carrying)))
         .with_for_update()
     ).all()
     if not rows:
         return 0, 0, set()
-    ids = [r.id for r in rows]
-    session.execute(delete(DeliveryArticle).where(DeliveryArticle.delivery_id.in_(ids),
-                                                  DeliveryArticle.article_id == article_id))
-    remaining = session.execute(
-        select(DeliveryArticle.id, DeliveryArticle.delivery_id, DeliveryArticle.article_id,
-               DeliveryArticle.tag_id, DeliveryArticle.kind, DeliveryArticle.revision_id,
-               DeliveryArticle.position)
-        .where(DeliveryArticle.delivery_id.in_(ids))
-        .order_by(DeliveryArticle.delivery_id, DeliveryArticle.position)
-    ).all()
+    remaining = {key: [i for i in stored if i[1] != article_id]
+                 for key, stored in carrying.items()}
     published = dict(session.execute(
         select(Article.id, Article.published_at)
-        .where(Article.id.in_({r.article_id for r in remaining}))).all()) if remaining else {}
+        .where(Article.id.in_({i[1] for rest in remaining.values() for i in rest}))).all())
     names = dict(session.execute(select(Tag.id, Tag.name)).all())
-    by_delivery: dict[int, list] = defaultdict(list)
-    for row in remaining:
-        by_delivery[row.delivery_id].append(row)
-    suppressed = 0
-    for delivery_id in ids:
-        mine = by_delivery.get(delivery_id, [])
-        if not mine:
-            session.execute(update(Delivery).where(Delivery.id == delivery_id)
-                            .values(status="suppressed", last_error="empty after unpublish"))
-            suppressed += 1
+    replaced: dict[tuple[int, str], str] = {}
+    empty = content_key(())
+    for (edition_id, key), rest in remaining.items():
+        if not rest:
+            # An empty content, so that the reader's history no longer holds the article.
+            replaced[(edition_id, key)] = empty
+            if session.get(EditionDigest, (edition_id, empty)) is None:
+                session.add(EditionDigest(edition_id=edition_id, content_key=empty, items=[]))
             continue
         sections: dict[int, list[int]] = defaultdict(list)
-        for row in mine:
-            if row.kind == "new":
-                sections[row.tag_id].append(row.article_id)
+        for kind, article, tag_id, _ in rest:
+            if kind == "new":
+                sections[tag_id].append(article)
         ordered = order_sections(sections, published, names)
-        fixes = tuple(Correction(r.article_id, r.revision_id, r.tag_id)
-                      for r in mine if r.kind == "correction")
-        position = {("new", a): i for i, a in
-                    enumerate(a for s in ordered for a in s.article_ids)}
-        position.update({("correction", c.article_id): len(position) + i
-                         for i, c in enumerate(fixes)})
-        for row in mine:
-            wanted = position[(row.kind, row.article_id)]
-            if row.position != wanted:
-                session.execute(update(DeliveryArticle).where(DeliveryArticle.id == row.id)
-                                .values(position=wanted))
-        session.execute(update(Delivery).where(Delivery.id == delivery_id)
-                        .values(content_key=content_key(ordered, fixes)))
-    return len(ids), suppressed, {r.edition_id for r in rows}
+        fixes = tuple(Correction(a, r, t) for kind, a, t, r in rest if kind == "correction")
+        new_key = replaced[(edition_id, key)] = content_key(ordered, fixes)
+        if session.get(EditionDigest, (edition_id, new_key)) is None:
+            session.add(EditionDigest(edition_id=edition_id, content_key=new_key,
+                                      items=items(ordered, fixes)))
+    session.flush()
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        by_key[replaced[(row.edition_id, row.content_key)]].append(row.id)
+    for new_key, ids in by_key.items():
+        values: dict[str, Any] = {"content_key": new_key}
+        if new_key == empty:
+            values.update(status="suppressed", last_error="empty after unpublish")
+        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(**values))
+    return len(rows), len(by_key.get(empty, ())), {r.edition_id for r in rows}
 
 
 def find(session: Session, id_or_url: str) -> Article:

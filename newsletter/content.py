@@ -4,16 +4,16 @@ personalised per reader by substitution, wrapped as a signed message."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from newsletter import fragments, mime, rendering, signing, tokens
 from newsletter.config import get_settings
-from newsletter.models import Article, ArticleRevision, DeliveryArticle, Edition, Tag
+from newsletter.models import Article, ArticleRevision, Edition, EditionDigest, Tag
 
 _rendered: OrderedDict[tuple[int, str, str, str], rendering.RenderedEmail] = OrderedDict()
 _RENDER_CACHE_SIZE = 512  # distinct digests kept per worker process (~40 KB each)
@@ -30,18 +30,12 @@ def common_context() -> dict[str, Any]:
             **personal_placeholders()}
 
 
-def digest_context(session: Session, edition: Edition, delivery_id: int) -> dict[str, Any]:
-    """The template context of the digest a delivery carries (shared by its content key)."""
-    if delivery_id in _batch:
-        return context_from_rows(edition, _batch[delivery_id])
-    rows = session.execute(
-        select(DeliveryArticle.tag_id, DeliveryArticle.kind, Article, Tag, ArticleRevision)
-        .join(Article, Article.id == DeliveryArticle.article_id)
-        .join(Tag, Tag.id == DeliveryArticle.tag_id)
-        .outerjoin(ArticleRevision, ArticleRevision.id == DeliveryArticle.revision_id)
-        .where(DeliveryArticle.delivery_id == delivery_id)
-        .order_by(DeliveryArticle.position)
-    ).all()
+def digest_context(session: Session, edition: Edition, content_key: str) -> dict[str, Any]:
+    """The template context of the digest of one content key of an edition."""
+    rows = _batch.get((edition.id, content_key))
+    if rows is None:
+        content_versions(session, [(edition.id, content_key)])
+        rows = _batch.get((edition.id, content_key), [])
     return context_from_rows(edition, rows)
 
 
@@ -98,44 +92,45 @@ def _article_item(article: Any, tz: ZoneInfo) -> dict[str, Any]:
     return item
 
 
-# The digest rows of the batch being sent, loaded by content_versions() in three queries
+# The digest rows of the batch being sent, loaded by content_versions() in four queries
 # for the whole batch: one query per digest (with ORM loading) cost more than rendering it.
-_batch: dict[int, list[tuple[Any, ...]]] = {}
+_batch: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
 
 
-def content_versions(session: Session, delivery_ids: Sequence[int]) -> dict[int, str]:
-    """When the articles of each delivery last changed: part of the rendering cache key.
-
-    Also keeps the batch's digest rows, so that digest_context() needs no query of its own.
-    """
-    items = session.execute(
-        select(DeliveryArticle.delivery_id, DeliveryArticle.tag_id, DeliveryArticle.kind,
-               DeliveryArticle.article_id, DeliveryArticle.revision_id)
-        .where(DeliveryArticle.delivery_id.in_(list(delivery_ids)))
-        .order_by(DeliveryArticle.delivery_id, DeliveryArticle.position)
+def content_versions(session: Session,
+                     contents: Collection[tuple[int, str]]) -> dict[tuple[int, str], str]:
+    """When the articles of each (edition, content key) last changed: part of the rendering
+    cache key. Also keeps their rows, so that digest_context() needs no query of its own."""
+    stored = session.execute(
+        select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
+        .where(tuple_(EditionDigest.edition_id, EditionDigest.content_key).in_(set(contents)))
     ).all()
-    article_ids = {i.article_id for i in items}
+    article_ids = {item[1] for row in stored for item in row.items}
     articles = {a.id: a for a in session.execute(
-        select(Article.__table__).where(Article.id.in_(article_ids)))} if items else {}
-    tags = {t.id: t for t in session.execute(select(Tag.__table__))} if items else {}
-    revision_ids = {i.revision_id for i in items if i.revision_id is not None}
+        select(Article.__table__).where(Article.id.in_(article_ids)))} if article_ids else {}
+    tags = {t.id: t for t in session.execute(select(Tag.__table__))} if article_ids else {}
+    revision_ids = {item[3] for row in stored for item in row.items if item[3] is not None}
     revisions = {r.id: r for r in session.execute(
         select(ArticleRevision.__table__).where(ArticleRevision.id.in_(revision_ids)))
     } if revision_ids else {}
     _batch.clear()
-    versions: dict[int, str] = {}
-    for i in items:
-        article = articles[i.article_id]
-        _batch.setdefault(i.delivery_id, []).append(
-            (i.tag_id, i.kind, article, tags[i.tag_id], revisions.get(i.revision_id)))
-        at = article.updated_at.isoformat()
-        if at > versions.get(i.delivery_id, ""):
-            versions[i.delivery_id] = at
+    versions: dict[tuple[int, str], str] = {}
+    for edition_id, content_key, items in stored:
+        key = (edition_id, content_key)
+        rows = _batch[key] = []
+        for kind, article_id, tag_id, revision_id in items:
+            article = articles.get(article_id)
+            if article is None:  # deleted since planning: the digest goes without it
+                continue
+            rows.append((tag_id, kind, article, tags[tag_id], revisions.get(revision_id)))
+            at = article.updated_at.isoformat()
+            if at > versions.get(key, ""):
+                versions[key] = at
     return versions
 
 
 def rendered_digest(session: Session, edition: Edition, content_key: str,
-                    delivery_id: int, version: str = "") -> rendering.RenderedEmail:
+                    version: str = "") -> rendering.RenderedEmail:
     """Render (Jinja2 + premailer) once per distinct content per worker process."""
     # The cutoff guards against a reused edition id (SQLite reuses rowids after deletes);
     # the version makes an article edited mid-edition render afresh, so what a reader gets
@@ -147,7 +142,7 @@ def rendered_digest(session: Session, edition: Edition, content_key: str,
         return hit
     # The template is the edition's kind: email_templates/digest/ or email_templates/alert/.
     # Premailer runs per article fragment and per layout shell, not per digest (fragments.py).
-    result = fragments.render(edition.kind, digest_context(session, edition, delivery_id))
+    result = fragments.render(edition.kind, digest_context(session, edition, content_key))
     _rendered[key] = result
     if len(_rendered) > _RENDER_CACHE_SIZE:
         _rendered.popitem(last=False)

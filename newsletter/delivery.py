@@ -27,8 +27,8 @@ from newsletter.content import compose, content_versions, personal_links, render
 from newsletter.metrics import BATCH_SECONDS, EMAILS, SMTP_SECONDS
 from newsletter.models import (
     Delivery,
-    DeliveryArticle,
     Edition,
+    EditionDigest,
     Reader,
     utcnow,
 )
@@ -60,6 +60,7 @@ def plan(session: Session, edition_id: int) -> int:
     # reaches most of its readers, where the filter would cost more than it saves.
     follows_any = list(candidates.by_tag) if edition.kind == "alert" else None
     made, after, readers = 0, 0, 0
+    analyzed_at = _FIRST_ANALYZE
     would = _DryRun()
     while candidates:
         page = digests.readers_page(session, edition, after, settings.batch_size,
@@ -80,12 +81,17 @@ def plan(session: Session, edition_id: int) -> int:
             session.rollback()
             made += _plan_page(session, edition, candidates, page, settings.mail_domain)
             session.commit()
+        if made >= analyzed_at:
+            _analyze(session)
+            analyzed_at *= 2
     if edition.dry_run:
         edition.plan_report = would.report(readers)
         edition.distinct_digests = edition.plan_report["distinct_digests"]
         edition.status, edition.finished_at = "done", utcnow()
         session.commit()
         return 0
+    if made:
+        _analyze(session)
     edition.distinct_digests = session.scalar(
         select(func.count(func.distinct(Delivery.content_key))).where(
             Delivery.edition_id == edition.id)
@@ -98,6 +104,16 @@ def plan(session: Session, edition_id: int) -> int:
     session.commit()
     finish_if_complete(session, edition.id)
     return made
+
+
+# Statistics are refreshed when this many deliveries are made, then at each doubling, and at
+# the end: a few ANALYZEs (~0.1 s each) per edition, against plans gone wrong by 100x.
+_FIRST_ANALYZE = 1000
+
+
+def _analyze(session: Session) -> None:
+    db.refresh_statistics(session, Delivery.__table__, EditionDigest.__table__)
+    session.commit()
 
 
 def _plan_page(session: Session, edition: Edition, candidates: digests.Candidates,
@@ -116,11 +132,7 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
           "content_key": d.content_key, "message_id": mailer.make_message_id(domain),
           "created_at": utcnow()} for d in chosen],
     ).all()
-    db.insert_rows(session, DeliveryArticle.__table__, _ITEM_COLUMNS, (
-        (delivery_id, d.reader_id, a, tag_id, i, kind, revision_id)
-        for (delivery_id, _), d in zip(rows, chosen, strict=True)
-        for i, (kind, a, tag_id, revision_id) in enumerate(_items(d))
-    ))
+    _store_contents(session, edition.id, chosen)
     # A tag-filtered digest covered only its tags: the reader's next full digest must still
     # carry the rest of what came before this cutoff (already_sent keeps out what this sent).
     if not (edition.kind == "digest" and edition.tags):
@@ -155,25 +167,27 @@ class _DryRun:
 def _plan_report(session: Session, edition: Edition, readers: int) -> dict[str, int]:
     # Counted from the rows, not this call's pages: a resumed plan made some of them earlier.
     emails = session.scalar(select(func.count()).where(Delivery.edition_id == edition.id))
-    articles = session.scalar(
-        select(func.count(func.distinct(DeliveryArticle.article_id)))
-        .join(Delivery, Delivery.id == DeliveryArticle.delivery_id)
-        .where(Delivery.edition_id == edition.id, DeliveryArticle.kind == "new"))
+    articles = {item[1] for items in session.scalars(
+        select(EditionDigest.items).where(EditionDigest.edition_id == edition.id))
+        for item in items if item[0] == "new"}
     return {"readers": readers, "emails": emails or 0,
-            "distinct_digests": edition.distinct_digests, "articles": articles or 0}
+            "distinct_digests": edition.distinct_digests, "articles": len(articles)}
 
 
-_ITEM_COLUMNS = ("delivery_id", "reader_id", "article_id", "tag_id", "position", "kind",
-                 "revision_id")
-
-
-def _items(digest: digests.Digest):
-    """(kind, article, tag, revision) in the order the email shows them."""
-    for s in digest.sections:
-        for a in s.article_ids:
-            yield "new", a, s.tag_id, None
-    for c in digest.corrections:
-        yield "correction", c.article_id, c.tag_id, c.revision_id
+def _store_contents(session: Session, edition_id: int, chosen: list[digests.Digest]) -> None:
+    """Write each content key's items once per edition (readers share them)."""
+    new = {d.content_key: d for d in chosen}
+    if not new:
+        return
+    # Keys an earlier page (or a concurrent planner) stored already: one query per page beats
+    # a conflict per row, and the insert below still ignores a race lost meanwhile.
+    stored = set(session.scalars(select(EditionDigest.content_key).where(
+        EditionDigest.edition_id == edition_id, EditionDigest.content_key.in_(list(new)))))
+    rows = [{"edition_id": edition_id, "content_key": key,
+             "items": digests.items(d.sections, d.corrections)}
+            for key, d in new.items() if key not in stored]
+    if rows:
+        session.execute(db.insert_ignoring_duplicates(session, EditionDigest.__table__), rows)
 
 
 def finish_if_complete(session: Session, edition_id: int, commit: bool = True) -> bool:
@@ -223,7 +237,7 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
     editions = {e.id: e for e in session.scalars(
         select(Edition).where(Edition.id.in_({c.edition_id for c in claimed})))}
     sender = get_settings().from_email
-    versions = content_versions(session, [c.id for c in claimed])
+    versions = content_versions(session, {(c.edition_id, c.content_key) for c in claimed})
     pending = {c.id: c for c in claimed}  # claimed, no outcome yet
     paused: str | None = None
     try:
@@ -233,8 +247,8 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
                 batch.add(pending.pop(c.id), "suppressed", "reader no longer active")
             else:
                 edition = editions[c.edition_id]
-                content = rendered_digest(session, edition, c.content_key, c.id,
-                                          versions.get(c.id, ""))
+                content = rendered_digest(session, edition, c.content_key,
+                                          versions.get((c.edition_id, c.content_key), ""))
                 try:
                     message = compose(content, personal_links(c.reader_id, email, edition.id),
                                       c.message_id)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from newsletter.editions import LOOKBACK
@@ -26,8 +27,8 @@ from newsletter.models import (
     ArticleRevision,
     ArticleTag,
     Delivery,
-    DeliveryArticle,
     Edition,
+    EditionDigest,
     Reader,
     ReaderTopic,
     Tag,
@@ -98,6 +99,7 @@ class Revised:
     revision_id: int
     changed_at: datetime
     tag_ids: tuple[int, ...]
+    ingested_at: datetime | None = None  # when the article reached us (bounds the history)
 
 
 def lookback_floor(session: Session, edition: Edition) -> datetime:
@@ -157,16 +159,18 @@ def revised_articles(session: Session, edition: Edition,
                      filter_ids: frozenset[int] | None) -> dict[int, Revised]:
     """Published articles with a substantial revision in the edition's window, by article."""
     floor = lookback_floor(session, edition)
-    latest: dict[int, tuple[int, datetime]] = {}
-    for revision_id, article_id, changed_at in session.execute(
-        select(ArticleRevision.id, ArticleRevision.article_id, ArticleRevision.changed_at)
+    latest: dict[int, tuple[int, datetime, datetime]] = {}
+    for revision_id, article_id, changed_at, created_at in session.execute(
+        select(ArticleRevision.id, ArticleRevision.article_id, ArticleRevision.changed_at,
+               Article.created_at)
         .join(Article, Article.id == ArticleRevision.article_id)
         .where(ArticleRevision.substantial.is_(True), Article.status == "published",
                ArticleRevision.changed_at > floor,
                ArticleRevision.changed_at <= edition.cutoff_at)
         .order_by(ArticleRevision.id)
     ):
-        latest[article_id] = (revision_id, changed_at)  # the last one shows the article now
+        # the last one shows the article now
+        latest[article_id] = (revision_id, changed_at, created_at)
     if not latest:
         return {}
     tags: dict[int, list[int]] = defaultdict(list)
@@ -175,7 +179,7 @@ def revised_articles(session: Session, edition: Edition,
         .where(ArticleTag.article_id.in_(latest)).order_by(ArticleTag.position)
     ):
         tags[article_id].append(tag_id)
-    return {a: Revised(r, at, tuple(tags[a])) for a, (r, at) in latest.items()
+    return {a: Revised(r, at, tuple(tags[a]), created) for a, (r, at, created) in latest.items()
             if filter_ids is None or filter_ids & set(tags[a])}
 
 
@@ -215,53 +219,61 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
     return [ReaderRow(r[0], None if alert else r[1], frozenset(topics[r[0]])) for r in rows]
 
 
-def already_sent(session: Session, reader_ids: Iterable[int],
-                 article_ids: Iterable[int]) -> set[tuple[int, int]]:
-    """(reader, article) pairs that an earlier delivery already carried."""
-    reader_ids, article_ids = list(reader_ids), list(article_ids)
-    if not reader_ids or not article_ids:
-        return set()
-    return set(
-        session.execute(
-            select(DeliveryArticle.reader_id, DeliveryArticle.article_id)
-            .where(DeliveryArticle.reader_id.in_(reader_ids),
-                   DeliveryArticle.article_id.in_(article_ids))
-        ).tuples()
-    )
+@dataclass
+class History:
+    """What a page of readers already got, from their earlier deliveries' contents."""
+
+    # (reader, article) pairs an earlier delivery carried, sent or not.
+    carried: set[tuple[int, int]] = field(default_factory=set)
+    # (reader, article) → the latest version a sent delivery can have shown them: its claim
+    # (the email is rendered after it; content.content_versions keeps a cached rendering from
+    # being older), so an edit made later may be missing from what the reader got.
+    received: dict[tuple[int, int], datetime] = field(default_factory=dict)
+    # (reader, revision) pairs a delivery already carries as a correction, sent or not.
+    corrections: set[tuple[int, int]] = field(default_factory=set)
 
 
-def received(session: Session, reader_ids: Iterable[int],
-             article_ids: Iterable[int]) -> dict[tuple[int, int], datetime]:
-    """For each (reader, article) pair in a sent delivery, the latest version they can have.
+def history(session: Session, reader_ids: Collection[int], candidates: Candidates) -> History:
+    """The page's history as far back as any candidate (or revised) article goes.
 
-    That is the delivery's claim: its email is rendered after it (content.content_versions
-    keeps a cached rendering from being older), so an edit made later may be missing from
-    what the reader got.
+    An edition carries only articles that reached us by its cutoff, so editions cut off
+    before the oldest candidate arrived cannot hold any of them: a reader of ten years'
+    standing costs their last few deliveries, not all of them.
     """
-    reader_ids, article_ids = list(reader_ids), list(article_ids)
-    if not reader_ids or not article_ids:
-        return {}
-    return {(r, a): at for r, a, at in session.execute(
-        select(DeliveryArticle.reader_id, DeliveryArticle.article_id,
-               func.max(Delivery.claimed_at))
-        .join(Delivery, Delivery.id == DeliveryArticle.delivery_id)
-        .where(Delivery.status == "sent", DeliveryArticle.reader_id.in_(reader_ids),
-               DeliveryArticle.article_id.in_(article_ids))
-        .group_by(DeliveryArticle.reader_id, DeliveryArticle.article_id)
-    )}
-
-
-def carried_revisions(session: Session, reader_ids: Iterable[int],
-                      revision_ids: Iterable[int]) -> set[tuple[int, int]]:
-    """(reader, revision) pairs a delivery already carries as a correction, sent or not."""
-    reader_ids, revision_ids = list(reader_ids), list(revision_ids)
-    if not reader_ids or not revision_ids:
-        return set()
-    return set(session.execute(
-        select(DeliveryArticle.reader_id, DeliveryArticle.revision_id)
-        .where(DeliveryArticle.reader_id.in_(reader_ids),
-               DeliveryArticle.revision_id.in_(revision_ids))
-    ).tuples())
+    found = History()
+    arrivals = [*candidates.ingested_at.values(),
+                *(r.ingested_at for r in candidates.revised.values())]
+    if not reader_ids or not arrivals:
+        return found
+    query = (
+        select(Delivery.reader_id, Delivery.edition_id, Delivery.content_key, Delivery.status,
+               Delivery.claimed_at)
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .where(Delivery.reader_id.in_(list(reader_ids)))
+    )
+    if None not in arrivals:
+        query = query.where(Edition.cutoff_at >= min(arrivals))
+    deliveries = session.execute(query).all()
+    if not deliveries:
+        return found
+    contents = dict(((e, k), items) for e, k, items in session.execute(
+        select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
+        .where(tuple_(EditionDigest.edition_id, EditionDigest.content_key)
+               .in_({(d.edition_id, d.content_key) for d in deliveries}))))
+    wanted = candidates.tag_ids.keys() | candidates.revised.keys()
+    for d in deliveries:
+        for kind, article_id, _tag_id, revision_id in contents.get((d.edition_id,
+                                                                     d.content_key), ()):
+            if kind == "correction":
+                found.corrections.add((d.reader_id, revision_id))
+            if article_id not in wanted:
+                continue
+            found.carried.add((d.reader_id, article_id))
+            if d.status == "sent" and d.claimed_at is not None:
+                pair = (d.reader_id, article_id)
+                if pair not in found.received or found.received[pair] < d.claimed_at:
+                    found.received[pair] = d.claimed_at
+    return found
 
 
 def decide_page(session: Session, candidates: Candidates,
@@ -273,11 +285,10 @@ def decide_page(session: Session, candidates: Candidates,
     ids = [r.id for r in page]
     if not ids:
         return []
-    sent = already_sent(session, ids, candidates.tag_ids)
-    got = received(session, ids, candidates.revised)
-    carried = carried_revisions(session, ids,
-                                [r.revision_id for r in candidates.revised.values()])
-    return [d for r in page if (d := decide(r, candidates, sent, got, carried)) is not None]
+    past = history(session, ids, candidates)
+    return [d for r in page
+            if (d := decide(r, candidates, past.carried, past.received, past.corrections))
+            is not None]
 
 
 def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]],
@@ -343,6 +354,13 @@ def order_sections(sections: dict[int, list[int]], published_at: dict[int, datet
         for tag_id, ids in sorted(sections.items(),
                                   key=lambda kv: (-len(kv[1]), tag_names[kv[0]]))
     )
+
+
+def items(sections: tuple[Section, ...],
+          corrections: tuple[Correction, ...] = ()) -> list[list[Any]]:
+    """What an EditionDigest stores: [kind, article, tag, revision] in the email's order."""
+    return [*(["new", a, s.tag_id, None] for s in sections for a in s.article_ids),
+            *(["correction", c.article_id, c.tag_id, c.revision_id] for c in corrections)]
 
 
 def content_key(sections: tuple[Section, ...], corrections: tuple[Correction, ...] = ()) -> str:

@@ -16,7 +16,6 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -250,34 +249,27 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("edition_id", "reader_id", name="uq_delivery_edition_reader"),
         Index("ix_deliveries_edition_status", "edition_id", "status"),
+        # A reader's history (what they already got) is read by reader for each page planned.
+        Index("ix_deliveries_reader", "reader_id"),
     )
 
 
-class DeliveryArticle(Base):
-    """Which articles a delivery carries, under which topic; a reader gets an article once."""
+class EditionDigest(Base):
+    """What one content key of an edition carries: written once however many readers share it.
 
-    __tablename__ = "delivery_articles"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(
-        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
-    )
-    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"))
-    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
-    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"))
-    position: Mapped[int] = mapped_column(Integer, default=0)
-    # 'new': the article itself; 'correction': a note that revision_id changed an article the
-    # reader had already received ("Updated since we sent it").
-    kind: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
-    revision_id: Mapped[int | None] = mapped_column(
-        ForeignKey("article_revisions.id", ondelete="CASCADE",
-                   name="fk_delivery_articles_revision"))
-    __table_args__ = (
-        # The database keeps the promises: an article reaches a reader once as new, and a
-        # correction once per revision.
-        Index("uq_reader_article_new", "reader_id", "article_id", unique=True,
-              sqlite_where=text("kind = 'new'"), postgresql_where=text("kind = 'new'")),
-        Index("uq_reader_revision", "reader_id", "revision_id", unique=True),
-    )
+    ``items`` lists, in the order the email shows them, [kind, article id, tag id, revision
+    id] where kind is 'new' (the article itself, filed under that tag) or 'correction' (a
+    note that the revision changed an article the reader had already received). A reader's
+    history is their deliveries' content keys: the planner reads it to send each article once.
+    One row per distinct digest instead of a row per article per reader: at 100,000 readers
+    that is ~50,000 rows instead of ~3,000,000, and it was the planner's largest cost.
+    """
+
+    __tablename__ = "edition_digests"
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True)
+    content_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    items: Mapped[list[Any]] = mapped_column(JSON)
 
 
 class OutboxEvent(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter import consent
@@ -14,8 +14,8 @@ from newsletter.models import (
     BounceEvent,
     ConsentEvent,
     Delivery,
-    DeliveryArticle,
     Edition,
+    EditionDigest,
     Reader,
     utcnow,
 )
@@ -68,13 +68,16 @@ def export(session: Session, email: str) -> dict[str, Any]:
         .join(Edition, Edition.id == Delivery.edition_id)
         .where(Delivery.reader_id == reader.id).order_by(Delivery.id)
     ).all()
-    carried: dict[int, list[str]] = {}
-    for delivery_id, url in session.execute(
-        select(DeliveryArticle.delivery_id, Article.url)
-        .join(Article, Article.id == DeliveryArticle.article_id)
-        .where(DeliveryArticle.reader_id == reader.id)
-    ):
-        carried.setdefault(delivery_id, []).append(url)
+    contents = {(e, k): stored for e, k, stored in session.execute(
+        select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
+        .join(Delivery, and_(Delivery.edition_id == EditionDigest.edition_id,
+                             Delivery.content_key == EditionDigest.content_key))
+        .where(Delivery.reader_id == reader.id))}
+    urls = dict(session.execute(select(Article.id, Article.url).where(Article.id.in_(
+        {i[1] for stored in contents.values() for i in stored}))).all()) if contents else {}
+    carried = {d.id: [urls[i[1]] for i in contents.get((d.edition_id, d.content_key), ())
+                      if i[1] in urls]
+               for d, _, _ in deliveries}
     return {
         "reader": {
             "email": reader.email, "status": reader.status, "frequency": reader.frequency,

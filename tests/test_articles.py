@@ -20,7 +20,7 @@ from newsletter.models import (
     Article,
     ArticleRevision,
     Delivery,
-    DeliveryArticle,
+    EditionDigest,
     Reader,
     utcnow,
 )
@@ -216,11 +216,9 @@ def test_unpublished_article_disappears_from_pending_deliveries(fresh) -> None:
     def state(email: str) -> tuple[str, str | None, str, list[tuple[str, int]]]:
         with db.session_scope() as session:
             d = session.scalar(select(Delivery).where(Delivery.reader_id == ids[email]))
-            rows = session.execute(
-                select(Article.title, DeliveryArticle.position)
-                .join(Article, Article.id == DeliveryArticle.article_id)
-                .where(DeliveryArticle.delivery_id == d.id)
-                .order_by(DeliveryArticle.position)).tuples().all()
+            items = session.get(EditionDigest, (d.edition_id, d.content_key)).items
+            titles = dict(session.execute(select(Article.id, Article.title)).tuples().all())
+            rows = [(titles[item[1]], position) for position, item in enumerate(items)]
             return d.status, d.last_error, d.content_key, rows
 
     x, z = state("x@example.com"), state("z@example.com")
@@ -353,13 +351,13 @@ def test_a_corrected_article_is_flagged_once_in_the_next_digest(fresh) -> None:
     assert f"Quake in Aleppo: 30 dead\n{quake['url']}\n" in carol
 
     with db.session_scope() as session:
-        rows = session.execute(
-            select(Reader.email, DeliveryArticle.kind, DeliveryArticle.revision_id,
-                   Delivery.content_key)
-            .join(Delivery, Delivery.id == DeliveryArticle.delivery_id)
-            .join(Reader, Reader.id == DeliveryArticle.reader_id)
-            .where(DeliveryArticle.article_id == quake["id"], Delivery.edition_id == report["id"])
-        ).all()
+        rows = [(email, item[0], item[3], key) for email, key, items in session.execute(
+            select(Reader.email, Delivery.content_key, EditionDigest.items)
+            .join(Reader, Reader.id == Delivery.reader_id)
+            .join(EditionDigest, (EditionDigest.edition_id == Delivery.edition_id)
+                  & (EditionDigest.content_key == Delivery.content_key))
+            .where(Delivery.edition_id == report["id"]))
+            for item in items if item[1] == quake["id"]]
         revision_id = session.scalar(select(ArticleRevision.id).where(
             ArticleRevision.article_id == quake["id"], ArticleRevision.substantial.is_(True)))
     kinds = {email: (kind, rev) for email, kind, rev, _ in rows}

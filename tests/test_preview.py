@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from newsletter import db, editions, preview
 from newsletter.cli import app as cli
-from newsletter.models import Delivery, DeliveryArticle, OutboxEvent, Reader
+from newsletter.models import Delivery, EditionDigest, OutboxEvent, Reader
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
 from tests.test_editions import add_readers, count, invoke, publish, runner, url_of, wait_done
@@ -26,7 +26,7 @@ EDITOR = "editor@news.example"
 def state() -> tuple:
     """Everything a preview must leave alone."""
     with db.session_scope() as session:
-        return (count(Delivery), count(DeliveryArticle), count(OutboxEvent),
+        return (count(Delivery), count(EditionDigest), count(OutboxEvent),
                 tuple(session.execute(select(Reader.id, Reader.last_digest_at, Reader.status)
                                       .order_by(Reader.id))))
 
