@@ -329,6 +329,7 @@ def run_edition(readers: int, articles: int, sink: Sink, tag: str,
             "done_after_s": round((finished - started).total_seconds(), 2) if finished else None,
             "peak_rss_mb": rss, "peak_rss_total_mb": round(sum(rss.values()), 1),
             "premailer_calls": premailer_calls(mdir),
+            "digest_renders": premailer_calls(mdir, "newsletter_digest_renders_total"),
         }
         log(f"[{tag}] {status}: {sent} sent in {span:.1f}s = {result['emails_per_s']}/s, "
             f"{distinct} distinct digests, premailer {result['premailer_calls']}, "
@@ -353,8 +354,9 @@ def metrics_dir(pid: int) -> str | None:
     return None
 
 
-def premailer_calls(directory: str | None) -> int | None:
-    """newsletter_premailer_runs_total summed over the worker's pool processes."""
+def premailer_calls(directory: str | None,
+                    name: str = "newsletter_premailer_runs_total") -> int | None:
+    """A counter (premailer runs by default) summed over the worker's pool processes."""
     if not directory:
         return None
     from prometheus_client import CollectorRegistry
@@ -365,7 +367,7 @@ def premailer_calls(directory: str | None) -> int | None:
     total = 0.0
     for metric in registry.collect():
         for sample in metric.samples:
-            if sample.name == "newsletter_premailer_runs_total":
+            if sample.name == name:
                 total += sample.value
     return int(total)
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import fragments, mime, rendering, signing, tokens
 from newsletter.config import get_settings
+from newsletter.metrics import DIGEST_RENDERS
 from newsletter.models import Article, ArticleRevision, Edition, EditionDigest, Tag
 
 _rendered: OrderedDict[tuple[int, str, str, str], rendering.RenderedEmail] = OrderedDict()
@@ -143,6 +144,7 @@ def rendered_digest(session: Session, edition: Edition, content_key: str,
     # The template is the edition's kind: email_templates/digest/ or email_templates/alert/.
     # Premailer runs per article fragment and per layout shell, not per digest (fragments.py).
     result = fragments.render(edition.kind, digest_context(session, edition, content_key))
+    DIGEST_RENDERS.inc()
     _rendered[key] = result
     if len(_rendered) > _RENDER_CACHE_SIZE:
         _rendered.popitem(last=False)

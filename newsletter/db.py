@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,3 +119,34 @@ def refresh_statistics(session: Session, *tables: Table) -> None:
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("ANALYZE " + ", ".join(f'"{t.name}"' for t in tables))
+
+
+@contextmanager
+def exclusive(session: Session, name: str) -> Iterator[None]:
+    """Hold a lock named ``name`` across every process that shares this database.
+
+    PostgreSQL: an advisory lock on a connection of its own (the session's goes back to the
+    pool at each commit; a worker that dies drops the connection and with it the lock).
+    SQLite, which is one machine: a lock file beside the database.
+    """
+    engine = session.get_bind()
+    if engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                connection.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (key,))
+                connection.commit()
+        return
+    database = engine.url.database
+    path = Path(f"{database}.{name}.lock") if database else \
+        get_settings().var_dir / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -48,6 +48,18 @@ GAVE_UP = "gave up after"
 
 def plan(session: Session, edition_id: int) -> int:
     """Create the edition's deliveries page by page; returns how many this call made."""
+    edition = session.get(Edition, edition_id)
+    if edition is None or edition.status != "planning":
+        return 0
+    # One planner at a time per frequency (readers have one): a reader's history is read
+    # before their page is written, so two editions planned side by side (alerts seconds
+    # apart, a tag-filtered digest beside the weekly one) could both give them an article.
+    with db.exclusive(session, f"plan-{edition.frequency}"):
+        session.expire_all()
+        return _plan(session, edition_id)
+
+
+def _plan(session: Session, edition_id: int) -> int:
     settings = get_settings()
     edition = session.get(Edition, edition_id)
     if edition is None or edition.status != "planning":

@@ -32,6 +32,8 @@ SUBSCRIBE_REQUESTS = Counter("newsletter_subscribe_requests_total", "POST /subsc
                              ["outcome"])
 PREMAILER_RUNS = Counter("newsletter_premailer_runs_total", "CSS inlining runs (per fragment or "
                          "layout, never per reader)")
+DIGEST_RENDERS = Counter("newsletter_digest_renders_total", "Digests rendered (Jinja and "
+                         "assembly; once per distinct content per worker process at best)")
 UNSUBSCRIBES = Counter("newsletter_unsubscribes_total", "Unsubscribes by method", ["method"])
 
 
