@@ -18,6 +18,8 @@ from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 from typing import Any
 
+import idna
+
 _MAX_LINE = 78  # RFC 5322's "SHOULD"; 998 is the hard limit
 # Printable ASCII that a parser will not mistake for an encoded word.
 _PLAIN = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
@@ -75,7 +77,8 @@ def _fold_plain(value: str, used: int) -> str | None:
             current += piece
             width += len(piece)
     lines.append(current)
-    if any(len(line) > 998 for line in lines):
+    # The first line also carries the header's name.
+    if used + len(lines[0]) > 998 or any(len(line) > 998 for line in lines):
         return None
     return "\r\n".join(lines)
 
@@ -97,7 +100,12 @@ def ascii_addr_spec(addr: str, what: str) -> str:
     if not local.isascii():
         raise ValueError(f"{what}: non-ASCII local part {local!r} needs SMTPUTF8 (unsupported)")
     if not domain.isascii():
-        domain = domain.encode("idna").decode("ascii")
+        # IDNA 2008 with UTS 46 mapping, as browsers and mail services resolve it: Python's
+        # own "idna" codec is IDNA 2003, which turns faß.de into fass.de, another domain.
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ValueError(f"{what}: {domain!r} is not a valid domain ({exc})") from None
     return f"{local}@{domain}"
 
 
@@ -110,10 +118,17 @@ def _mailbox(name: str, value: str) -> str:
     addr = ascii_addr_spec(addr, name)
     if not display:
         return addr
+    used = len(name) + 2
     if display.isascii() and "=?" not in display:
-        return formataddr((display, addr))
-    words = _encoded_words(display, len(name) + 2)
-    last = len(words.rsplit("\n", 1)[-1])
+        plain = formataddr((display, addr))
+        if used + len(plain) <= _MAX_LINE:
+            return plain
+        # A long name: folded at its spaces, the address on a line of its own.
+        folded = _fold_plain(formataddr((display, "x@x"))[:-6], used)
+        if folded is not None:
+            return folded + "\r\n <" + addr + ">"
+    words = _encoded_words(display, used)
+    last = len(words.rsplit("\n", 1)[-1]) if "\n" in words else used + len(words)
     return words + ("\r\n <" if last + len(addr) + 3 > _MAX_LINE else " <") + addr + ">"
 
 
@@ -293,7 +308,9 @@ class _Body:
         self.items: list[bytes | list[Any]] = []
         static: list[str] = []  # whole lines not yet encoded
         line: list[Any] | None = None  # the placeholder line being gathered
-        parts = list(parts)
+        # Line ends as _qp_lines expects: LF only, and a final one.
+        parts = [p.replace("\r\n", "\n").replace("\r", "\n")
+                 if isinstance(p, str) and "\r" in p else p for p in parts]
         if not parts or not isinstance(parts[-1], str) or not parts[-1].endswith("\n"):
             parts.append("\n")
         for part in parts:
@@ -303,8 +320,6 @@ class _Body:
                     self._encode(static)
                 line.append(part)
                 continue
-            if "\r" in part:  # line ends as _qp_lines expects: LF only
-                part = part.replace("\r\n", "\n").replace("\r", "\n")
             if line is not None:  # this text continues the placeholder line up to its end
                 end = part.find("\n") + 1
                 if end == 0:
@@ -391,4 +406,17 @@ def _qp_shared(chunk: str) -> bytes:
 def _qp_lines(lines: str) -> bytes:
     """Whole lines (LF-terminated) as quoted-printable with CRLF line ends."""
     # b2a_qp writes CRLF (hard and soft breaks) when the input's first line ends in CRLF.
-    return binascii.b2a_qp(lines.replace("\n", "\r\n").encode("utf-8"), istext=True)
+    out = binascii.b2a_qp(lines.replace("\n", "\r\n").encode("utf-8"), istext=True)
+    if b"=20\r\n" in out or b"=09\r\n" in out:
+        out = _rewrap(out)
+    return out
+
+
+def _rewrap(encoded: bytes) -> bytes:
+    # b2a_qp's one overflow: a line ending in a space or tab, which it escapes as "=20" or
+    # "=09" after checking the width, can come out at 77 octets (RFC 2045 allows 76).
+    lines = encoded.split(b"\r\n")
+    for i, line in enumerate(lines):
+        if len(line) > 76:
+            lines[i] = line[:-3] + b"=\r\n" + line[-3:]
+    return b"\r\n".join(lines)
