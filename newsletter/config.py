@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # A form posted sooner than this after it was served is a bot's (humans take longer).
     form_min_seconds: float = 2.0
     form_max_age_hours: float = 24.0
+    # Processes `newsletter web` serves with: one per core. A process runs Python on one
+    # core at a time (the GIL), so a single one leaves the others idle under load.
+    web_workers: int = Field(default=1, ge=1)
     log_format: str = "text"  # "json" in production: one JSON object per line
     log_level: str = "INFO"
     # The worker's Prometheus endpoint (0 = off); it aggregates all pool processes.

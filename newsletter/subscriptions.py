@@ -86,6 +86,7 @@ def subscribe(
 
     The caller answers the same way whatever state the address was in (no enumeration);
     an already active reader is left as is — changes go through their preferences link.
+    Bad input raises SubscriptionError before anything is written (the form relies on it).
     """
     email = normalise_email(email)
     tags = resolve_topics(session, topics)

@@ -31,12 +31,16 @@ def db_upgrade() -> None:
 
 
 @app.command()
-def web(host: str = "127.0.0.1", port: int = 8000) -> None:
+def web(host: str = "127.0.0.1", port: int = 8000,
+        workers: Annotated[int | None, typer.Option(
+            min=1, help="Processes to serve with (default: NEWSLETTER_WEB_WORKERS).")] = None) -> None:
     """Serve the reader pages and the admin API."""
     import uvicorn
 
-    get_settings().ensure_var()
-    uvicorn.run("newsletter.web.app:app", host=host, port=port, proxy_headers=True)
+    settings = get_settings()
+    settings.ensure_var()
+    uvicorn.run("newsletter.web.app:app", host=host, port=port, proxy_headers=True,
+                workers=workers or settings.web_workers)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from newsletter import db, tokens
@@ -21,8 +22,46 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
+class RequestSession(Session):
+    """A session that uses one pooled connection at a time, even while committing.
+
+    The outbox's after-commit bookkeeping opens a second session on ``get_bind()``; on a
+    plain session that checks out a second connection while the first is still held, so
+    enough concurrent requests each held one and waited for another until the pool timed
+    out. Bound to the request's own connection, a request never needs two. The connection
+    goes back to the pool on commit, rollback and close, as a plain session's does, not
+    only when the request is over.
+    """
+
+    _connection: Connection | None = None
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Engine | Connection:
+        # Checked out on first use, not up front: /healthz must see an unreachable
+        # database as an error it handles, not as a failing dependency.
+        if self._connection is None or self._connection.closed:
+            self._connection = db.get_engine().connect()
+        return self._connection
+
+    def commit(self) -> None:
+        super().commit()
+        self._release()
+
+    def rollback(self) -> None:
+        super().rollback()
+        self._release()
+
+    def close(self) -> None:
+        super().close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._connection is not None and not self.in_transaction():
+            self._connection.close()
+            self._connection = None
+
+
 def get_session() -> Iterator[Session]:
-    session = db.session_factory()()
+    session = RequestSession(expire_on_commit=False)
     try:
         yield session
     finally:

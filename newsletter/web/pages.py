@@ -95,14 +95,16 @@ def subscribe(
     if website or age < settings.form_min_seconds:
         SUBSCRIBE_REQUESTS.labels("bot").inc()
         return check_inbox(request)  # a bot: answer as if all went well, store nothing
-    if errors := subscriptions.form_errors(session, email, topics, frequency, bool(consent)):
-        SUBSCRIBE_REQUESTS.labels("invalid").inc()
-        return subscribe_form(request, session, form, errors, 422)
     try:
         subscriptions.subscribe(session, email, topics, frequency, consent_given=bool(consent),
                                 source="form", **who)
     except subscriptions.SubscriptionError as exc:
+        # subscribe() checks its input before it writes anything, so a bad form costs a
+        # second look here (to show every problem at once) and a good one only one.
         session.rollback()
+        if errors := subscriptions.form_errors(session, email, topics, frequency, bool(consent)):
+            SUBSCRIBE_REQUESTS.labels("invalid").inc()
+            return subscribe_form(request, session, form, errors, 422)
         return subscribe_form(request, session, form, {exc.field or "email": str(exc)}, 422)
     session.commit()
     SUBSCRIBE_REQUESTS.labels("accepted").inc()
