@@ -16,8 +16,11 @@ from newsletter.config import get_settings
 from newsletter.metrics import DIGEST_RENDERS
 from newsletter.models import Article, ArticleRevision, Edition, EditionDigest, Tag
 
-_rendered: OrderedDict[tuple[int, str, str, str], rendering.RenderedEmail] = OrderedDict()
-_RENDER_CACHE_SIZE = 512  # distinct digests kept per worker process (~40 KB each)
+# Encoded messages of distinct digests kept per worker process (~25 kB each: the article
+# fragments they hold are shared). A batch sends readers sorted by content key, and a key
+# that recurs later in the edition is often met again by the same process within this many.
+_TEMPLATE_CACHE_SIZE = 1024
+_templates: OrderedDict[tuple[int, str, str, str], mime.MessageTemplate] = OrderedDict()
 
 
 def personal_placeholders() -> dict[str, str]:
@@ -107,8 +110,7 @@ def content_versions(session: Session,
         .where(tuple_(EditionDigest.edition_id, EditionDigest.content_key).in_(set(contents)))
     ).all()
     article_ids = {item[1] for row in stored for item in row.items}
-    articles = {a.id: a for a in session.execute(
-        select(Article.__table__).where(Article.id.in_(article_ids)))} if article_ids else {}
+    articles = _articles(session, article_ids)
     tags = {t.id: t for t in session.execute(select(Tag.__table__))} if article_ids else {}
     revision_ids = {item[3] for row in stored for item in row.items if item[3] is not None}
     revisions = {r.id: r for r in session.execute(
@@ -130,25 +132,52 @@ def content_versions(session: Session,
     return versions
 
 
-def rendered_digest(session: Session, edition: Edition, content_key: str,
-                    version: str = "") -> rendering.RenderedEmail:
-    """Render (Jinja2 + premailer) once per distinct content per worker process."""
-    # The cutoff guards against a reused edition id (SQLite reuses rowids after deletes);
-    # the version makes an article edited mid-edition render afresh, so what a reader gets
-    # is the article as it was when their delivery was claimed (or newer).
-    key = (edition.id, edition.cutoff_at.isoformat(), content_key, version)
-    hit = _rendered.get(key)
-    if hit is not None:
-        _rendered.move_to_end(key)
-        return hit
+_article_rows: dict[tuple[int, Any], Any] = {}
+_ARTICLE_ROWS = 4096
+
+
+def _articles(session: Session, ids: Collection[int]) -> dict[int, Any]:
+    """Article rows by id, fetched in full only when new or changed since last seen here:
+    every batch of an edition asks for the same few hundred articles."""
+    if not ids:
+        return {}
+    versions = session.execute(
+        select(Article.id, Article.updated_at).where(Article.id.in_(list(ids)))).all()
+    missing = [a for a, at in versions if (a, at) not in _article_rows]
+    if missing:
+        if len(_article_rows) + len(missing) > _ARTICLE_ROWS:
+            _article_rows.clear()
+        for row in session.execute(select(Article.__table__).where(Article.id.in_(missing))):
+            _article_rows[(row.id, row.updated_at)] = row
+    return {a: _article_rows[(a, at)] for a, at in versions if (a, at) in _article_rows}
+
+
+def rendered_digest(session: Session, edition: Edition,
+                    content_key: str) -> rendering.RenderedEmail:
+    """Render (Jinja2, with premailer per fragment and layout) one content of an edition."""
     # The template is the edition's kind: email_templates/digest/ or email_templates/alert/.
     # Premailer runs per article fragment and per layout shell, not per digest (fragments.py).
     result = fragments.render(edition.kind, digest_context(session, edition, content_key))
     DIGEST_RENDERS.inc()
-    _rendered[key] = result
-    if len(_rendered) > _RENDER_CACHE_SIZE:
-        _rendered.popitem(last=False)
     return result
+
+
+def digest_message(session: Session, edition: Edition, content_key: str,
+                   version: str = "") -> mime.MessageTemplate:
+    """The message of one content key, rendered and encoded once per worker process."""
+    # The cutoff guards against a reused edition id (SQLite reuses rowids after deletes);
+    # the version makes an article edited mid-edition render afresh, so what a reader gets
+    # is the article as it was when their delivery was claimed (or newer).
+    key = (edition.id, edition.cutoff_at.isoformat(), content_key, version)
+    hit = _templates.get(key)
+    if hit is not None:
+        _templates.move_to_end(key)
+        return hit
+    template = message_template(rendered_digest(session, edition, content_key))
+    _templates[key] = template
+    if len(_templates) > _TEMPLATE_CACHE_SIZE:
+        _templates.popitem(last=False)
+    return template
 
 
 def personal_links(reader_id: int, email: str, edition_id: int | None = None) -> dict[str, str]:
@@ -163,25 +192,43 @@ def personal_links(reader_id: int, email: str, edition_id: int | None = None) ->
 
 def compose(rendered: rendering.RenderedEmail, links: dict[str, str], message_id: str) -> bytes:
     """Personalise shared content for one reader and wrap it as a message."""
-    template = rendered._message
-    if template is None:
-        settings = get_settings()
-        personal_subject = "__nl_" in rendered.subject
-        subject = rendering.personalise(rendered, links).subject if personal_subject \
-            else rendered.subject
-        if rendered._html_parts is not None:
-            html = [p for part in rendered._html_parts for p in _with_placeholders(part)]
-        else:
-            html = _with_placeholders(rendered.html)
-        template = mime.MessageTemplate(
-            from_addr=settings.from_address, subject=subject, list_id=settings.list_id,
-            text=_with_placeholders(rendered.text), html=html)
-        if not personal_subject:
-            # Built once per content: the encoded bodies serve every later reader of it.
-            object.__setattr__(rendered, "_message", template)
+    return personal_message(message_template(rendered, links), links, message_id)
+
+
+def personal_message(template: mime.MessageTemplate, links: dict[str, str],
+                     message_id: str) -> bytes:
+    """One reader's message (signed when DKIM is on) from a content's template."""
     return signing.sign(template.message(
         to_addr=links["email"], message_id=message_id, unsubscribe_url=links["unsubscribe_url"],
         values=links))
+
+
+def message_template(rendered: rendering.RenderedEmail,
+                     links: dict[str, str] | None = None) -> mime.MessageTemplate:
+    """The MIME template of rendered content, kept on it for every later reader.
+
+    ``links`` are needed only for a subject that names the reader (then the template is
+    theirs alone and not kept).
+    """
+    template = rendered._message
+    if template is not None:
+        return template
+    settings = get_settings()
+    personal_subject = "__nl_" in rendered.subject
+    if personal_subject and links is None:
+        raise ValueError("this email's subject is personal: it has no template to share")
+    subject = rendering.personalise(rendered, links).subject if personal_subject \
+        else rendered.subject
+    if rendered._html_parts is not None:
+        html = [p for part in rendered._html_parts for p in _with_placeholders(part)]
+    else:
+        html = _with_placeholders(rendered.html)
+    template = mime.MessageTemplate(
+        from_addr=settings.from_address, subject=subject, list_id=settings.list_id,
+        text=_with_placeholders(rendered.text), html=html)
+    if not personal_subject:
+        object.__setattr__(rendered, "_message", template)
+    return template
 
 
 def _with_placeholders(text: str) -> list[str | tuple[str]]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import bounces, db, digests, events, mailer
 from newsletter.config import get_settings
-from newsletter.content import compose, content_versions, personal_links, rendered_digest
+from newsletter.content import content_versions, digest_message, personal_links, personal_message
 from newsletter.metrics import BATCH_SECONDS, EMAILS, SMTP_SECONDS
 from newsletter.models import (
     Delivery,
@@ -259,11 +259,11 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
                 batch.add(pending.pop(c.id), "suppressed", "reader no longer active")
             else:
                 edition = editions[c.edition_id]
-                content = rendered_digest(session, edition, c.content_key,
-                                          versions.get((c.edition_id, c.content_key), ""))
+                content = digest_message(session, edition, c.content_key,
+                                         versions.get((c.edition_id, c.content_key), ""))
                 try:
-                    message = compose(content, personal_links(c.reader_id, email, edition.id),
-                                      c.message_id)
+                    message = personal_message(
+                        content, personal_links(c.reader_id, email, edition.id), c.message_id)
                 except ValueError as exc:  # an address no message can be addressed to
                     batch.add(pending.pop(c.id), "failed", f"unsendable: {exc}")
                 else:

@@ -99,6 +99,24 @@ def _piece(ctx: jinja2.runtime.Context, name: str, value: Any,
 
 
 @jinja2.pass_context
+def _partial(ctx: jinja2.runtime.Context, template: str, article: Any) -> Markup:
+    """``{{ partial("_base/article.html", article) }}``: the partial rendered with ``article``
+    alone, once per process for each article (like a piece, without a call block's cost:
+    this runs for every article of every digest)."""
+    seen = _by_identity.get((template, id(article)))
+    if seen is not None and seen[0] is article:
+        out = seen[1]
+    else:
+        key = (template, "", _frozen(article))
+        out = _pieces.get(key)
+        if out is None:
+            out = rendering._env.get_template(template).render(article=article)
+            _store(_pieces, key, out, _PIECE_CACHE)
+        _store(_by_identity, (template, id(article)), (article, out), _PIECE_CACHE)
+    return _fragment(ctx, out) if template.endswith(".html") else Markup(out)
+
+
+@jinja2.pass_context
 def _slot(ctx: jinja2.runtime.Context, value: str) -> Markup:
     rec = ctx.get("_nl_recorder")
     if rec is None:
@@ -110,6 +128,7 @@ def _slot(ctx: jinja2.runtime.Context, value: str) -> Markup:
 rendering._env.filters["fragment"] = _fragment
 rendering._env.filters["slot"] = _slot
 rendering._env.globals["piece"] = _piece
+rendering._env.globals["partial"] = _partial
 
 
 @functools.lru_cache(maxsize=4096)  # an edition's titles and topic lists recur

@@ -186,7 +186,10 @@ def _text_lines(s: str) -> str:
     # Trailing spaces left by template indentation would be quoted-printable encoded as =20
     # on the wire; runs of blank lines come from skipped blocks.
     lines = [line.rstrip() for line in s.splitlines()]
-    out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+    out = "\n".join(lines)
+    if "\n\n\n" in out:
+        out = re.sub(r"\n{3,}", "\n\n", out)
+    out = out.strip("\n")
     return out + "\n"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -30,7 +31,14 @@ class ExpiredToken(InvalidToken):
 def _serializer(purpose: str) -> URLSafeTimedSerializer:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
-    return URLSafeTimedSerializer(get_settings().secret_key, salt=f"newsletter.{purpose}")
+    return _serializer_for(get_settings().secret_key, purpose)
+
+
+@lru_cache(maxsize=32)
+def _serializer_for(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
+    # Made once per key and purpose: every email carries two tokens, and building the
+    # serializer (key derivation included) cost a third of making one.
+    return URLSafeTimedSerializer(secret_key, salt=f"newsletter.{purpose}")
 
 
 def email_tag(email: str) -> str:
