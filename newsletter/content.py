@@ -220,7 +220,12 @@ def message_template(rendered: rendering.RenderedEmail,
     subject = rendering.personalise(rendered, links).subject if personal_subject \
         else rendered.subject
     if rendered._html_parts is not None:
-        html = [p for part in rendered._html_parts for p in _with_placeholders(part)]
+        html: list[str | tuple[str]] = []
+        for part in rendered._html_parts:
+            if type(part) is fragments.Inlined and "__nl_" not in part:
+                html.append(mime.Shared(part))  # an article: encoded once per process
+            else:
+                html.extend(_with_placeholders(part))
     else:
         html = _with_placeholders(rendered.html)
     template = mime.MessageTemplate(

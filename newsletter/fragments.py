@@ -55,6 +55,13 @@ _by_identity: OrderedDict[tuple[Any, ...], tuple[Any, str]] = OrderedDict()
 _lock = threading.Lock()
 
 
+class Inlined(str):
+    """An inlined fragment (an article, a heading): the same object in every digest that
+    carries it, so what is built from it (its encoded form) can be shared too."""
+
+    __slots__ = ()
+
+
 class _Recorder:
     def __init__(self) -> None:
         self.slots: list[str] = []
@@ -203,7 +210,7 @@ def render_html_parts(template: str, context: Mapping[str, Any]) -> list[str]:
         parts, inlined = _inline(shell, [f[len(key):] for f in missing])
         _store(_shells, shell, parts, _SHELL_CACHE)
         for raw_f, out_f in zip(missing, inlined, strict=True):
-            _store(_fragments, raw_f, out_f, _FRAGMENT_CACHE)
+            _store(_fragments, raw_f, Inlined(out_f), _FRAGMENT_CACHE)
     region: list[str] = []
     for k, piece in enumerate(pieces):
         if k % 2 == 0:

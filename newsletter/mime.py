@@ -333,12 +333,13 @@ class _Body:
         self._encode(static)
 
     def _encode(self, static: list[str]) -> None:
-        """Encode a run of whole lines; long chunks that are whole lines themselves (an
+        """Encode a run of whole lines; Shared chunks that are whole lines themselves (an
         article's inlined HTML) are encoded once per process, whatever digest they are in."""
         run: list[str] = []
         at_line_start = True
         for chunk in static:
-            if at_line_start and len(chunk) >= _SHARED_CHUNK and chunk[-1] == "\n":
+            if at_line_start and type(chunk) is Shared and len(chunk) >= _SHARED_CHUNK \
+                    and chunk[-1] == "\n":
                 if run:
                     self.items.append(_qp_lines("".join(run)))
                     run = []
@@ -387,8 +388,16 @@ def _partial_line(static: list[str]) -> list[Any]:
     return line
 
 
-# Chunks at least this long and made of whole lines are cached encoded: an article's HTML
-# (~2 kB) recurs in thousands of digests. Shorter ones are cheaper to encode than to hash.
+class Shared(str):
+    """Body text that recurs across many messages (an article's HTML): given as this type,
+    a chunk of whole lines is encoded once per process. Per-message text must not be: the
+    cache would fill with it (it did: ~14 kB per digest, 100 MB per worker)."""
+
+    __slots__ = ()
+
+
+# Shared chunks at least this long are cached encoded: an article's HTML (~1.5 kB) recurs in
+# thousands of digests. Shorter ones are cheaper to encode than to look up.
 _SHARED_CHUNK = 512
 _SHARED_CACHE = 8192
 _shared: dict[str, bytes] = {}

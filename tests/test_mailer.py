@@ -34,7 +34,7 @@ from newsletter.mailer import (
     get_transport,
     make_message_id,
 )
-from newsletter.mime import MessageTemplate
+from newsletter.mime import MessageTemplate, Shared
 
 ARABIC = "نشرة الأخبار: أهم القصص اليوم من سوريا وروسيا والاقتصاد"
 ACCENTED = "Ṣaḥāfa — l’édition spéciale du jeudi, avec « guillemets »"
@@ -640,7 +640,9 @@ def test_a_template_personalised_is_the_message_built_whole(email: str) -> None:
     bytes must be those of encoding the personalised bodies whole (quoted-printable is line by
     line, so this holds; a line longer than 76 octets gets its soft breaks either way)."""
     unsubscribe = "https://news.example.com/unsubscribe/" + "t" * 90
-    article = "<p>" + "An article long enough to be encoded once and shared. " * 12 + "</p>\n"
+    # Shared: encoded once per process, like an article's inlined HTML in a digest.
+    article = Shared("<p>" + "An article long enough to be encoded once and shared. " * 12
+                     + "</p>\n")
     text = ["Digest\n.dot line\n" + "w" * 200 + "\nSent to ", ("email",), ". Leave: ",
             ("unsubscribe_url",), "\nthe end"]
     html = ["<p>Café</p>\n", article, "<p>", "Sent to ", ("email",), ' <a href="',
