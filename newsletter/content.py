@@ -36,11 +36,11 @@ def common_context() -> dict[str, Any]:
 
 def digest_context(session: Session, edition: Edition, content_key: str) -> dict[str, Any]:
     """The template context of the digest of one content key of an edition."""
-    rows = _batch.get((edition.id, content_key))
-    if rows is None:
+    items = _batch.get((edition.id, content_key))
+    if items is None:
         content_versions(session, [(edition.id, content_key)])
-        rows = _batch.get((edition.id, content_key), [])
-    return context_from_rows(edition, rows)
+        items = _batch.get((edition.id, content_key), [])
+    return context_from_rows(edition, _rows(items))
 
 
 def context_from_rows(edition: Edition, rows: Sequence[Any]) -> dict[str, Any]:
@@ -96,9 +96,11 @@ def _article_item(article: Any, tz: ZoneInfo) -> dict[str, Any]:
     return item
 
 
-# The digest rows of the batch being sent, loaded by content_versions() in four queries
-# for the whole batch: one query per digest (with ORM loading) cost more than rendering it.
-_batch: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
+# The digests of the batch being sent and the rows they name, loaded by content_versions() in
+# four queries for the whole batch: one query per digest (with ORM loading) cost more than
+# rendering it. Rows are assembled only for a digest that is rendered (most are cached).
+_batch: dict[tuple[int, str], list[list[Any]]] = {}
+_batch_rows: dict[str, dict[int, Any]] = {"articles": {}, "tags": {}, "revisions": {}}
 
 
 def content_versions(session: Session,
@@ -117,19 +119,23 @@ def content_versions(session: Session,
         select(ArticleRevision.__table__).where(ArticleRevision.id.in_(revision_ids)))
     } if revision_ids else {}
     _batch.clear()
+    _batch_rows.update(articles=articles, tags=tags, revisions=revisions)
+    changed = {a: row.updated_at.isoformat() for a, row in articles.items()}
     versions: dict[tuple[int, str], str] = {}
     for edition_id, content_key, items in stored:
         key = (edition_id, content_key)
-        rows = _batch[key] = []
-        for kind, article_id, tag_id, revision_id in items:
-            article = articles.get(article_id)
-            if article is None:  # deleted since planning: the digest goes without it
-                continue
-            rows.append((tag_id, kind, article, tags[tag_id], revisions.get(revision_id)))
-            at = article.updated_at.isoformat()
-            if at > versions.get(key, ""):
-                versions[key] = at
+        _batch[key] = items
+        # An article deleted since planning is left out of the digest (and of its version).
+        versions[key] = max((changed[i[1]] for i in items if i[1] in changed), default="")
     return versions
+
+
+def _rows(items: list[list[Any]]) -> list[tuple[Any, ...]]:
+    """(tag_id, kind, article, tag, revision) for context_from_rows, from stored items."""
+    articles, tags, revisions = (_batch_rows["articles"], _batch_rows["tags"],
+                                 _batch_rows["revisions"])
+    return [(tag_id, kind, articles[article_id], tags[tag_id], revisions.get(revision_id))
+            for kind, article_id, tag_id, revision_id in items if article_id in articles]
 
 
 _article_rows: dict[tuple[int, Any], Any] = {}
