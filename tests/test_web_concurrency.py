@@ -1,0 +1,86 @@
+"""Many readers subscribing at once, against the real app under uvicorn.
+
+A request's session used to take a second pooled connection for the outbox's after-commit
+step while still holding its first: with 40 request threads and a pool of 10, every thread
+held one and waited for another until the pool timed out (the subscribe benchmark found it:
+50 clients, nothing answered for 30 s). Each subscription must be answered and stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from newsletter import db
+from newsletter.capture import free_port
+from newsletter.config import child_env, get_settings
+from newsletter.models import Reader, Tag
+
+CLIENTS = 60  # more than the 40 request threads and the pool's 10 connections
+
+
+@pytest.fixture
+def web(fresh, tmp_path):
+    port = free_port("127.0.0.1")
+    log = tmp_path / "web.log"
+    # The anti-abuse limits would refuse 60 sign-ups from one address in a second.
+    env = {**child_env(get_settings()), "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "",
+           "NEWSLETTER_FORM_MIN_SECONDS": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "newsletter.web.app:app", "--host", "127.0.0.1",
+         "--port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError(log.read_text())
+    yield base, log
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.parametrize("backend", ["embedded", "postgres_redis"], indirect=True)
+def test_sixty_readers_subscribing_at_once_are_all_answered_and_stored(backend, web) -> None:
+    base, log = web
+    page = httpx.get(f"{base}/subscribe").text
+    token = page.split('name="form_token" value="', 1)[1].split('"', 1)[0]
+
+    async def one(i: int) -> tuple[int, float]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            started = time.perf_counter()
+            r = await client.post("/subscribe", data={
+                "form_token": token, "email": f"crowd{i}@example.org",
+                "topics": ["syria"], "frequency": "weekly", "consent": "on"})
+            return r.status_code, time.perf_counter() - started
+
+    async def all_at_once() -> list[tuple[int, float]]:
+        return await asyncio.gather(*(one(i) for i in range(CLIENTS)))
+
+    with db.session_scope() as session:
+        if session.scalar(select(Tag).where(Tag.slug == "syria")) is None:
+            session.add(Tag(slug="syria", name="Syria"))
+    results = asyncio.run(all_at_once())
+    statuses = [s for s, _ in results]
+    slowest = max(t for _, t in results)
+    assert statuses == [200] * CLIENTS, (statuses, log.read_text()[-3000:])
+    # The pool's timeout is 30 s: a request that waited on it would show here.
+    assert slowest < 20, f"slowest answer {slowest:.1f} s"
+    with db.session_scope() as session:
+        stored = session.scalar(select(func.count()).select_from(Reader)
+                                .where(Reader.email.like("crowd%@example.org")))
+    assert stored == CLIENTS
