@@ -30,7 +30,7 @@ import functools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jinja2
@@ -86,22 +86,29 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+def _rendered_once(where: tuple[str, ...], value: Any, render: Callable[[], Any]) -> str:
+    """The output of ``render`` for ``value`` at ``where``, rendered once per process.
+
+    Digests share their article dicts (content._article_item), so the same object comes back
+    thousands of times: found by identity first (the cache holds it, so its id stays its
+    own), then by content for dicts built afresh (previews, tests).
+    """
+    seen = _by_identity.get((*where, id(value)))
+    if seen is not None and seen[0] is value:
+        return seen[1]
+    key = (*where, _frozen(value))
+    out = _pieces.get(key)
+    if out is None:
+        out = str(render())
+        _store(_pieces, key, out, _PIECE_CACHE)
+    _store(_by_identity, (*where, id(value)), (value, out), _PIECE_CACHE)
+    return out
+
+
 @jinja2.pass_context
 def _piece(ctx: jinja2.runtime.Context, name: str, value: Any,
            caller: jinja2.runtime.Macro) -> Markup:
-    # Digests share their article dicts (content._article_item), so the same object comes
-    # back thousands of times: found by identity first (the cache holds it, so its id stays
-    # its own), then by content for dicts built afresh (previews, tests).
-    seen = _by_identity.get((ctx.name, name, id(value)))
-    if seen is not None and seen[0] is value:
-        out = seen[1]
-    else:
-        key = (ctx.name, name, _frozen(value))
-        out = _pieces.get(key)
-        if out is None:
-            out = str(caller())
-            _store(_pieces, key, out, _PIECE_CACHE)
-        _store(_by_identity, (ctx.name, name, id(value)), (value, out), _PIECE_CACHE)
+    out = _rendered_once((ctx.name or "", name), value, caller)
     return _fragment(ctx, out) if (ctx.name or "").endswith(".html") else Markup(out)
 
 
@@ -110,16 +117,8 @@ def _partial(ctx: jinja2.runtime.Context, template: str, article: Any) -> Markup
     """``{{ partial("_base/article.html", article) }}``: the partial rendered with ``article``
     alone, once per process for each article (like a piece, without a call block's cost:
     this runs for every article of every digest)."""
-    seen = _by_identity.get((template, id(article)))
-    if seen is not None and seen[0] is article:
-        out = seen[1]
-    else:
-        key = (template, "", _frozen(article))
-        out = _pieces.get(key)
-        if out is None:
-            out = rendering._env.get_template(template).render(article=article)
-            _store(_pieces, key, out, _PIECE_CACHE)
-        _store(_by_identity, (template, id(article)), (article, out), _PIECE_CACHE)
+    out = _rendered_once((template,), article,
+                         lambda: rendering._env.get_template(template).render(article=article))
     return _fragment(ctx, out) if template.endswith(".html") else Markup(out)
 
 

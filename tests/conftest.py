@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -233,6 +234,43 @@ def fresh(backend) -> Backend:
             session.execute(text("PRAGMA optimize"))
     backend.smtp.clear()
     return backend
+
+
+@contextmanager
+def live_web(log: Path, **env: str) -> Iterator[str]:
+    """The real app under uvicorn on a free port, with the test's settings (plus ``env``);
+    yields its base URL once /healthz answers."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from newsletter.config import get_settings
+
+    port = free_port("127.0.0.1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "newsletter.web.app:app", "--host", "127.0.0.1",
+         "--port", str(port)], env={**child_env(get_settings()), **env},
+        stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError(log.read_text())
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # open keep-alive connections can hold it up
+            proc.kill()
+            proc.wait()
 
 
 def form_token(client) -> str:

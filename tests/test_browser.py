@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,10 +17,8 @@ import pytest
 from sqlalchemy import select
 
 from newsletter import db
-from newsletter.capture import free_port
-from newsletter.config import child_env, get_settings
 from newsletter.models import ConsentEvent, Reader
-from tests.conftest import ADMIN_TOKEN, REQUIRE_SERVERS
+from tests.conftest import ADMIN_TOKEN, REQUIRE_SERVERS, live_web
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
@@ -34,26 +29,8 @@ pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 
 @pytest.fixture
 def live_server(fresh, tmp_path) -> str:
-    port = free_port("127.0.0.1")
-    log = tmp_path / "web.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "newsletter.web.app:app", "--host", "127.0.0.1",
-         "--port", str(port)], env=child_env(get_settings()), stdout=log.open("wb"),
-        stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise AssertionError(log.read_text())
-    yield base
-    proc.terminate()
-    proc.wait(10)
+    with live_web(tmp_path / "web.log") as base:
+        yield base
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ held one and waited for another until the pool timed out (the subscribe benchmar
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 
 import httpx
@@ -18,40 +16,18 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter import db
-from newsletter.capture import free_port
-from newsletter.config import child_env, get_settings
 from newsletter.models import Reader, Tag
+from tests.conftest import live_web
 
 CLIENTS = 60  # more than the 40 request threads and the pool's 10 connections
 
 
 @pytest.fixture
 def web(fresh, tmp_path):
-    port = free_port("127.0.0.1")
     log = tmp_path / "web.log"
     # The anti-abuse limits would refuse 60 sign-ups from one address in a second.
-    env = {**child_env(get_settings()), "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "",
-           "NEWSLETTER_FORM_MIN_SECONDS": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "newsletter.web.app:app", "--host", "127.0.0.1",
-         "--port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise AssertionError(log.read_text())
-    yield base, log
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with live_web(log, NEWSLETTER_SUBSCRIBE_RATE_LIMIT="", NEWSLETTER_FORM_MIN_SECONDS="0") as base:
+        yield base, log
 
 
 @pytest.mark.parametrize("backend", ["embedded", "postgres_redis"], indirect=True)
