@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     admin_token: str = ""
     smtp_rate: float = 0.0  # messages/second across all workers; 0 = unlimited
     site_name: str = "The Levant Ledger"
+    # A digest shows this many stories per topic whole (picture, byline, summary) and lists
+    # the rest by headline: a big week in full would pass the 102 kB at which Gmail clips a
+    # message and hides its footer (the unsubscribe link, the postal address) behind a link.
+    digest_lead_stories: int = Field(default=5, ge=1)
     # A task carries this many deliveries: large enough that Celery's ~1 ms per-task cost
     # and the per-batch claim/commit are noise next to ~1 ms of SMTP per message, small
     # enough that a crashed batch redelivers only seconds of work.

@@ -61,19 +61,36 @@ def context_from_rows(edition: Edition, rows: Sequence[Any]) -> dict[str, Any]:
                 "previous_title": old_title if old_title != article.title else None,
             })
             continue
-        if not sections or sections[-1]["_tag_id"] != tag_id:
-            sections.append({"_tag_id": tag_id, "topic": {"slug": tag.slug, "name": tag.name},
-                             "articles": []})
-        sections[-1]["articles"].append(item)
+        if not sections or sections[-1][0] != tag_id:
+            sections.append((tag_id, tag, []))
+        sections[-1][2].append(item)
     return {
         **common_context(),
         "edition": {"id": edition.id, "kind": edition.kind, "frequency": edition.frequency,
                     "date_label": edition.cutoff_at.astimezone(tz).strftime("%-d %B %Y")},
         "archive_url": f"{settings.base_url}/editions/{edition.id}",
         "article_count": len(rows) - len(corrections),
-        "sections": [{k: v for k, v in s.items() if k != "_tag_id"} for s in sections],
+        "lead_stories": settings.digest_lead_stories,
+        "sections": [_section(tag, items) for _, tag, items in sections],
         "corrections": corrections,
     }
+
+
+_sections: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_SECTION_CACHE = 4096  # a topic's stories as each combination of topics splits them
+
+
+def _section(tag: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A topic's part of a digest; the same dict for every digest that has the same stories
+    under it, so fragments renders it once (found by identity, not compared)."""
+    key = (tag.id, tag.slug, tag.name, *map(id, items))  # items are shared: see _article_item
+    section = _sections.get(key)
+    if section is None:
+        section = _sections[key] = {"topic": {"slug": tag.slug, "name": tag.name},
+                                    "articles": items}
+        if len(_sections) > _SECTION_CACHE:
+            _sections.popitem(last=False)
+    return section
 
 
 _items: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()

@@ -27,6 +27,7 @@ Without the filters (whole-document mode) the templates render exactly as before
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import threading
 from collections import OrderedDict
@@ -52,6 +53,8 @@ _fragments: OrderedDict[str, str] = OrderedDict()
 _shells: OrderedDict[str, list[str]] = OrderedDict()
 _pieces: OrderedDict[tuple[Any, ...], str] = OrderedDict()
 _by_identity: OrderedDict[tuple[Any, ...], tuple[Any, str]] = OrderedDict()
+_GROUP_CACHE = 2048  # inlined sections (a topic's stories in a week): ~10-40 kB each
+_groups: OrderedDict[tuple[str, int], str] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -65,16 +68,45 @@ class Inlined(str):
 class _Recorder:
     def __init__(self) -> None:
         self.slots: list[str] = []
-        self.fragments: list[str] = []
 
 
 @jinja2.pass_context
 def _fragment(ctx: jinja2.runtime.Context, value: str) -> Markup:
-    rec = ctx.get("_nl_recorder")
-    if rec is None:
+    if ctx.get("_nl_recorder") is None:
         return Markup(value)
-    rec.fragments.append(str(value))
-    return Markup(f"{_F}{len(rec.fragments) - 1}{_F}")
+    return Markup(f"{_F}{_register(str(value))}{_F}")
+
+
+# Fragments and groups by number, the number being what a marker in Jinja output holds.
+# Numbers are process-wide, not per render, so a partial's output with markers in it can be
+# cached and reused by every digest. A fragment is its raw HTML; a group, the tuple
+# (number, whitespace, number, …) of what it is made of.
+_REGISTRY_MAX = 200_000  # an edition's articles, headlines and sections, many times over
+_numbers: dict[str | tuple[Any, ...], int] = {}
+_registered: dict[int, str | tuple[Any, ...]] = {}
+_next_number = itertools.count()
+_GROUPING = object()  # the recorder of a partial's own render: it keeps no slots
+
+
+def _register(node: str | tuple[Any, ...]) -> int:
+    number = _numbers.get(node)
+    if number is not None:
+        return number
+    with _lock:
+        if len(_registered) >= _REGISTRY_MAX:
+            # Cached outputs hold the old numbers: they go with them. Numbers are never
+            # reused, so a render that still holds one fails (KeyError) and is redone,
+            # instead of showing another fragment.
+            _numbers.clear()
+            _registered.clear()
+            _pieces.clear()
+            _by_identity.clear()
+            _groups.clear()
+        number = _numbers.get(node)
+        if number is None:
+            number = _numbers[node] = next(_next_number)
+            _registered[number] = node
+    return number
 
 
 def _frozen(value: Any) -> Any:
@@ -113,13 +145,40 @@ def _piece(ctx: jinja2.runtime.Context, name: str, value: Any,
 
 
 @jinja2.pass_context
-def _partial(ctx: jinja2.runtime.Context, template: str, article: Any) -> Markup:
-    """``{{ partial("_base/article.html", article) }}``: the partial rendered with ``article``
-    alone, once per process for each article (like a piece, without a call block's cost:
-    this runs for every article of every digest)."""
-    out = _rendered_once((template,), article,
-                         lambda: rendering._env.get_template(template).render(article=article))
-    return _fragment(ctx, out) if template.endswith(".html") else Markup(out)
+def _partial(ctx: jinja2.runtime.Context, template: str, /, **values: Any) -> Markup:
+    """``{{ partial("_base/article.html", article=article) }}``: the partial rendered with
+    these values alone, once per process for each distinct first value (like a piece,
+    without a call block's cost: this runs for every article of every digest). The other
+    values must be scalars (``lead_stories=5``).
+
+    A leaf partial (an article) is one fragment. A partial whose own output is made of
+    fragments (a topic's section of articles) renders them as markers and becomes one
+    *group*: a digest then costs a lookup per section, and its inlined HTML is joined
+    once per process and shared by every digest that carries the section.
+    """
+    (name, value), *rest = values.items()
+    rec = ctx.get("_nl_recorder")
+    where = (template, rec is not None, *rest)
+
+    def render() -> str:
+        out = rendering._env.get_template(template).render(
+            {**values, "_nl_recorder": _GROUPING} if rec is not None else values)
+        return _group(out) if rec is not None and _F in out else out
+    out = _rendered_once(where, value, render)
+    if rec is None or not template.endswith(".html") or _F in out:
+        return Markup(out)
+    return _fragment(ctx, out)
+
+
+def _group(out: str) -> str:
+    """A partial's output made of fragments, as one marker (the whitespace around it kept)."""
+    first, last = out.find(_F), out.rfind(_F)
+    pieces = out[first + 1:last].split(_F)
+    if any(not between.isspace() and between for between in pieces[1::2]):
+        raise ValueError("a partial made of fragments has markup between them: "
+                         "wrap every part of it in a fragment")
+    members = tuple(int(p) if k % 2 == 0 else p for k, p in enumerate(pieces))
+    return f"{out[:first]}{_F}{_register(members)}{_F}{out[last + 1:]}"
 
 
 @jinja2.pass_context
@@ -185,8 +244,15 @@ def render_html(template: str, context: Mapping[str, Any]) -> str:
 
 
 def render_html_parts(template: str, context: Mapping[str, Any]) -> list[str]:
-    """:func:`render_html` in the pieces it is joined from: the inlined fragments among them
-    are the very string objects every digest shares (mime encodes each of them once)."""
+    """:func:`render_html` in the pieces it is joined from: the inlined fragments and groups
+    among them are the very string objects every digest shares (mime encodes each once)."""
+    try:
+        return _render_html_parts(template, context)
+    except KeyError:  # the numbers were reset under this render (see _register): once more
+        return _render_html_parts(template, context)
+
+
+def _render_html_parts(template: str, context: Mapping[str, Any]) -> list[str]:
     rec = _Recorder()
     raw = rendering._env.get_template(f"{template}/body.html").render(
         {**context, "_nl_recorder": rec})
@@ -195,16 +261,18 @@ def render_html_parts(template: str, context: Mapping[str, Any]) -> list[str]:
         shell, pieces = raw, []
     else:
         shell = raw[:first] + _REGION + raw[last + 1:]
-        # [F, i, ws, i, ws, …, i, F] → fragment indexes and the text between them.
+        # [F, n, ws, n, ws, …, n, F] → fragment or group numbers and the text between them.
         pieces = raw[first + 1:last].split(_F)
     if any(not between.isspace() and between for between in pieces[1::2]):
         # Markup between fragments would not be inlined: the template is not split cleanly.
         return [rendering._inline_css(rendering._env.get_template(f"{template}/body.html")
                                       .render(dict(context)))]
     key = f"{template}\0"
+    numbers = [int(p) for p in pieces[0::2]]
     parts = _cached(_shells, shell, _SHELL_CACHE)
-    wanted = [key + rec.fragments[int(i)] for i in pieces[0::2]]
-    missing = list(dict.fromkeys(f for f in wanted if f not in _fragments))
+    missing: dict[str, None] = {}
+    for number in numbers:
+        _missing(template, key, number, missing)
     if parts is None or missing:
         parts, inlined = _inline(shell, [f[len(key):] for f in missing])
         _store(_shells, shell, parts, _SHELL_CACHE)
@@ -213,8 +281,7 @@ def render_html_parts(template: str, context: Mapping[str, Any]) -> list[str]:
     region: list[str] = []
     for k, piece in enumerate(pieces):
         if k % 2 == 0:
-            raw_f = rec.fragments[int(piece)]
-            region.append(_fragments.get(key + raw_f) or _inline(shell, [raw_f])[1][0])
+            region.append(_inlined(shell, template, key, int(piece)))
         else:
             region.append(piece)  # whitespace between fragments, kept as in the template
     out: list[str] = []
@@ -227,6 +294,29 @@ def render_html_parts(template: str, context: Mapping[str, Any]) -> list[str]:
         else:
             out.append(part)
     return out
+
+
+def _missing(template: str, key: str, number: int, into: dict[str, None]) -> None:
+    """The fragments under ``number`` not inlined yet (a joined group needs none)."""
+    node = _registered[number]
+    if isinstance(node, str):
+        if key + node not in _fragments:
+            into[key + node] = None
+    elif (template, number) not in _groups:
+        for member in node[0::2]:
+            _missing(template, key, member, into)
+
+
+def _inlined(shell: str, template: str, key: str, number: int) -> str:
+    node = _registered[number]
+    if isinstance(node, str):
+        return _fragments.get(key + node) or _inline(shell, [node])[1][0]
+    joined = _cached(_groups, (template, number), _GROUP_CACHE)
+    if joined is None:
+        joined = Inlined("".join(
+            _inlined(shell, template, key, m) if k % 2 == 0 else m for k, m in enumerate(node)))
+        _store(_groups, (template, number), joined, _GROUP_CACHE)
+    return joined
 
 
 def render(template: str, context: Mapping[str, Any]) -> rendering.RenderedEmail:

@@ -22,7 +22,8 @@ def _article(rnd: random.Random, i: int, j: int) -> dict:
     }
 
 
-def _context(seed: int, sections: int, per: int, corrections: int) -> dict:
+def _context(seed: int, sections: int, per: int, corrections: int,
+             lead: int | None = None) -> dict:
     rnd = random.Random(seed)
     secs = [{"topic": {"slug": f"t{i}", "name": rnd.choice(["Syria", "Jordan & Iraq",
                                                              "<Lebanon>", "روسيا"])},
@@ -39,17 +40,19 @@ def _context(seed: int, sections: int, per: int, corrections: int) -> dict:
                     "date_label": "5 November 2026"},
         "archive_url": "https://news.example.com/editions/7",
         "article_count": sum(len(s["articles"]) for s in secs),
-        "sections": secs, "corrections": fixes,
+        "sections": secs, "corrections": fixes, "lead_stories": lead,
     }
 
 
-SAMPLES = [(1, 1, 1, 0), (2, 3, 5, 0), (3, 5, 8, 2), (4, 0, 0, 1), (5, 2, 3, 3), (6, 6, 2, 0)]
+# (seed, topics, most stories per topic, corrections, stories shown whole per topic)
+SAMPLES = [(1, 1, 1, 0, None), (2, 3, 5, 0, None), (3, 5, 8, 2, 3), (4, 0, 0, 1, 5),
+           (5, 2, 3, 3, None), (6, 6, 2, 0, 1), (7, 4, 12, 1, 5)]
 
 
-@pytest.mark.parametrize("seed,sections,per,corrections", SAMPLES)
+@pytest.mark.parametrize("seed,sections,per,corrections,lead", SAMPLES)
 def test_fragment_rendering_matches_whole_document_premailer(seed, sections, per,
-                                                             corrections) -> None:
-    context = _context(seed, sections, per, corrections)
+                                                             corrections, lead) -> None:
+    context = _context(seed, sections, per, corrections, lead)
     whole = rendering.render("digest", context)
     assembled = fragments.render("digest", context)
     assert assembled.html == whole.html
@@ -68,3 +71,22 @@ def test_premailer_runs_per_fragment_not_per_digest() -> None:
         fragments.render_html("digest", _context(100 + seed % 4, 3, 4, 0))
     calls = rendering.premailer_calls() - rendering_before
     assert calls <= 4  # one per new shell / new set of fragments, not one per digest
+
+
+def test_stories_past_the_lead_are_listed_by_headline() -> None:
+    context = _context(8, 1, 1, 0, lead=2)
+    rnd = random.Random(8)
+    context["sections"][0]["articles"] = [_article(rnd, 0, j) for j in range(5)]
+    context["article_count"] = 5
+    for render in (rendering.render, fragments.render):
+        email = render("digest", context)
+        # Two whole stories, three headlines, and every story's link in both parts.
+        assert email.html.count('class="article"') == 2
+        assert email.html.count('class="headline"') == 3
+        assert "More on" in email.html and "More on" in email.text
+        for a in context["sections"][0]["articles"]:
+            link = a["url"].replace("&", "&amp;")  # as premailer writes an href back
+            assert link in email.html and a["url"] in email.text
+        # Listed stories carry no summary or "read the story" link; the whole ones do.
+        assert email.html.count('class="read-more"') == 2
+        assert email.text.count("\n- ") == 3
