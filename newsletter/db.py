@@ -5,13 +5,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, Insert, Table, create_engine, event
+from sqlalchemy import Engine, Insert, Table, any_, bindparam, create_engine, event, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.expression import ColumnElement
 
 from newsletter.config import get_settings
 
@@ -150,3 +151,29 @@ def exclusive(session: Session, name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+
+def one_of(session: Session, column: ColumnElement, values: Iterable[object]) -> ColumnElement:
+    """``column IN values``; on PostgreSQL ``column = ANY(:values)``, one array parameter.
+
+    psycopg parses a statement's placeholders in Python and caches the result only up to 50
+    parameters: a batch's ``IN`` of 200 ids was parsed afresh each time, ~5 ms a statement.
+    """
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def pairs_among(session: Session, first: ColumnElement, second: ColumnElement,
+                pairs: Iterable[tuple[object, object]]) -> ColumnElement:
+    """Rows whose (first, second) may be among ``pairs``: exactly on SQLite (a row-value
+    IN), a superset on PostgreSQL (each column ``= ANY``, see one_of), which the caller
+    filters. Our pairs are (edition, content key) with one edition or two, so it is exact
+    in practice."""
+    pairs = set(pairs)
+    if session.get_bind().dialect.name == "postgresql":
+        return one_of(session, first, {a for a, _ in pairs}) & \
+            one_of(session, second, {b for _, b in pairs})
+    return tuple_(first, second).in_(pairs)

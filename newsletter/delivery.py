@@ -133,7 +133,7 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
     ids = [r.id for r in page]
     planned = set(session.scalars(
         select(Delivery.reader_id).where(Delivery.edition_id == edition.id,
-                                         Delivery.reader_id.in_(ids))))
+                                         db.one_of(session, Delivery.reader_id, ids))))
     todo = [r for r in page if r.id not in planned]
     chosen = digests.decide_page(session, candidates, todo)
     if not chosen:
@@ -149,7 +149,7 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
     # carry the rest of what came before this cutoff (already_sent keeps out what this sent).
     if not (edition.kind == "digest" and edition.tags):
         session.execute(
-            update(Reader).where(Reader.id.in_([d.reader_id for d in chosen]))
+            update(Reader).where(db.one_of(session, Reader.id, [d.reader_id for d in chosen]))
             .values(last_digest_at=edition.cutoff_at)
         )
     events.record(session, events.DELIVERIES_QUEUED, edition_id=edition.id,
@@ -197,7 +197,7 @@ def _store_contents(session: Session, edition_id: int, chosen: list[digests.Dige
     # Keys an earlier page (or a concurrent planner) stored already: one query per page beats
     # a conflict per row, and the insert below still ignores a race lost meanwhile.
     stored = set(session.scalars(select(EditionDigest.content_key).where(
-        EditionDigest.edition_id == edition_id, EditionDigest.content_key.in_(list(new)))))
+        EditionDigest.edition_id == edition_id, db.one_of(session, EditionDigest.content_key, new))))
     rows = [{"edition_id": edition_id, "content_key": key,
              "items": digests.items(d.sections, d.corrections)}
             for key, d in new.items() if key not in stored]
@@ -234,7 +234,7 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
     paused_editions = select(Edition.id).where(Edition.status == "paused")
     claimed = session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == "queued",
+        .where(db.one_of(session, Delivery.id, delivery_ids), Delivery.status == "queued",
                Delivery.edition_id.not_in(paused_editions))
         .values(status="sending", claimed_at=now, attempts=Delivery.attempts + 1)
         .returning(Delivery.id, Delivery.edition_id, Delivery.reader_id, Delivery.content_key,
@@ -246,7 +246,7 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
         return batch.counts
     readers = dict(session.execute(
         select(Reader.id, Reader.email).where(
-            Reader.id.in_([c.reader_id for c in claimed if c.reader_id]),
+            db.one_of(session, Reader.id, [c.reader_id for c in claimed if c.reader_id]),
             Reader.status == "active")
     ).all())
     editions = {e.id: e for e in session.scalars(
@@ -389,7 +389,7 @@ def _record(session: Session, batch: _Batch) -> None:
     # The common outcome in one statement: an UPDATE per sent message cost more than its SMTP.
     sent = [o[0] for o in batch.outcomes if o[1] == "sent"]
     if sent:
-        session.execute(update(Delivery).where(Delivery.id.in_(sent))
+        session.execute(update(Delivery).where(db.one_of(session, Delivery.id, sent))
                         .values(status="sent", last_error=None, sent_at=now))
         counts["sent"] += len(sent)
         EMAILS.labels("edition", "sent", "").inc(len(sent))
@@ -447,7 +447,7 @@ def release(session: Session, delivery_ids: Sequence[int], *, requeue: bool) -> 
         return 0
     rows = session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == "sending")
+        .where(db.one_of(session, Delivery.id, delivery_ids), Delivery.status == "sending")
         .values(status="queued", attempts=Delivery.attempts - 1, claimed_at=None,
                 queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)

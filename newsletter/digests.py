@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, tuple_
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from newsletter import db
 from newsletter.editions import LOOKBACK
 from newsletter.models import (
     Article,
@@ -209,7 +210,7 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
     topics: dict[int, set[int]] = defaultdict(set)
     for reader_id, tag_id in session.execute(
         select(ReaderTopic.reader_id, ReaderTopic.tag_id)
-        .where(ReaderTopic.reader_id.in_([r[0] for r in rows]))
+        .where(db.one_of(session, ReaderTopic.reader_id, [r[0] for r in rows]))
     ):
         topics[reader_id].add(tag_id)
     # An alert's window is exact, so a story whose publish committed just after the previous
@@ -249,7 +250,7 @@ def history(session: Session, reader_ids: Collection[int], candidates: Candidate
         select(Delivery.reader_id, Delivery.edition_id, Delivery.content_key, Delivery.status,
                Delivery.claimed_at)
         .join(Edition, Edition.id == Delivery.edition_id)
-        .where(Delivery.reader_id.in_(list(reader_ids)))
+        .where(db.one_of(session, Delivery.reader_id, reader_ids))
     )
     if None not in arrivals:
         query = query.where(Edition.cutoff_at >= min(arrivals))
@@ -258,8 +259,8 @@ def history(session: Session, reader_ids: Collection[int], candidates: Candidate
         return found
     contents = dict(((e, k), items) for e, k, items in session.execute(
         select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
-        .where(tuple_(EditionDigest.edition_id, EditionDigest.content_key)
-               .in_({(d.edition_id, d.content_key) for d in deliveries}))))
+        .where(db.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
+                              {(d.edition_id, d.content_key) for d in deliveries}))))
     wanted = candidates.tag_ids.keys() | candidates.revised.keys()
     for d in deliveries:
         for kind, article_id, _tag_id, revision_id in contents.get((d.edition_id,
