@@ -158,6 +158,7 @@ def _partial(ctx: jinja2.runtime.Context, template: str, /, **values: Any) -> Ma
     """
     (name, value), *rest = values.items()
     rec = ctx.get("_nl_recorder")
+    text_groups = ctx.get("_nl_text_groups")
     where = (template, rec is not None, *rest)
 
     def render() -> str:
@@ -165,6 +166,8 @@ def _partial(ctx: jinja2.runtime.Context, template: str, /, **values: Any) -> Ma
             {**values, "_nl_recorder": _GROUPING} if rec is not None else values)
         return _group(out) if rec is not None and _F in out else out
     out = _rendered_once(where, value, render)
+    if text_groups is not None:
+        text_groups.append(out)
     if rec is None or not template.endswith(".html") or _F in out:
         return Markup(out)
     return _fragment(ctx, out)
@@ -233,9 +236,17 @@ def _inline(shell: str, fragments: list[str]) -> tuple[list[str], list[str]]:
     return _shell_parts(parts[0] + _REGION + parts[-1]), parts[1:-1]
 
 
-def _shell_parts(inlined: str) -> list[str]:
-    # [literal, slot index, literal, …, region, …]: found once per shell.
-    return _SLOT.split(inlined)
+def _shell_parts(inlined: str) -> list[Any]:
+    # [literal, slot index, literal, …] found once per shell; the literal holding the region
+    # as (before, after). Literals are Inlined: the same objects in every digest of the shell.
+    parts: list[Any] = _SLOT.split(inlined)
+    for k in range(0, len(parts), 2):
+        if _REGION in parts[k]:
+            before, after = parts[k].split(_REGION, 1)
+            parts[k] = (Inlined(before), Inlined(after))
+        else:
+            parts[k] = Inlined(parts[k])
+    return parts
 
 
 def render_html(template: str, context: Mapping[str, Any]) -> str:
@@ -288,9 +299,8 @@ def _render_html_parts(template: str, context: Mapping[str, Any]) -> list[str]:
     for k, part in enumerate(parts):
         if k % 2:
             out.append(_as_lxml_text(rec.slots[int(part)]))
-        elif _REGION in part:
-            before, after = part.split(_REGION, 1)
-            out += (before, *region, after)
+        elif type(part) is tuple:
+            out += (part[0], *region, part[1])
         else:
             out.append(part)
     return out
@@ -321,8 +331,33 @@ def _inlined(shell: str, template: str, key: str, number: int) -> str:
 
 def render(template: str, context: Mapping[str, Any]) -> rendering.RenderedEmail:
     """Like :func:`rendering.render`, with premailer per fragment and per shell."""
-    whole = rendering.render_text_parts(template, context)
+    groups: list[str] = []  # the text partials the body used directly (a digest's topics)
+    subject, text = rendering.render_text_parts(template, {**context, "_nl_text_groups": groups})
     parts = render_html_parts(template, context)
-    rendered = rendering.RenderedEmail(subject=whole[0], text=whole[1], html="".join(parts))
+    rendered = rendering.RenderedEmail(subject=subject, text=text, html="".join(parts))
     object.__setattr__(rendered, "_html_parts", parts)
+    object.__setattr__(rendered, "_text_parts", _text_pieces(text, groups))
     return rendered
+
+
+def _text_pieces(text: str, groups: list[str]) -> list[str]:
+    """``text`` cut around each group's lines as the whole text shows them, those being the
+    same Inlined objects in every digest (mime encodes them once). The cut is checked, not
+    assumed: a group not found as whole lines is simply left in the text."""
+    pieces: list[str] = []
+    at = 0
+    for raw in groups:
+        lines = _text_lines_of(raw)
+        found = text.find(lines, at) if lines else -1
+        if found < 0 or (found and text[found - 1] != "\n"):
+            continue
+        pieces += (text[at:found], lines)
+        at = found + len(lines)
+    pieces.append(text[at:])
+    return [p for p in pieces if p]
+
+
+@functools.lru_cache(maxsize=4096)  # a digest's topics, as every combination splits them
+def _text_lines_of(raw: str) -> str:
+    lines = rendering._text_lines(raw)
+    return Inlined(lines) if lines.strip() else ""

@@ -333,23 +333,34 @@ class _Body:
         self._encode(static)
 
     def _encode(self, static: list[str]) -> None:
-        """Encode a run of whole lines; Shared chunks that are whole lines themselves (an
-        article's inlined HTML) are encoded once per process, whatever digest they are in."""
+        """Encode a run of whole lines. The whole lines of a long Shared chunk (an article's
+        or a topic's inlined HTML, the layout around them) are encoded once per process,
+        whatever message they are in; the ends of lines it shares with its neighbours go
+        with them."""
         run: list[str] = []
         at_line_start = True
         for chunk in static:
-            if at_line_start and type(chunk) is Shared and len(chunk) >= _SHARED_CHUNK \
-                    and chunk[-1] == "\n":
-                if run:
-                    self.items.append(_qp_lines("".join(run)))
-                    run = []
-                self.items.append(_qp_shared(chunk))
-            else:
-                run.append(chunk)
-            at_line_start = chunk[-1] == "\n"
-        if run:
-            self.items.append(_qp_lines("".join(run)))
+            if type(chunk) is Shared and len(chunk) >= _SHARED_CHUNK:
+                start = 0 if at_line_start else chunk.find("\n") + 1
+                end = chunk.rfind("\n") + 1
+                # A new object when cut, but equal: the cache is by value.
+                whole = chunk[start:end] if start or end < len(chunk) else chunk
+                if len(whole) >= _SHARED_CHUNK and (start or at_line_start):
+                    run.append(chunk[:start])
+                    self._encode_run(run)
+                    self.items.append(_qp_shared(whole))
+                    run = [chunk[end:]]
+                    at_line_start = end == len(chunk)
+                    continue
+            run.append(chunk)
+            at_line_start = chunk[-1] == "\n" if chunk else at_line_start
+        self._encode_run(run)
         static.clear()
+
+    def _encode_run(self, run: list[str]) -> None:
+        text = "".join(run)
+        if text:
+            self.items.append(_qp_lines(text))
 
     def encode(self, values: Mapping[str, str]) -> bytes:
         out: list[bytes] = []
@@ -397,18 +408,26 @@ class Shared(str):
 
 
 # Shared chunks at least this long are cached encoded: an article's HTML (~1.5 kB) recurs in
-# thousands of digests. Shorter ones are cheaper to encode than to look up.
+# thousands of digests, a topic's section (~5-40 kB) in hundreds. Shorter ones are cheaper to
+# encode than to look up.
 _SHARED_CHUNK = 512
-_SHARED_CACHE = 8192
+# An edition's articles and sections fit many times over; bounded by size, not count, as
+# a section is twenty articles long.
+_SHARED_BYTES = 48 * 2**20
 _shared: dict[str, bytes] = {}
+_shared_size = 0
 
 
 def _qp_shared(chunk: str) -> bytes:
+    global _shared_size
     encoded = _shared.get(chunk)
     if encoded is None:
-        if len(_shared) >= _SHARED_CACHE:  # an edition's articles fit; start afresh after
-            _shared.clear()
-        encoded = _shared[chunk] = _qp_lines(chunk)
+        encoded = _qp_lines(chunk)
+        if _shared_size + 2 * len(encoded) > _SHARED_BYTES:  # the key and the value
+            _shared.clear()  # what the edition still uses comes back at once
+            _shared_size = 0
+        _shared[chunk] = encoded
+        _shared_size += 2 * len(encoded)
     return encoded
 
 

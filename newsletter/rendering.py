@@ -121,6 +121,8 @@ class RenderedEmail:
     _message: Any = field(default=None, init=False, repr=False, compare=False)
     # The HTML as the pieces fragments.render joined (shared article fragments among them).
     _html_parts: list[str] | None = field(default=None, init=False, repr=False, compare=False)
+    # The text likewise, with the digest's topic sections among its pieces.
+    _text_parts: list[str] | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def template_names() -> list[str]:

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from newsletter.mailer import (
     AuthenticationFailure,
@@ -675,3 +677,28 @@ def test_a_template_refuses_to_send_an_unfilled_placeholder() -> None:
     with pytest.raises(KeyError, match="email"):
         template.message(to_addr="r@example.org", message_id="<1@example.com>",
                          unsubscribe_url="https://news.example.com/u/x", values={})
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None)
+def test_shared_chunks_cut_anywhere_encode_as_the_whole_body(data) -> None:
+    """A Shared chunk need not be whole lines (the layout around a digest's articles ends
+    mid-line): its whole lines are encoded once per process, its ends with their neighbours,
+    and the message is still byte for byte the one built from the whole body."""
+    line = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"),
+                   min_size=20, max_size=120)
+    lines = data.draw(st.lists(line, min_size=40, max_size=80))
+    body = "\n".join(lines) + ("\n" * data.draw(st.integers(0, 1)))
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(body)), max_size=4))))
+    pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    shared = [Shared(p) if data.draw(st.booleans()) else p for p in pieces if p]
+    when = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    fast = MessageTemplate(from_addr="news@example.com", subject="Digest", text=shared,
+                           html=shared, list_id="<digest.news.example.com>").message(
+        to_addr="r@example.org", message_id="<1@example.com>",
+        unsubscribe_url="https://news.example.com/u/1", values={}, date=when)
+    slow = build_message(from_addr="news@example.com", to_addr="r@example.org",
+                         subject="Digest", text=body, html=body, message_id="<1@example.com>",
+                         list_id="<digest.news.example.com>",
+                         unsubscribe_url="https://news.example.com/u/1", date=when)
+    assert _boundary_free(fast) == _boundary_free(slow)
