@@ -27,6 +27,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,6 +41,7 @@ VAR = ROOT / "var" / "bench"
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 RESULTS_JSONL = ROOT / "bench" / "results.jsonl"
 PEER = Path(os.environ.get("BENCH_PEER", ROOT.parent / "shared" / "peers" / "django_newsletter.sh"))
+PEER_DIR = Path(os.environ.get("BENCH_PEER_DIR", "/tmp/nl-peer"))
 TAGS = 40
 # Worker pool size = SMTP connections (the ceiling uses as many); default: the cores.
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", os.cpu_count() or 2))
@@ -115,6 +117,37 @@ class Sink:
     def clear(self) -> None:
         for e in os.scandir(self.dump_dir):
             os.unlink(e.path)
+
+
+class PeerSink:
+    """The peer's own sink (``$PEER_DIR/sink.py``, aiosmtpd, written by the peer script), for
+    the same-size comparison: both sides measured against the same kind of sink."""
+
+    kind = "the peer's aiosmtpd sink"
+
+    def __init__(self, peer_dir: Path) -> None:
+        self.port = free_port()
+        self.stats = peer_dir / "ours-sink.json"
+        ready = peer_dir / "ours-ready"
+        ready.unlink(missing_ok=True)
+        self.stats.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(peer_dir / "sink.py"), "--port", str(self.port),
+             "--stats", str(self.stats), "--ready", str(ready)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(100):
+            if ready.exists():
+                break
+            time.sleep(0.1)
+        else:
+            self.proc.kill()
+            raise RuntimeError("the peer's sink did not start")
+        self.url = f"smtp://127.0.0.1:{self.port}"
+
+    def stop(self) -> dict:
+        self.proc.terminate()
+        self.proc.wait(10)
+        return json.loads(self.stats.read_text()) if self.stats.exists() else {}
 
 
 class TimestampSink:
@@ -289,8 +322,8 @@ def peak_rss_mb(pid: int) -> dict[str, float]:
 
 # ---------------------------------------------------------------- phases
 
-def run_edition(readers: int, articles: int, sink: Sink, tag: str,
-                profile: bool = False) -> dict:
+def run_edition(readers: int, articles: int, sink: Sink | PeerSink, tag: str,
+                profile: bool = False, **extra_env: str) -> dict:
     """Seed a fresh database, start a worker, send one weekly edition, measure it."""
     from newsletter import db, editions
     from newsletter.models import Delivery, Edition
@@ -299,7 +332,7 @@ def run_edition(readers: int, articles: int, sink: Sink, tag: str,
     log(f"[{tag}] fresh database {name}, seeding {readers} readers / {articles} articles")
     url = fresh_database(name)
     seed(url, readers, articles)
-    env = configure(url, sink.url)
+    env = configure(url, sink.url, **extra_env)
     worker = start_worker(env, tag)
     spy = None
     try:
@@ -397,15 +430,15 @@ def premailer_calls(directory: str | None,
     return int(total)
 
 
-def sample_message(readers: int = 200) -> bytes:
+def sample_message(readers: int = 200, articles: int = 300, **extra_env: str) -> bytes:
     """A real digest message from our renderer (same content shape as the run)."""
     from newsletter import content, db, editions
     from newsletter.models import Delivery, Edition
 
     name = f"bench_sample_{os.getpid()}"
     url = fresh_database(name)
-    seed(url, readers, 300)
-    configure(url, "smtp://127.0.0.1:9")
+    seed(url, readers, articles)
+    configure(url, "smtp://127.0.0.1:9", **extra_env)
     from newsletter import delivery, events
 
     events.set_dispatcher(lambda *_: True)  # plan in-process, send nothing
@@ -472,7 +505,7 @@ def peer(n: int) -> float | None:
         log(f"peer script not found at {PEER}")
         return None
     env = {**os.environ, "N": str(n), "RUNS": "1", "PORT": str(free_port()),
-           "PEER_DIR": os.environ.get("BENCH_PEER_DIR", "/tmp/nl-peer")}
+           "PEER_DIR": str(PEER_DIR)}
     proc = subprocess.run(["bash", str(PEER)], env=env, capture_output=True, text=True,
                           timeout=1200)
     out = proc.stdout + proc.stderr
@@ -482,6 +515,34 @@ def peer(n: int) -> float | None:
         log("peer produced no figure; see var/bench/peer.log")
         return None
     return float(m[-1])
+
+
+def peer_message_bytes() -> int | None:
+    """The peer's average message size, from its results.json."""
+    try:
+        return json.loads((PEER_DIR / "results.json").read_text())["avg_message_bytes"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+# The same-size run: a smaller week (fewer stories per digest) and three stories shown whole per
+# topic give digests of ~32 kB, the size of the peer's message (~33 kB).
+SAME_SIZE_ARTICLES = 200
+SAME_SIZE_LEAD = "3"
+
+
+def same_size(readers: int) -> dict:
+    """Our pipeline against the peer's kind of sink, with messages of the peer's size."""
+    sink = PeerSink(PEER_DIR)
+    try:
+        run = run_edition(readers, SAME_SIZE_ARTICLES, sink, "same",
+                          NEWSLETTER_DIGEST_LEAD_STORIES=SAME_SIZE_LEAD)
+    finally:
+        stats = sink.stop()
+        os.environ.pop("NEWSLETTER_DIGEST_LEAD_STORIES", None)
+    run["sink_stats"] = stats
+    run["avg_message_bytes"] = stats.get("bytes", 0) // max(stats.get("messages", 0), 1)
+    return run
 
 
 def alert_latency(n: int = 1000) -> dict:
@@ -575,29 +636,38 @@ def subscribe_throughput(total: int, clients: int = 50) -> dict:
         token = re.search(r'name="form_token" value="([^"]+)"', page).group(1)
         latencies: list[float] = []
         statuses: dict[int, int] = {}
+        host = f"127.0.0.1:{port}"
 
-        async def client(k: int, ac: httpx.AsyncClient) -> None:
-            for i in range(k, total, clients):
-                t = time.perf_counter()
-                r = await ac.post("/subscribe", data={
-                    "form_token": token, "email": f"sub{i}@example.org",
-                    "topics": ["topic-00", "topic-03"], "frequency": "weekly",
-                    "consent": "on"})
-                latencies.append(time.perf_counter() - t)
-                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        def request(i: int) -> bytes:
+            body = urlencode({"form_token": token, "email": f"sub{i}@example.org",
+                              "topics": ["topic-00", "topic-03"], "frequency": "weekly",
+                              "consent": "on"}, doseq=True).encode()
+            return (f"POST /subscribe HTTP/1.1\r\nHost: {host}\r\n"
+                    "Content-Type: application/x-www-form-urlencoded\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+        async def client(k: int) -> None:
+            # HTTP/1.1 by hand over one keep-alive connection, as a browser would hold one.
+            # httpx spent 4.6 ms of CPU per request on the same 2 cores as the server (a
+            # third of what the server spends): the load generator must not be measured.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                for i in range(k, total, clients):
+                    t = time.perf_counter()
+                    writer.write(request(i))
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+                    await reader.readexactly(length)
+                    latencies.append(time.perf_counter() - t)
+                    status = int(head[9:12])
+                    statuses[status] = statuses.get(status, 0) + 1
+            finally:
+                writer.close()
 
         async def main() -> float:
-            # A client (and connection) each, as 50 browsers would be. One AsyncClient shared
-            # by all 50 spent ~4 ms of this process's CPU per request in its connection pool
-            # and could not send more than ~230/s even to a server that answers at once.
-            acs = [httpx.AsyncClient(base_url=base, timeout=30) for _ in range(clients)]
-            try:
-                t0 = time.perf_counter()
-                await asyncio.gather(*(client(k, ac) for k, ac in enumerate(acs)))
-                return time.perf_counter() - t0
-            finally:
-                for ac in acs:
-                    await ac.aclose()
+            t0 = time.perf_counter()
+            await asyncio.gather(*(client(k) for k in range(clients)))
+            return time.perf_counter() - t0
 
         elapsed = asyncio.run(main())
         with db.session_scope() as s:
@@ -636,6 +706,7 @@ def report(args: argparse.Namespace, r: dict) -> None:
     rss_ratio = (round(big["peak_rss_total_mb"] / small["peak_rss_total_mb"], 2)
                  if small else None)
     alert, sub = r.get("alert") or {}, r.get("subscribe") or {}
+    same = r.get("same_size") or {}
     line = {
         "date": r["date"], "readers": big["readers"], "articles": big["articles"],
         "emails_per_s": eps, "peer_emails_per_s": peer_eps, "ceiling_emails_per_s": ceil_eps,
@@ -643,6 +714,9 @@ def report(args: argparse.Namespace, r: dict) -> None:
         "ceiling_smtplib_emails_per_s": r.get("ceiling_smtplib_emails_per_s"),
         "rss_ratio_100k_10k": rss_ratio, "alert_p95_s": alert.get("p95_s"),
         "subscribe_per_s": sub.get("per_s"), "subscribe_p99_ms": sub.get("p99_ms"),
+        "same_size_emails_per_s": same.get("emails_per_s"),
+        "same_size_message_bytes": same.get("avg_message_bytes"),
+        "peer_message_bytes": r.get("peer_message_bytes"),
     }
     with RESULTS_JSONL.open("a") as f:
         f.write(json.dumps(line) + "\n")
@@ -663,8 +737,14 @@ def report(args: argparse.Namespace, r: dict) -> None:
         "| --- | --- | --- |",
         f"| emails/s, {big['readers']} readers, {big['articles']} articles (first plan → last "
         f"delivery recorded) | {eps} ({big['sent']} sent in {big['seconds']} s) | ≥ 1,000 |",
-        f"| peer (django-newsletter, N={r.get('peer_n')}) emails/s | {peer_eps} | — |",
-        f"| ratio to the peer | {ratio(eps, peer_eps)} | ≥ 8 |",
+        f"| peer (django-newsletter, N={r.get('peer_n')}, {r.get('peer_message_bytes')} B "
+        f"messages, its aiosmtpd sink) emails/s | {peer_eps} | — |",
+        f"| same size: ours, {same.get('readers')} readers, {same.get('avg_message_bytes')} B "
+        f"messages, the peer's sink (same run) emails/s | {same.get('emails_per_s')} | — |",
+        f"| ratio to the peer, same size and sink | {ratio(same.get('emails_per_s'), peer_eps)} "
+        f"| ≥ 8 |",
+        f"| (ratio of the large run above, {r.get('message_bytes')} B to smtp-sink, to the "
+        f"peer) | {ratio(eps, peer_eps)} | — |",
         f"| raw ceiling (prebuilt {r.get('message_bytes')} B messages, {CONCURRENCY} "
         f"connections, our transport; smtplib.sendmail in brackets) emails/s | {ceil_eps} "
         f"({r.get('ceiling_smtplib_emails_per_s')}) | — |",
@@ -729,7 +809,12 @@ def main() -> None:
     if "peer" not in skip:
         r["peer_n"] = 2000
         r["peer_emails_per_s"] = peer(2000)
-        log(f"peer: {r['peer_emails_per_s']}/s")
+        r["peer_message_bytes"] = peer_message_bytes()
+        log(f"peer: {r['peer_emails_per_s']}/s, {r['peer_message_bytes']} B messages")
+        if (PEER_DIR / "sink.py").exists():
+            r["same_size"] = same_size(5_000 if args.quick else 20_000)
+            log(f"same size, peer's sink: {r['same_size']['emails_per_s']}/s, "
+                f"{r['same_size']['avg_message_bytes']} B messages")
     if "alert" not in skip:
         r["alert"] = alert_latency(1000)
         log(f"alert: {r['alert']}")
