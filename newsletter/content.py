@@ -40,6 +40,8 @@ def digest_context(session: Session, edition: Edition, content_key: str) -> dict
     items = _batch.get((edition.id, content_key))
     if items is None:
         content_versions(session, [(edition.id, content_key)])
+        if (edition.id, content_key) not in _batch:  # its ids were known: read its items
+            _load_items(session, [(edition.id, content_key)])
         items = _batch.get((edition.id, content_key), [])
     return context_from_rows(edition, _rows(items))
 
@@ -125,30 +127,54 @@ def content_versions(session: Session,
                      contents: Collection[tuple[int, str]]) -> dict[tuple[int, str], str]:
     """When the articles of each (edition, content key) last changed: part of the rendering
     cache key. Also keeps their rows, so that digest_context() needs no query of its own."""
-    stored = session.execute(
-        select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
-        .where(db.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
-                              contents))
-    ).all()
-    wanted = set(contents)
-    stored = [row for row in stored if (row.edition_id, row.content_key) in wanted]
-    article_ids = {item[1] for row in stored for item in row.items}
+    contents = set(contents)
+    _batch.clear()
+    _batch_rows["revisions"] = {}
+    # A digest's items never change once planned: a key met before needs only its articles'
+    # ids here, and its items (JSON, ~45 of them) are read again only if it is rendered.
+    missing = []
+    for c in contents:
+        if c in _article_ids:
+            _article_ids.move_to_end(c)
+        else:
+            missing.append(c)
+    if missing:
+        _load_items(session, missing)
+    ids = {c: _article_ids[c] for c in contents if c in _article_ids}
+    article_ids = set().union(*ids.values())
     articles = _articles(session, article_ids)
     tags = {t.id: t for t in session.execute(select(Tag.__table__))} if article_ids else {}
-    revision_ids = {item[3] for row in stored for item in row.items if item[3] is not None}
-    revisions = {r.id: r for r in session.execute(
-        select(ArticleRevision.__table__).where(ArticleRevision.id.in_(revision_ids)))
-    } if revision_ids else {}
-    _batch.clear()
-    _batch_rows.update(articles=articles, tags=tags, revisions=revisions)
+    _batch_rows.update(articles=articles, tags=tags)
     changed = {a: row.updated_at.isoformat() for a, row in articles.items()}
-    versions: dict[tuple[int, str], str] = {}
+    # An article deleted since planning is left out of the digest (and of its version).
+    return {c: max((changed[a] for a in article_ids_of if a in changed), default="")
+            for c, article_ids_of in ids.items()}
+
+
+# The article ids of digests met lately, by (edition, content key): as many as the encoded
+# templates kept (_TEMPLATE_CACHE_SIZE), a few hundred bytes each. A content key is a hash of
+# the digest's articles, so what it maps to cannot go stale.
+_article_ids: OrderedDict[tuple[int, str], tuple[int, ...]] = OrderedDict()
+
+
+def _load_items(session: Session, contents: Collection[tuple[int, str]]) -> None:
+    """Read the items of these digests (and the revisions they name) into the batch."""
+    wanted = set(contents)
+    stored = [row for row in session.execute(
+        select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
+        .where(db.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
+                              wanted))) if (row.edition_id, row.content_key) in wanted]
+    revision_ids = {item[3] for row in stored for item in row.items if item[3] is not None}
+    if revision_ids:
+        _batch_rows["revisions"].update((r.id, r) for r in session.execute(
+            select(ArticleRevision.__table__).where(ArticleRevision.id.in_(revision_ids))))
     for edition_id, content_key, items in stored:
         key = (edition_id, content_key)
         _batch[key] = items
-        # An article deleted since planning is left out of the digest (and of its version).
-        versions[key] = max((changed[i[1]] for i in items if i[1] in changed), default="")
-    return versions
+        _article_ids[key] = tuple(item[1] for item in items)
+        _article_ids.move_to_end(key)
+        if len(_article_ids) > _TEMPLATE_CACHE_SIZE:
+            _article_ids.popitem(last=False)
 
 
 def _rows(items: list[list[Any]]) -> list[tuple[Any, ...]]:

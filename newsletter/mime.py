@@ -411,9 +411,9 @@ class Shared(str):
 # thousands of digests, a topic's section (~5-40 kB) in hundreds. Shorter ones are cheaper to
 # encode than to look up.
 _SHARED_CHUNK = 512
-# An edition's articles and sections fit many times over; bounded by size, not count, as
-# a section is twenty articles long.
-_SHARED_BYTES = 48 * 2**20
+# An edition's articles and sections fit (a few hundred of each: 331 sections at 30,000
+# readers); bounded by size, not count, as a section can be dozens of articles long.
+_SHARED_BYTES = 24 * 2**20
 _shared: dict[str, bytes] = {}
 _shared_size = 0
 
