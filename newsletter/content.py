@@ -16,11 +16,13 @@ from newsletter.config import get_settings
 from newsletter.metrics import DIGEST_RENDERS
 from newsletter.models import Article, ArticleRevision, Edition, EditionDigest, Tag
 
-# Encoded messages of distinct digests kept per worker process: ~3 kB each, as the articles,
-# topics and layout they hold are shared (mime.Shared). A key recurs across an edition's
-# batches; at 30,000 readers (12,601 distinct digests) 8,192 entries render them 14,547
-# times and send 545 emails/s, where 1,024 entries sent 436/s (bench, 2026-11-28).
-_TEMPLATE_CACHE_SIZE = 8192
+# Encoded messages of distinct digests kept per worker process: ~10 kB each in memory (the
+# articles, topics and layout they hold are shared: mime.Shared). A key recurs across an
+# edition's batches. At 100,000 readers (30,402 distinct digests) 6,144 entries rendered
+# 43,563 times and sent 593/s with worker RSS x1.16 of the 10,000-reader run; 8,192 entries
+# rendered 40,895 times but RSS reached x1.23-1.24 against the 1.25 target; 1,024 entries
+# sent 436/s where 8,192 sent 545/s at 30,000 readers (bench, 2026-11-28).
+_TEMPLATE_CACHE_SIZE = 6144
 _templates: OrderedDict[tuple[int, str, str, str], mime.MessageTemplate] = OrderedDict()
 
 
@@ -155,6 +157,7 @@ def content_versions(session: Session,
 # templates kept (_TEMPLATE_CACHE_SIZE), a few hundred bytes each. A content key is a hash of
 # the digest's articles, so what it maps to cannot go stale.
 _article_ids: OrderedDict[tuple[int, str], tuple[int, ...]] = OrderedDict()
+_one_int: dict[int, int] = {}
 
 
 def _load_items(session: Session, contents: Collection[tuple[int, str]]) -> None:
@@ -171,7 +174,9 @@ def _load_items(session: Session, contents: Collection[tuple[int, str]]) -> None
     for edition_id, content_key, items in stored:
         key = (edition_id, content_key)
         _batch[key] = items
-        _article_ids[key] = tuple(item[1] for item in items)
+        # One int object per article id, not one per digest that names it (JSON gives new
+        # ones): 8,192 digests of ~45 ids are ~14 MB otherwise.
+        _article_ids[key] = tuple([_one_int.setdefault(item[1], item[1]) for item in items])
         _article_ids.move_to_end(key)
         if len(_article_ids) > _TEMPLATE_CACHE_SIZE:
             _article_ids.popitem(last=False)
