@@ -812,7 +812,7 @@ def main() -> None:
         r["peer_message_bytes"] = peer_message_bytes()
         log(f"peer: {r['peer_emails_per_s']}/s, {r['peer_message_bytes']} B messages")
         if (PEER_DIR / "sink.py").exists():
-            r["same_size"] = same_size(5_000 if args.quick else 20_000)
+            r["same_size"] = same_size(2_000 if args.quick else 20_000)
             log(f"same size, peer's sink: {r['same_size']['emails_per_s']}/s, "
                 f"{r['same_size']['avg_message_bytes']} B messages")
     if "alert" not in skip:
