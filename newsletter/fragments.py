@@ -12,6 +12,12 @@ With 100,000 readers on 1–5 of 40 topics almost every digest is distinct, so p
   per process for each distinct value and reuses the output, in every mode and in the text
   part too: a digest of thirty articles then costs thirty lookups, not thirty renderings.
   The name tells apart the call sites of one template that show the same value differently.
+* ``{{ partial("digest/section.html", section=section, lead_stories=5) }}``: a template
+  rendered with these values alone, once per process for each distinct first value. A
+  partial that is one article is a fragment; one made of fragments (a topic's section) is a
+  *group*, cached with its fragment markers (their numbers are process-wide) and joined once
+  inlined, so a digest costs a lookup per topic. In the text part the body's own partials
+  (the sections) are cut out of the finished text, to be encoded once per process too.
 * ``{% filter slot %}…{% endfilter %}`` around per-digest *text* (a title, a count, a list
   of topic names). Only text: slots must not hold tags, whose styles would then be skipped.
 
