@@ -39,13 +39,13 @@ def common_context() -> dict[str, Any]:
 
 def digest_context(session: Session, edition: Edition, content_key: str) -> dict[str, Any]:
     """The template context of the digest of one content key of an edition."""
-    items = _batch.get((edition.id, content_key))
-    if items is None:
-        content_versions(session, [(edition.id, content_key)])
-        if (edition.id, content_key) not in _batch:  # its ids were known: read its items
-            _load_items(session, [(edition.id, content_key)])
-        items = _batch.get((edition.id, content_key), [])
-    return context_from_rows(edition, _rows(items))
+    key = (edition.id, content_key)
+    if key not in _batch:
+        if key not in _batch_keys:  # not part of the batch being sent: its rows afresh
+            content_versions(session, [key])
+        if key not in _batch:  # versioned from its cached ids: its items are read now
+            _load_items(session, [key])
+    return context_from_rows(edition, _rows(_batch.get(key, [])))
 
 
 def context_from_rows(edition: Edition, rows: Sequence[Any]) -> dict[str, Any]:
@@ -123,6 +123,7 @@ def _article_item(article: Any, tz: ZoneInfo) -> dict[str, Any]:
 # rendering it. Rows are assembled only for a digest that is rendered (most are cached).
 _batch: dict[tuple[int, str], list[list[Any]]] = {}
 _batch_rows: dict[str, dict[int, Any]] = {"articles": {}, "tags": {}, "revisions": {}}
+_batch_keys: set[tuple[int, str]] = set()  # the digests content_versions() was last asked for
 
 
 def content_versions(session: Session,
@@ -131,6 +132,8 @@ def content_versions(session: Session,
     cache key. Also keeps their rows, so that digest_context() needs no query of its own."""
     contents = set(contents)
     _batch.clear()
+    _batch_keys.clear()
+    _batch_keys.update(contents)
     _batch_rows["revisions"] = {}
     # A digest's items never change once planned: a key met before needs only its articles'
     # ids here, and its items (JSON, ~45 of them) are read again only if it is rendered.
@@ -205,7 +208,9 @@ def _articles(session: Session, ids: Collection[int]) -> dict[int, Any]:
     if missing:
         if len(_article_rows) + len(missing) > _ARTICLE_ROWS:
             _article_rows.clear()
-        for row in session.execute(select(Article.__table__).where(db.one_of(session, Article.id, missing))):
+        rows = session.execute(
+            select(Article.__table__).where(db.one_of(session, Article.id, missing)))
+        for row in rows:
             _article_rows[(row.id, row.updated_at)] = row
     return {a: _article_rows[(a, at)] for a, at in versions if (a, at) in _article_rows}
 

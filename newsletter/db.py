@@ -153,7 +153,6 @@ def exclusive(session: Session, name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-
 def one_of(session: Session, column: ColumnElement, values: Iterable[object]) -> ColumnElement:
     """``column IN values``; on PostgreSQL ``column = ANY(:values)``, one array parameter.
 

@@ -162,7 +162,7 @@ def _partial(ctx: jinja2.runtime.Context, template: str, /, **values: Any) -> Ma
     *group*: a digest then costs a lookup per section, and its inlined HTML is joined
     once per process and shared by every digest that carries the section.
     """
-    (name, value), *rest = values.items()
+    (_, value), *rest = values.items()
     rec = ctx.get("_nl_recorder")
     text_groups = ctx.get("_nl_text_groups")
     where = (template, rec is not None, *rest)

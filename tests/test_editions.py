@@ -275,3 +275,35 @@ def test_bad_requests_change_nothing(fresh) -> None:
     with db.session_scope() as session, pytest.raises(editions.EditionError, match="dry run"):
         editions.request(session, "daily", dry_run=True, period="2026-11-28")
     assert count(Edition) == before
+
+
+def test_a_digest_versioned_from_cached_ids_renders_as_when_its_items_were_read(fresh) -> None:
+    """A digest met before is versioned from its cached article ids, its items not read; if
+    it must be rendered again (its template left the cache), its items are read then, and
+    the batch's other rows are kept."""
+    from newsletter import content
+
+    newsroom()
+    events.set_dispatcher(lambda *_: False)  # the worker stays out
+    try:
+        with db.session_scope() as session:
+            edition_id = editions.request(session, "weekly", source="test").id
+        with db.session_scope() as session:
+            delivery.plan(session, edition_id)
+            edition = session.get(Edition, edition_id)
+            keys = {(edition_id, k) for k in session.scalars(
+                select(Delivery.content_key).where(Delivery.edition_id == edition_id))}
+            assert len(keys) == 3  # syria, energy, both
+            first_versions = content.content_versions(session, keys)
+            first = {k: content.rendered_digest(session, edition, k[1]) for k in keys}
+            # The next batch of the edition meets the same digests again.
+            versions = content.content_versions(session, keys)
+            assert versions == first_versions
+            assert not content._batch  # versioned without reading their items
+            again = {k: content.rendered_digest(session, edition, k[1]) for k in sorted(keys)}
+    finally:
+        events.set_dispatcher(None)
+    for k in keys:
+        assert (again[k].subject, again[k].text, again[k].html) == \
+            (first[k].subject, first[k].text, first[k].html)
+    assert all("Summary of" in r.text for r in again.values())  # stories, not empty digests
