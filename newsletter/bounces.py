@@ -205,7 +205,7 @@ def _suppress(session: Session, reader: Reader, method: str, edition_id: int | N
         reader.unsubscribed_at = utcnow()
     if not (new_suppression or newly_unsubscribed):
         return False
-    consent.record(session, reader, "withdrawn", source="email", method=method,
+    consent.record(session, reader.id, reader.email, "withdrawn", source="email", method=method,
                    edition_id=edition_id, details=details)
     session.execute(
         update(Delivery)

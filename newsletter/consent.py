@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from newsletter.config import CONSENT_TEXT_VERSION, get_settings
-from newsletter.models import ConsentEvent, Reader
+from newsletter.models import ConsentEvent, utcnow
 
 ACTIONS = ("requested", "confirmed", "changed", "withdrawn")
 
@@ -19,7 +20,8 @@ def email_hash(email: str) -> str:
 
 def record(
     session: Session,
-    reader: Reader,
+    reader_id: int,
+    email: str,
     action: str,
     *,
     source: str,
@@ -28,13 +30,15 @@ def record(
     user_agent: str | None = None,
     edition_id: int | None = None,
     details: dict[str, Any] | None = None,
-) -> ConsentEvent:
-    """Append one ledger entry for ``reader`` with the consent text in force."""
+) -> None:
+    """Append one ledger entry for the reader with the consent text in force."""
     if action not in ACTIONS:
         raise ValueError(f"unknown consent action {action!r}")
-    entry = ConsentEvent(
-        reader_id=reader.id,
-        email_hash=email_hash(reader.email),
+    # A Core insert: an entry is never read back or changed in the transaction that
+    # writes it, so the unit of work would only add its cost (see subscriptions.subscribe).
+    session.execute(_INSERT, dict(
+        reader_id=reader_id,
+        email_hash=email_hash(email),
         action=action,
         source=source,
         method=method,
@@ -44,9 +48,11 @@ def record(
         user_agent=(user_agent or "")[:512] or None,
         edition_id=edition_id,
         details=details or {},
-    )
-    session.add(entry)
-    return entry
+        created_at=utcnow(),
+    ))
+
+
+_INSERT = insert(ConsentEvent.__table__)  # built once, run with parameters
 
 
 def suppress(session: Session, email: str, reason: str) -> None:

@@ -101,11 +101,14 @@ def upgrade(url: str | None = None, revision: str = "heads") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def insert_for(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT, which has ``on_conflict_do_*`` (PostgreSQL and SQLite alike)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
 def insert_ignoring_duplicates(session: Session, table: Table) -> Insert:
     """INSERT that skips rows whose primary key exists (another planner wrote them first)."""
-    if session.connection().dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+    return insert_for(session.get_bind().dialect.name, table).on_conflict_do_nothing()
 
 
 def refresh_statistics(session: Session, *tables: Table) -> None:

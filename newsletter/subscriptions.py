@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import timedelta
+from functools import cache
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import consent, events, tokens
+from newsletter import consent, db, events, tokens
 from newsletter.config import get_settings
-from newsletter.models import Delivery, Reader, Tag, utcnow
+from newsletter.models import Delivery, Reader, ReaderTopic, Tag, utcnow
 
 FREQUENCIES = ("immediate", "daily", "weekly")
 # A pending reader gets at most one confirmation email a day, so the form cannot be used
@@ -37,16 +38,26 @@ def normalise_email(raw: str) -> str:
     return email
 
 
-def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Tag]:
-    """The tags named by ``slugs``; raises SubscriptionError for none or unknown ones."""
-    wanted = sorted({s.strip().lower() for s in slugs if s and s.strip()})
+def _slugs(slugs: Iterable[str]) -> set[str]:
+    return {s.strip().lower() for s in slugs if s and s.strip()}
+
+
+def _topic_rows(session: Session, slugs: Iterable[str]) -> list[tuple[int, str]]:
+    """(id, slug) of the tags named by ``slugs``; SubscriptionError for none or unknown."""
+    wanted = _slugs(slugs)
     if not wanted:
         raise SubscriptionError("Choose at least one topic.", "topics")
-    found = session.scalars(select(Tag).where(Tag.slug.in_(wanted))).all()
-    unknown = set(wanted) - {t.slug for t in found}
+    found = session.execute(_FIND_TOPICS, {"slugs": sorted(wanted)}).all()
+    unknown = wanted - {slug for _id, slug in found}
     if unknown:
         raise SubscriptionError(f"Unknown topic: {', '.join(sorted(unknown))}.", "topics")
-    return sorted(found, key=lambda t: t.name)
+    return [tuple(r) for r in found]
+
+
+def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Tag]:
+    """The tags named by ``slugs``; raises SubscriptionError for none or unknown ones."""
+    ids = [tag_id for tag_id, _slug in _topic_rows(session, slugs)]
+    return sorted(session.scalars(select(Tag).where(Tag.id.in_(ids))), key=lambda t: t.name)
 
 
 def _check_frequency(frequency: str) -> str:
@@ -71,6 +82,31 @@ def form_errors(session: Session, email: str, topics: Iterable[str], frequency: 
     return errors
 
 
+# subscribe()'s statements, built once (per dialect) and run with parameters: building a
+# Core statement costs more CPU than PostgreSQL spends running it.
+_READERS, _LINKS, _TAGS = Reader.__table__, ReaderTopic.__table__, Tag.__table__
+_FIND_TOPICS = select(_TAGS.c.id, _TAGS.c.slug).where(
+    _TAGS.c.slug.in_(bindparam("slugs", expanding=True)))
+_DROP_OTHER_TOPICS = delete(_LINKS).where(
+    _LINKS.c.reader_id == bindparam("reader_id"),
+    _LINKS.c.tag_id.not_in(bindparam("tag_ids", expanding=True)))
+
+
+@cache
+def _upsert_reader(dialect: str):
+    insert = db.insert_for(dialect, _READERS)
+    return insert.on_conflict_do_update(
+        index_elements=[_READERS.c.email],
+        set_={"status": insert.excluded.status, "frequency": insert.excluded.frequency},
+        where=_READERS.c.status != "active",
+    ).returning(_READERS.c.id, _READERS.c.created_at)
+
+
+@cache
+def _add_topics(dialect: str):
+    return db.insert_for(dialect, _LINKS).on_conflict_do_nothing()
+
+
 def subscribe(
     session: Session,
     email: str,
@@ -81,33 +117,44 @@ def subscribe(
     source: str = "form",
     ip: str | None = None,
     user_agent: str | None = None,
-) -> Reader:
+) -> int:
     """Ask for a subscription; nothing is active until the reader confirms by email.
 
-    The caller answers the same way whatever state the address was in (no enumeration);
-    an already active reader is left as is — changes go through their preferences link.
-    Bad input raises SubscriptionError before anything is written (the form relies on it).
+    Returns the reader's id. The caller answers the same way whatever state the address was
+    in (no enumeration); an already active reader is left as is — changes go through their
+    preferences link. Bad input raises SubscriptionError before anything is written (the
+    form relies on it).
+
+    Written with Core statements, not the unit of work: this is the form a campaign or a
+    breaking story sends thousands of readers to at once, and the ORM's flush of a reader,
+    their topics, the consent entry and the outbox event cost more CPU than the rest of
+    the request (bench/RESULTS.md, subscribe).
     """
     email = normalise_email(email)
-    tags = resolve_topics(session, topics)
+    tag_ids = [tag_id for tag_id, _slug in _topic_rows(session, topics)]
     _check_frequency(frequency)
     if not consent_given:
         raise SubscriptionError("Please tick the box to agree to receive the newsletter.",
                                 "consent")
-    reader = session.scalar(select(Reader).where(Reader.email == email))
-    if reader is not None and reader.status == "active":
-        return reader
-    if reader is None:
-        reader = Reader(email=email, status="pending", source=source)
-        session.add(reader)
-    reader.status = "pending"
-    reader.frequency = frequency
-    reader.topics = tags
-    session.flush()
-    consent.record(session, reader, "requested", source=source, ip=ip, user_agent=user_agent,
-                   details={"topics": [t.slug for t in tags], "frequency": frequency})
-    events.record(session, events.READER_SUBSCRIBED, reader_id=reader.id)
-    return reader
+    now = utcnow()
+    dialect = session.get_bind().dialect.name
+    # An address seen before becomes pending again with the new choices, unless it is
+    # active: then no row comes back and nothing is written.
+    row = session.execute(_upsert_reader(dialect), {
+        "email": email, "status": "pending", "frequency": frequency, "source": source,
+        "created_at": now}).first()
+    if row is None:
+        return session.scalar(select(Reader.id).where(Reader.email == email))
+    reader_id, created_at = row
+    if created_at != now:  # an existing row (a new one carries our own timestamp)
+        session.execute(_DROP_OTHER_TOPICS, {"reader_id": reader_id, "tag_ids": tag_ids})
+    session.execute(_add_topics(dialect),
+                    [{"reader_id": reader_id, "tag_id": tag_id} for tag_id in tag_ids])
+    consent.record(session, reader_id, email, "requested", source=source, ip=ip,
+                   user_agent=user_agent,
+                   details={"topics": sorted(_slugs(topics)), "frequency": frequency})
+    events.record(session, events.READER_SUBSCRIBED, reader_id=reader_id)
+    return reader_id
 
 
 def confirmation_due(reader: Reader) -> bool:
@@ -131,7 +178,7 @@ def confirm(session: Session, token: str, *, ip: str | None = None,
         raise tokens.InvalidToken("this link was replaced by a later choice")
     reader.status = "active"
     reader.confirmed_at = utcnow()
-    consent.record(session, reader, "confirmed", source="email", method="link", ip=ip,
+    consent.record(session, reader.id, reader.email, "confirmed", source="email", method="link", ip=ip,
                    user_agent=user_agent,
                    details={"topics": [t.slug for t in reader.topics],
                             "frequency": reader.frequency})
@@ -195,7 +242,7 @@ def change_preferences(
             reader.paused_until.isoformat() if reader.paused_until else None, until.isoformat()]
         reader.paused_until = until
     if changes:
-        consent.record(session, reader, "changed", source="web", method="preferences", ip=ip,
+        consent.record(session, reader.id, reader.email, "changed", source="web", method="preferences", ip=ip,
                        user_agent=user_agent, details=changes)
     return changes
 
@@ -212,7 +259,7 @@ def resubscribe(session: Session, token: str, *, consent_given: bool, ip: str | 
     reader.status = "active"
     reader.unsubscribed_at = None
     reader.confirmed_at = utcnow()
-    consent.record(session, reader, "confirmed", source="web", method="resubscribe", ip=ip,
+    consent.record(session, reader.id, reader.email, "confirmed", source="web", method="resubscribe", ip=ip,
                    user_agent=user_agent,
                    details={"topics": [t.slug for t in reader.topics],
                             "frequency": reader.frequency})
@@ -229,7 +276,7 @@ def unsubscribe(session: Session, token: str, *, method: str, ip: str | None = N
     reader.status = "unsubscribed"
     reader.unsubscribed_at = utcnow()
     edition_id = data.get("e") if isinstance(data.get("e"), int) else None
-    consent.record(session, reader, "withdrawn", source="email", method=method, ip=ip,
+    consent.record(session, reader.id, reader.email, "withdrawn", source="email", method=method, ip=ip,
                    user_agent=user_agent, edition_id=edition_id,
                    details={"reason": reason[:500]} if reason else {})
     session.execute(

@@ -49,10 +49,8 @@ def add_readers(readers: dict[str, list[str]]) -> dict[str, int]:
         ids = {}
         for email, topics in readers.items():
             with db.session_scope() as session:
-                reader = subscriptions.subscribe(session, email, topics, "weekly",
-                                                 consent_given=True, source="api")
-                session.flush()
-                ids[email] = reader.id
+                ids[email] = subscriptions.subscribe(session, email, topics, "weekly",
+                                                     consent_given=True, source="api")
             with db.session_scope() as session:
                 subscriptions.confirm(session, tokens.make("confirm", ids[email], email))
         return ids

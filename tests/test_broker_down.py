@@ -3,6 +3,7 @@ the first failed dispatch makes later requests leave their events to the relay a
 
 from __future__ import annotations
 
+import threading
 import time
 
 from fastapi.testclient import TestClient
@@ -37,3 +38,32 @@ def test_requests_do_not_wait_on_a_dead_broker(tmp_path) -> None:
             OutboxEvent.dispatched_at.is_(None)))
         assert waiting == 4  # the article's event and three confirmations, for the relay
     events.set_dispatcher(None)  # the next tests have a live broker again
+
+
+def test_events_handed_to_the_background_wait_for_the_relay_when_the_broker_is_down(
+        tmp_path) -> None:
+    """The web server's way (its lifespan turns background dispatch on): the answer comes at
+    once, the dispatch thread fails to reach the broker, and the rows wait for the relay."""
+    dead = f"redis://127.0.0.1:{free_port('127.0.0.1')}/0"
+    configure(tmp_path, f"sqlite:///{tmp_path / 'down.db'}", dead, "smtp://127.0.0.1:9")
+    db.upgrade()
+    events.set_dispatcher(None)
+    with TestClient(create_app()) as client:
+        timings = []
+        for n in range(3):
+            started = time.monotonic()
+            r = post_subscribe(client, email=f"bg{n}@example.com", topics=["syria"],
+                               frequency="daily", consent="yes") if n else client.post(
+                "/api/articles", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                json={"url": "https://news.example/a/1", "title": "Seed", "tags": ["Syria"]})
+            timings.append(time.monotonic() - started)
+            assert r.status_code in (200, 201), r.text
+        assert max(timings) < 1.0, timings  # nobody waited on the dead broker's connect
+        assert "outbox-dispatch" in {t.name for t in threading.enumerate()}
+        assert events.flush_background(timeout=60)
+    with db.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Reader)) == 2
+        waiting = session.scalar(select(func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.dispatched_at.is_(None)))
+    assert waiting == 3  # the article's event and two confirmations, for the relay
+    events.set_dispatcher(None)

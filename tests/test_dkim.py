@@ -47,8 +47,8 @@ def test_received_messages_carry_a_valid_signature(dkim_key, backend, fresh) -> 
         articles.publish(session, {"url": "https://news.example/a/1", "title": "Aid reaches Idlib",
                                    "summary": "Convoys crossed at dawn.", "tags": ["Syria"]})
     with db.session_scope() as session:
-        reader = subscriptions.subscribe(session, "signed@example.com", ["syria"], "weekly",
-                                         consent_given=True)
+        reader = session.get(Reader, subscriptions.subscribe(
+            session, "signed@example.com", ["syria"], "weekly", consent_given=True))
         session.flush()
         token = tokens.make("confirm", reader.id, reader.email)
     fresh.smtp.wait_for(1)

@@ -305,7 +305,8 @@ def _active(email: str) -> int:
         if session.scalar(select(Tag).where(Tag.slug == "syria")) is None:
             session.add(Tag(name="Syria", slug="syria"))
             session.flush()
-        reader = subscriptions.subscribe(session, email, ["syria"], "weekly", consent_given=True)
+        reader = session.get(Reader, subscriptions.subscribe(
+            session, email, ["syria"], "weekly", consent_given=True))
         reader.status = "active"
         session.flush()
         return reader.id

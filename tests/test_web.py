@@ -44,11 +44,11 @@ def test_subscribe_answers_identically_for_every_address_state(client) -> None:
     new = client.post("/subscribe", data=form("new@example.com"))
     pending = client.post("/subscribe", data=form("new@example.com"))
     with db.session_scope() as session:
-        r = subscriptions.subscribe(session, "active@example.com", ["syria"], "daily",
-                                    consent_given=True)
+        r = session.get(Reader, subscriptions.subscribe(
+            session, "active@example.com", ["syria"], "daily", consent_given=True))
         r.status = "active"
-        r2 = subscriptions.subscribe(session, "gone@example.com", ["syria"], "daily",
-                                     consent_given=True)
+        r2 = session.get(Reader, subscriptions.subscribe(
+            session, "gone@example.com", ["syria"], "daily", consent_given=True))
         r2.status = "unsubscribed"
     active = client.post("/subscribe", data=form("active@example.com"))
     gone = client.post("/subscribe", data=form("gone@example.com"))
@@ -95,7 +95,8 @@ def test_form_lists_topics_with_consent_text(client) -> None:
 
 def reader_and_tokens(email: str) -> tuple[int, dict[str, str]]:
     with db.session_scope() as session:
-        r = subscriptions.subscribe(session, email, ["syria"], "weekly", consent_given=True)
+        r = session.get(Reader, subscriptions.subscribe(
+            session, email, ["syria"], "weekly", consent_given=True))
         session.flush()
         return r.id, {p: tokens.make(p, r.id, r.email) for p in tokens.PURPOSES}
 

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from newsletter import db, editions, logs, privacy, reconcile, tokens
+from newsletter import db, editions, events, logs, privacy, reconcile, tokens
 from newsletter.config import DEV_SECRET_KEY, get_settings
 from newsletter.metrics import exposition
 from newsletter.web import api, api_bounces, api_privacy, pages
@@ -78,7 +78,13 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     pool_size = getattr(db.get_engine().pool, "size", None)
     if callable(pool_size):
         anyio.to_thread.current_default_thread_limiter().total_tokens = max(pool_size(), 2)
-    yield
+    # A request answers once its transaction has committed; its events go to the broker
+    # from a thread of this process (see events._Background). Stopping, send what is left.
+    events.dispatch_in_background()
+    try:
+        yield
+    finally:
+        events.dispatch_in_background(False)
 
 
 def _json_error(status: int):

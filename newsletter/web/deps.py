@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,12 +61,19 @@ class RequestSession(Session):
             self._connection = None
 
 
-def get_session() -> Iterator[Session]:
+@contextmanager
+def request_session() -> Iterator[Session]:
+    """A request's session, for a route that opens it in its own thread (see pages.subscribe)."""
     session = RequestSession(expire_on_commit=False)
     try:
         yield session
     finally:
         session.close()
+
+
+def get_session() -> Iterator[Session]:
+    with request_session() as session:
+        yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
