@@ -28,6 +28,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
+from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -605,10 +606,18 @@ def alert_latency(n: int = 1000) -> dict:
         drop_database(name)
 
 
-def subscribe_throughput(total: int, clients: int = 50) -> dict:
-    """The real web app under uvicorn; 50 concurrent clients POST /subscribe."""
-    import httpx
+def subscribe_throughput(total: int, clients: int = 50, paced_rate: float = 300.0,
+                         paced_seconds: float = 10.0) -> dict:
+    """The real web app under uvicorn; 50 concurrent clients POST /subscribe, twice.
 
+    Saturated: each client sends its next request as soon as the last is answered (a closed
+    loop), which gives the most the server answers per second; its latency is then mostly
+    queueing, mean = clients / throughput (Little's law), so it says little of a request's
+    own cost. Paced: the same 50 clients together offer ``paced_rate`` requests a second,
+    each on a fixed schedule, and a request's latency counts from when it was due, not when
+    it was sent (a late schedule is not forgiven: no coordinated omission). That is the
+    latency a reader sees while the site takes the target rate.
+    """
     from newsletter import db
     from newsletter.models import Reader
 
@@ -625,59 +634,69 @@ def subscribe_throughput(total: int, clients: int = 50) -> dict:
                            stderr=open(VAR / "web.log", "wb"),  # noqa: SIM115
                            start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    host = f"127.0.0.1:{port}"
     try:
         for _ in range(200):
             try:
-                httpx.get(base + "/healthz", timeout=1)
+                page = urlopen(base + "/subscribe", timeout=1).read().decode()  # noqa: S310
                 break
-            except httpx.HTTPError:
+            except OSError:
                 time.sleep(0.1)
-        page = httpx.get(base + "/subscribe").text
         token = re.search(r'name="form_token" value="([^"]+)"', page).group(1)
-        latencies: list[float] = []
-        statuses: dict[int, int] = {}
-        host = f"127.0.0.1:{port}"
 
-        def request(i: int) -> bytes:
-            body = urlencode({"form_token": token, "email": f"sub{i}@example.org",
+        def request(address: str) -> bytes:
+            body = urlencode({"form_token": token, "email": address,
                               "topics": ["topic-00", "topic-03"], "frequency": "weekly",
                               "consent": "on"}, doseq=True).encode()
             return (f"POST /subscribe HTTP/1.1\r\nHost: {host}\r\n"
                     "Content-Type: application/x-www-form-urlencoded\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
-        async def client(k: int) -> None:
-            # HTTP/1.1 by hand over one keep-alive connection, as a browser would hold one.
-            # httpx spent 4.6 ms of CPU per request on the same 2 cores as the server (a
-            # third of what the server spends): the load generator must not be measured.
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            try:
-                for i in range(k, total, clients):
-                    t = time.perf_counter()
-                    writer.write(request(i))
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
-                    await reader.readexactly(length)
-                    latencies.append(time.perf_counter() - t)
-                    status = int(head[9:12])
-                    statuses[status] = statuses.get(status, 0) + 1
-            finally:
-                writer.close()
+        async def run(prefix: str, count: int, interval: float | None) -> dict:
+            latencies: list[float] = []
+            statuses: dict[int, int] = {}
 
-        async def main() -> float:
-            t0 = time.perf_counter()
-            await asyncio.gather(*(client(k) for k in range(clients)))
-            return time.perf_counter() - t0
+            async def client(k: int, t0: float) -> None:
+                # HTTP/1.1 by hand over one keep-alive connection, as a browser would hold
+                # one. httpx spent 4.6 ms of CPU per request on the same 2 cores as the
+                # server (a third of what the server spent): the load generator must not be
+                # what is measured.
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                try:
+                    for n, i in enumerate(range(k, count, clients)):
+                        due = time.perf_counter()
+                        if interval is not None:
+                            due = t0 + (k / clients + n) * interval
+                            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                        writer.write(request(f"{prefix}{i}@example.org"))
+                        head = await reader.readuntil(b"\r\n\r\n")
+                        length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+                                     .group(1))
+                        await reader.readexactly(length)
+                        latencies.append(time.perf_counter() - due)
+                        status = int(head[9:12])
+                        statuses[status] = statuses.get(status, 0) + 1
+                finally:
+                    writer.close()
 
-        elapsed = asyncio.run(main())
-        with db.session_scope() as s:
-            stored = s.scalar(select(func.count()).select_from(Reader)
-                              .where(Reader.email.like("sub%@example.org")))
-        lat = sorted(latencies)
-        return {"requests": total, "clients": clients, "per_s": round(total / elapsed, 1),
-                "p50_ms": round(lat[len(lat) // 2] * 1000, 1),
-                "p99_ms": round(lat[min(len(lat) - 1, math.ceil(len(lat) * 0.99) - 1)] * 1000, 1),
-                "statuses": statuses, "stored": stored}
+            t0 = time.perf_counter() + 0.05
+            await asyncio.gather(*(client(k, t0) for k in range(clients)))
+            elapsed = time.perf_counter() - t0
+            with db.session_scope() as s:
+                stored = s.scalar(select(func.count()).select_from(Reader)
+                                  .where(Reader.email.like(f"{prefix}%@example.org")))
+            lat = sorted(latencies)
+            return {"requests": count, "clients": clients, "per_s": round(count / elapsed, 1),
+                    "p50_ms": round(lat[len(lat) // 2] * 1000, 1),
+                    "p99_ms": round(lat[min(len(lat) - 1, math.ceil(len(lat) * 0.99) - 1)]
+                                    * 1000, 1),
+                    "statuses": statuses, "stored": stored}
+
+        saturated = asyncio.run(run("sub", total, None))
+        paced_count = int(paced_rate * paced_seconds)
+        paced = asyncio.run(run("paced", paced_count, clients / paced_rate))
+        paced["offered_per_s"] = paced_rate
+        return {**saturated, "paced": paced}
     finally:
         web.terminate()
         try:
@@ -706,6 +725,7 @@ def report(args: argparse.Namespace, r: dict) -> None:
     rss_ratio = (round(big["peak_rss_total_mb"] / small["peak_rss_total_mb"], 2)
                  if small else None)
     alert, sub = r.get("alert") or {}, r.get("subscribe") or {}
+    paced = sub.get("paced") or {}
     same = r.get("same_size") or {}
     line = {
         "date": r["date"], "readers": big["readers"], "articles": big["articles"],
@@ -713,7 +733,10 @@ def report(args: argparse.Namespace, r: dict) -> None:
         "premailer_calls": big["premailer_calls"], "distinct_digests": big["distinct_digests"],
         "ceiling_smtplib_emails_per_s": r.get("ceiling_smtplib_emails_per_s"),
         "rss_ratio_100k_10k": rss_ratio, "alert_p95_s": alert.get("p95_s"),
-        "subscribe_per_s": sub.get("per_s"), "subscribe_p99_ms": sub.get("p99_ms"),
+        # subscribe_p99_ms: at the target's rate, offered by 50 paced clients (the issue's
+        # "≥ 300/s, p99 < 100 ms"); the saturated run's p99 is queueing (see subscribe_throughput).
+        "subscribe_per_s": sub.get("per_s"), "subscribe_p99_ms": paced.get("p99_ms"),
+        "subscribe_saturated_p99_ms": sub.get("p99_ms"),
         "same_size_emails_per_s": same.get("emails_per_s"),
         "same_size_message_bytes": same.get("avg_message_bytes"),
         "peer_message_bytes": r.get("peer_message_bytes"),
@@ -758,8 +781,13 @@ def report(args: argparse.Namespace, r: dict) -> None:
         f"{big['peak_rss_total_mb']} MB (× {rss_ratio}) | ≤ 1.25× |",
         f"| alert publish → sink, {alert.get('received')} readers, p50 / p95 | "
         f"{alert.get('p50_s')} s / {alert.get('p95_s')} s | p95 ≤ 1 s |",
-        f"| POST /subscribe, 50 clients | {sub.get('per_s')}/s, p99 {sub.get('p99_ms')} ms, "
-        f"stored {sub.get('stored')}/{sub.get('requests')} | ≥ 300/s, p99 < 100 ms, all stored |",
+        f"| POST /subscribe, 50 clients, saturated (closed loop) | {sub.get('per_s')}/s, p50 "
+        f"{sub.get('p50_ms')} ms, p99 {sub.get('p99_ms')} ms, stored "
+        f"{sub.get('stored')}/{sub.get('requests')} | ≥ 300/s, all stored |",
+        f"| POST /subscribe, 50 clients offering {paced.get('offered_per_s')}/s (paced) | "
+        f"{paced.get('per_s')}/s answered, p50 {paced.get('p50_ms')} ms, p99 "
+        f"{paced.get('p99_ms')} ms, stored {paced.get('stored')}/{paced.get('requests')} | "
+        f"p99 < 100 ms, all stored |",
         "",
         "<details><summary>raw figures</summary>",
         "",
@@ -821,7 +849,8 @@ def main() -> None:
         r["alert"] = alert_latency(1000)
         log(f"alert: {r['alert']}")
     if "subscribe" not in skip:
-        r["subscribe"] = subscribe_throughput(600 if args.quick else 3000)
+        r["subscribe"] = subscribe_throughput(600 if args.quick else 3000,
+                                              paced_seconds=3 if args.quick else 10)
         log(f"subscribe: {r['subscribe']}")
     report(args, r)
 
