@@ -543,6 +543,21 @@ def same_size(readers: int) -> dict:
         os.environ.pop("NEWSLETTER_DIGEST_LEAD_STORIES", None)
     run["sink_stats"] = stats
     run["avg_message_bytes"] = stats.get("bytes", 0) // max(stats.get("messages", 0), 1)
+    # What this sink takes at most: prebuilt messages of this shape over the same number of
+    # connections. It is a Python process on the same 2 cores, so no sender, ours or the
+    # peer's, can get more than this through it; the ratio to the peer is bounded by it.
+    try:
+        message = sample_message(articles=SAME_SIZE_ARTICLES,
+                                 NEWSLETTER_DIGEST_LEAD_STORIES=SAME_SIZE_LEAD)
+    finally:
+        os.environ.pop("NEWSLETTER_DIGEST_LEAD_STORIES", None)
+    sink = PeerSink(PEER_DIR)
+    try:
+        run["sink_ceiling_emails_per_s"] = round(
+            ceiling(sink, message, min(readers, 10_000)), 1)
+        run["sink_ceiling_message_bytes"] = len(message)
+    finally:
+        sink.stop()
     return run
 
 
@@ -739,6 +754,7 @@ def report(args: argparse.Namespace, r: dict) -> None:
         "subscribe_saturated_p99_ms": sub.get("p99_ms"),
         "same_size_emails_per_s": same.get("emails_per_s"),
         "same_size_message_bytes": same.get("avg_message_bytes"),
+        "peer_sink_ceiling_emails_per_s": same.get("sink_ceiling_emails_per_s"),
         "peer_message_bytes": r.get("peer_message_bytes"),
     }
     with RESULTS_JSONL.open("a") as f:
@@ -766,6 +782,10 @@ def report(args: argparse.Namespace, r: dict) -> None:
         f"messages, the peer's sink (same run) emails/s | {same.get('emails_per_s')} | — |",
         f"| ratio to the peer, same size and sink | {ratio(same.get('emails_per_s'), peer_eps)} "
         f"| ≥ 8 |",
+        f"| the peer's sink alone: prebuilt {same.get('sink_ceiling_message_bytes')} B messages, "
+        f"{CONCURRENCY} connections, emails/s (bounds any sender through it; ÷ peer) | "
+        f"{same.get('sink_ceiling_emails_per_s')} "
+        f"({ratio(same.get('sink_ceiling_emails_per_s'), peer_eps)}) | — |",
         f"| (ratio of the large run above, {r.get('message_bytes')} B to smtp-sink, to the "
         f"peer) | {ratio(eps, peer_eps)} | — |",
         f"| raw ceiling (prebuilt {r.get('message_bytes')} B messages, {CONCURRENCY} "
