@@ -187,6 +187,11 @@ def fresh_database(name: str) -> str:
     with admin.connect() as c:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         c.execute(text(f'CREATE DATABASE "{name}"'))
+        # Each phase starts from a quiet server: the previous phase's dirty pages (the
+        # 100,000-reader run writes gigabytes) are written now, not by a checkpoint spread
+        # over the next phases (measured: subscribe p99 at 300/s 111 ms after the large run
+        # against 43-59 ms alone). pgbench starts its runs the same way.
+        c.execute(text("CHECKPOINT"))
     admin.dispose()
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
     from newsletter import db
