@@ -38,26 +38,33 @@ def normalise_email(raw: str) -> str:
     return email
 
 
-def _slugs(slugs: Iterable[str]) -> set[str]:
-    return {s.strip().lower() for s in slugs if s and s.strip()}
-
-
-def _topic_rows(session: Session, slugs: Iterable[str]) -> list[tuple[int, str]]:
-    """(id, slug) of the tags named by ``slugs``; SubscriptionError for none or unknown."""
-    wanted = _slugs(slugs)
+def _wanted(slugs: Iterable[str]) -> list[str]:
+    wanted = sorted({s.strip().lower() for s in slugs if s and s.strip()})
     if not wanted:
         raise SubscriptionError("Choose at least one topic.", "topics")
-    found = session.execute(_FIND_TOPICS, {"slugs": sorted(wanted)}).all()
-    unknown = wanted - {slug for _id, slug in found}
+    return wanted
+
+
+def _check_known(wanted: list[str], found: Iterable[str]) -> None:
+    unknown = set(wanted) - set(found)
     if unknown:
         raise SubscriptionError(f"Unknown topic: {', '.join(sorted(unknown))}.", "topics")
-    return [tuple(r) for r in found]
 
 
 def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Tag]:
     """The tags named by ``slugs``; raises SubscriptionError for none or unknown ones."""
-    ids = [tag_id for tag_id, _slug in _topic_rows(session, slugs)]
-    return sorted(session.scalars(select(Tag).where(Tag.id.in_(ids))), key=lambda t: t.name)
+    wanted = _wanted(slugs)
+    found = session.scalars(select(Tag).where(Tag.slug.in_(wanted))).all()
+    _check_known(wanted, (t.slug for t in found))
+    return sorted(found, key=lambda t: t.name)
+
+
+def _topic_ids(session: Session, slugs: Iterable[str]) -> tuple[list[str], list[int]]:
+    """``resolve_topics`` without ORM objects: the slugs and the ids of their tags."""
+    wanted = _wanted(slugs)
+    found = session.execute(_FIND_TOPICS, {"slugs": wanted}).all()
+    _check_known(wanted, (slug for _id, slug in found))
+    return wanted, [tag_id for tag_id, _slug in found]
 
 
 def _check_frequency(frequency: str) -> str:
@@ -131,7 +138,7 @@ def subscribe(
     the request (bench/RESULTS.md, subscribe).
     """
     email = normalise_email(email)
-    tag_ids = [tag_id for tag_id, _slug in _topic_rows(session, topics)]
+    slugs, tag_ids = _topic_ids(session, topics)
     _check_frequency(frequency)
     if not consent_given:
         raise SubscriptionError("Please tick the box to agree to receive the newsletter.",
@@ -152,7 +159,7 @@ def subscribe(
                     [{"reader_id": reader_id, "tag_id": tag_id} for tag_id in tag_ids])
     consent.record(session, reader_id, email, "requested", source=source, ip=ip,
                    user_agent=user_agent,
-                   details={"topics": sorted(_slugs(topics)), "frequency": frequency})
+                   details={"topics": slugs, "frequency": frequency})
     events.record(session, events.READER_SUBSCRIBED, reader_id=reader_id)
     return reader_id
 

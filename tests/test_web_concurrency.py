@@ -1,10 +1,11 @@
 """Many readers subscribing at once, against the real app under uvicorn.
 
 The web process dispatches its outbox events from a thread of its own, after answering;
-each reader must still get their confirmation. A request's session used to take a second pooled connection for the outbox's after-commit
-step while still holding its first: with 40 request threads and a pool of 10, every thread
-held one and waited for another until the pool timed out (the subscribe benchmark found it:
-50 clients, nothing answered for 30 s). Each subscription must be answered and stored.
+each reader must still get their confirmation. A request's session used to take a second
+pooled connection for the outbox's after-commit step while still holding its first: with
+40 request threads and a pool of 10, every thread held one and waited for another until the
+pool timed out (the subscribe benchmark found it: 50 clients, nothing answered for 30 s).
+Each subscription must be answered and stored.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import time
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from newsletter import db
+from newsletter import db, events
 from newsletter.models import OutboxEvent, Reader, Tag
 from tests.conftest import live_web
 
@@ -75,3 +76,42 @@ def test_sixty_readers_subscribing_at_once_are_all_answered_and_stored(backend, 
             break
         time.sleep(0.1)
     assert undispatched == 0
+
+
+@pytest.mark.parametrize("backend", ["embedded", "postgres_redis"], indirect=True)
+def test_subscribing_again_replaces_the_choices_of_a_pending_reader_only(backend, fresh) -> None:
+    """subscribe() is an upsert on the address: a pending or unsubscribed reader takes the
+    new topics and frequency (one more consent entry, one more confirmation); an active one
+    is left exactly as it was."""
+    from newsletter import subscriptions
+    from newsletter.models import ConsentEvent
+
+    events.set_dispatcher(lambda *_: True)  # no worker needed: only the rows are checked
+    try:
+        with db.session_scope() as session:
+            session.add_all([Tag(slug=s, name=s.title()) for s in ("syria", "jordan", "iraq")])
+        with db.session_scope() as session:
+            first = subscriptions.subscribe(session, "again@example.org", ["syria", "jordan"],
+                                            "weekly", consent_given=True)
+            calm = subscriptions.subscribe(session, "calm@example.org", ["syria"], "weekly",
+                                           consent_given=True)
+            session.execute(update(Reader).where(Reader.id == calm).values(status="active"))
+        with db.session_scope() as session:
+            again = subscriptions.subscribe(session, "Again@Example.org ", ["iraq", "jordan"],
+                                            "daily", consent_given=True)
+            still = subscriptions.subscribe(session, "calm@example.org", ["iraq"], "daily",
+                                            consent_given=True)
+        assert (again, still) == (first, calm)
+        with db.session_scope() as session:
+            again_reader, calm_reader = session.get(Reader, first), session.get(Reader, calm)
+            assert (again_reader.status, again_reader.frequency) == ("pending", "daily")
+            assert sorted(t.slug for t in again_reader.topics) == ["iraq", "jordan"]
+            assert (calm_reader.status, calm_reader.frequency) == ("active", "weekly")
+            assert [t.slug for t in calm_reader.topics] == ["syria"]
+            ledger = session.execute(select(ConsentEvent.reader_id, ConsentEvent.details)
+                                     .order_by(ConsentEvent.id)).all()
+            assert [(r, d["topics"]) for r, d in ledger] == [
+                (first, ["jordan", "syria"]), (calm, ["syria"]), (first, ["iraq", "jordan"])]
+            assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 3
+    finally:
+        events.set_dispatcher(None)
