@@ -52,12 +52,12 @@ def make(purpose: str, reader_id: int, email: str, **extra: Any) -> str:
 
 def make_form_token() -> str:
     """A time-stamped token for the public form: bots that post without loading it fail."""
-    return URLSafeTimedSerializer(get_settings().secret_key, salt="newsletter.form").dumps(1)
+    return _serializer_for(get_settings().secret_key, "form").dumps(1)
 
 
 def form_token_age(token: str, max_age_s: float) -> float:
     """Seconds since the form was served; raises InvalidToken/ExpiredToken."""
-    serializer = URLSafeTimedSerializer(get_settings().secret_key, salt="newsletter.form")
+    serializer = _serializer_for(get_settings().secret_key, "form")  # every subscribe checks one
     try:
         _, signed_at = serializer.loads(token or "", max_age=max_age_s, return_timestamp=True)
     except SignatureExpired as exc:
