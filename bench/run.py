@@ -662,6 +662,8 @@ def subscribe_throughput(total: int, clients: int = 50, paced_rate: float = 300.
                 break
             except OSError:
                 time.sleep(0.1)
+        else:
+            raise RuntimeError(f"the web server did not answer; see {VAR / 'web.log'}")
         token = re.search(r'name="form_token" value="([^"]+)"', page).group(1)
 
         def request(address: str) -> bytes:
