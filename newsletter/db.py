@@ -7,6 +7,7 @@ import hashlib
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 from sqlalchemy import Engine, Insert, Table, any_, bindparam, create_engine, event, tuple_
@@ -108,7 +109,14 @@ def insert_for(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
 
 def insert_ignoring_duplicates(session: Session, table: Table) -> Insert:
     """INSERT that skips rows whose primary key exists (another planner wrote them first)."""
-    return insert_for(session.get_bind().dialect.name, table).on_conflict_do_nothing()
+    return _ignoring_duplicates(session.get_bind().dialect.name, table)
+
+
+@cache
+def _ignoring_duplicates(dialect: str, table: Table) -> Insert:
+    # Built once per dialect and table and run with parameters: a statement is immutable,
+    # and building it costs more than running it on the subscribe path.
+    return insert_for(dialect, table).on_conflict_do_nothing()
 
 
 def refresh_statistics(session: Session, *tables: Table) -> None:

@@ -109,11 +109,6 @@ def _upsert_reader(dialect: str):
     ).returning(_READERS.c.id, _READERS.c.created_at)
 
 
-@cache
-def _add_topics(dialect: str):
-    return db.insert_for(dialect, _LINKS).on_conflict_do_nothing()
-
-
 def subscribe(
     session: Session,
     email: str,
@@ -155,7 +150,7 @@ def subscribe(
     reader_id, created_at = row
     if created_at != now:  # an existing row (a new one carries our own timestamp)
         session.execute(_DROP_OTHER_TOPICS, {"reader_id": reader_id, "tag_ids": tag_ids})
-    session.execute(_add_topics(dialect),
+    session.execute(db.insert_ignoring_duplicates(session, _LINKS),
                     [{"reader_id": reader_id, "tag_id": tag_id} for tag_id in tag_ids])
     consent.record(session, reader_id, email, "requested", source=source, ip=ip,
                    user_agent=user_agent,

@@ -112,16 +112,15 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str) -> H
         if website or age < settings.form_min_seconds:
             SUBSCRIBE_REQUESTS.labels("bot").inc()
             return check_inbox(request)  # a bot: answer as if all went well, store nothing
-        email, topics, frequency, consent = (form[k] for k in ("email", "topics", "frequency",
-                                                                "consent"))
+        fields = form["email"], form["topics"], form["frequency"]
         try:
-            subscriptions.subscribe(session, email, topics, frequency, consent_given=consent,
+            subscriptions.subscribe(session, *fields, consent_given=form["consent"],
                                     source="form", **who)
         except subscriptions.SubscriptionError as exc:
             # subscribe() checks its input before it writes anything, so a bad form costs a
             # second look here (to show every problem at once) and a good one only one.
             session.rollback()
-            if errors := subscriptions.form_errors(session, email, topics, frequency, consent):
+            if errors := subscriptions.form_errors(session, *fields, form["consent"]):
                 SUBSCRIBE_REQUESTS.labels("invalid").inc()
                 return subscribe_form(request, session, form, errors, 422)
             return subscribe_form(request, session, form, {exc.field or "email": str(exc)}, 422)
