@@ -84,12 +84,21 @@ class Candidates:
     by_tag: dict[int, list[int]] = field(default_factory=dict)
     # article → its latest substantial revision inside the window, for readers who got it.
     revised: dict[int, Revised] = field(default_factory=dict)
+    # (topics, last digest) → the digest of every reader who has them and no history among
+    # these articles: readers share topic sets (40 topics, 1-5 each, popularity skewed).
+    shared: dict[tuple[frozenset[int], datetime | None], Any] = field(default_factory=dict)
+
+    # article → its place in a digest's sections: newest published first (then higher id).
+    rank: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Index by tag so a reader costs the articles on their topics, not all of them.
         for article_id, tag_ids in self.tag_ids.items():
             for tag_id in tag_ids:
                 self.by_tag.setdefault(tag_id, []).append(article_id)
+        newest_first = sorted(self.tag_ids, key=lambda a: (self.published_at[a], a),
+                              reverse=True)
+        self.rank = {a: i for i, a in enumerate(newest_first)}
 
     def __len__(self) -> int:
         return len(self.tag_ids) + len(self.revised)
@@ -287,9 +296,30 @@ def decide_page(session: Session, candidates: Candidates,
     if not ids:
         return []
     past = history(session, ids, candidates)
+    # Only a reader with history among these articles needs deciding alone; the others'
+    # digests depend on their topics and last digest only (half the planner's Python).
+    particular = {r for r, _ in past.carried} | {r for r, _ in past.corrections}
     return [d for r in page
-            if (d := decide(r, candidates, past.carried, past.received, past.corrections))
-            is not None]
+            if (d := decide(r, candidates, past.carried, past.received, past.corrections)
+                if r.id in particular else _shared_digest(r, candidates)) is not None]
+
+
+# Topic sets kept per edition planned: ~1 kB each (a digest's sections). At 100,000 readers
+# there are ~30,000 distinct digests, but the popular sets recur most.
+_SHARED_DIGESTS = 8192
+_NOTHING = Digest(0, (), "")  # cached "nothing new for these topics"
+
+
+def _shared_digest(reader: ReaderRow, candidates: Candidates) -> Digest | None:
+    key = (reader.topic_ids, reader.last_digest_at)
+    shared = candidates.shared.get(key)
+    if shared is None:
+        if len(candidates.shared) >= _SHARED_DIGESTS:
+            candidates.shared.clear()
+        shared = candidates.shared[key] = decide(reader, candidates, frozenset()) or _NOTHING
+    if shared is _NOTHING:
+        return None
+    return Digest(reader.id, shared.sections, shared.content_key, shared.corrections)
 
 
 def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]],
@@ -306,21 +336,29 @@ def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]]
         follows = follows & candidates.filter_tag_ids
     if not follows:
         return None
-    sections: dict[int, list[int]] = defaultdict(list)
-    mine = {a for t in follows for a in candidates.by_tag.get(t, ())}
-    for article_id in mine:
-        tag_ids = candidates.tag_ids[article_id]
-        if (reader.id, article_id) in sent:
+    sections: dict[int, list[int]] = {}
+    by_tag, tag_ids, ingested_at = candidates.by_tag, candidates.tag_ids, candidates.ingested_at
+    mine = {a for t in follows for a in by_tag.get(t, ())}
+    last = reader.last_digest_at
+    # Newest first, so each section comes out in its order with no sort of its own.
+    for article_id in sorted(mine, key=candidates.rank.__getitem__):
+        if sent and (reader.id, article_id) in sent:
             continue
-        if reader.last_digest_at and candidates.ingested_at[article_id] <= reader.last_digest_at:
+        if last and ingested_at[article_id] <= last:
             continue
-        home = next((t for t in tag_ids if t in follows), None)
-        if home is not None:
+        tags = tag_ids[article_id]
+        home = tags[0] if len(tags) == 1 else next(t for t in tags if t in follows)
+        if home in sections:
             sections[home].append(article_id)
-    fixes = corrections_for(reader.id, follows, candidates, got or {}, carried)
+        else:
+            sections[home] = [article_id]
+    fixes = corrections_for(reader.id, follows, candidates, got or {}, carried) \
+        if candidates.revised else ()
     if not sections and not fixes:
         return None
-    ordered = order_sections(sections, candidates.published_at, candidates.tag_names)
+    names = candidates.tag_names
+    ordered = tuple(Section(tag_id, tuple(ids)) for tag_id, ids in
+                    sorted(sections.items(), key=lambda kv: (-len(kv[1]), names[kv[0]])))
     return Digest(reader.id, ordered, content_key(ordered, fixes), fixes)
 
 
@@ -362,6 +400,16 @@ def items(sections: tuple[Section, ...],
     """What an EditionDigest stores: [kind, article, tag, revision] in the email's order."""
     return [*(["new", a, s.tag_id, None] for s in sections for a in s.article_ids),
             *(["correction", c.article_id, c.tag_id, c.revision_id] for c in corrections)]
+
+
+def items_json(sections: tuple[Section, ...],
+               corrections: tuple[Correction, ...] = ()) -> str:
+    """:func:`items` as JSON text, written directly: they are only ints (json.dumps of a
+    digest's ~45 lists was 5 % of planning)."""
+    return "[" + ",".join([
+        *(f'["new",{a},{s.tag_id},null]' for s in sections for a in s.article_ids),
+        *(f'["correction",{c.article_id},{c.tag_id},{c.revision_id}]' for c in corrections),
+    ]) + "]"
 
 
 def content_key(sections: tuple[Section, ...], corrections: tuple[Correction, ...] = ()) -> str:
