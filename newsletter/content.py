@@ -105,6 +105,11 @@ _ITEM_CACHE = 4096  # articles of the last weeks, a few hundred bytes each
 def _article_item(article: Any, tz: ZoneInfo) -> dict[str, Any]:
     """An article as templates see it; the same dict for every digest that carries it
     (templates only read it), so a digest costs a lookup per article, not a strftime."""
+    # By the row object first: the rows of a batch are the same objects in every digest
+    # (_articles keeps them), and an int key is cheaper to hash than (id, datetime, zone).
+    seen = _items_by_row.get(id(article))
+    if seen is not None and seen[0] is article and seen[1] is tz:
+        return seen[2]
     key = (article.id, article.updated_at, tz.key)
     item = _items.get(key)
     if item is None:
@@ -115,7 +120,14 @@ def _article_item(article: Any, tz: ZoneInfo) -> dict[str, Any]:
         }
         if len(_items) > _ITEM_CACHE:
             _items.popitem(last=False)
+    if len(_items_by_row) >= _ITEM_CACHE:
+        _items_by_row.clear()
+    # The row is kept with its item, so its id cannot be reused while the entry lives.
+    _items_by_row[id(article)] = (article, tz, item)
     return item
+
+
+_items_by_row: dict[int, tuple[Any, ZoneInfo, dict[str, Any]]] = {}
 
 
 # The digests of the batch being sent and the rows they name, loaded by content_versions() in
@@ -299,7 +311,7 @@ def _shared_pieces(parts: list[str]) -> list[str | tuple[str]]:
     out: list[str | tuple[str]] = []
     for part in parts:
         if type(part) is fragments.Inlined and "__nl_" not in part:
-            out.append(mime.Shared(part))
+            out.append(part)  # an Inlined is a mime.Shared: the same object every time
         else:
             out.extend(_with_placeholders(part))
     return out

@@ -44,7 +44,7 @@ import jinja2
 import lxml.html
 from markupsafe import Markup
 
-from newsletter import rendering
+from newsletter import mime, rendering
 
 _F = "\x01"  # fragment boundary in the Jinja output (never in escaped template output)
 _REGION = "<!--nl-fragments-->"
@@ -64,9 +64,10 @@ _groups: OrderedDict[tuple[str, int], str] = OrderedDict()
 _lock = threading.Lock()
 
 
-class Inlined(str):
+class Inlined(mime.Shared):
     """An inlined fragment (an article, a heading): the same object in every digest that
-    carries it, so what is built from it (its encoded form) can be shared too."""
+    carries it, so what is built from it (its encoded form) can be shared too: mime encodes
+    it once per process, found by this very object (its hash computed once)."""
 
     __slots__ = ()
 

@@ -340,7 +340,7 @@ class _Body:
         run: list[str] = []
         at_line_start = True
         for chunk in static:
-            if type(chunk) is Shared and len(chunk) >= _SHARED_CHUNK:
+            if isinstance(chunk, Shared) and len(chunk) >= _SHARED_CHUNK:
                 start = 0 if at_line_start else chunk.find("\n") + 1
                 end = chunk.rfind("\n") + 1
                 # A new object when cut, but equal: the cache is by value.
