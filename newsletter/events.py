@@ -10,6 +10,7 @@ an event dispatched twice does no harm.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -99,18 +100,25 @@ def _dispatch(events: Sequence[tuple[int, str, dict[str, Any]]], *,
     dispatcher = _get_dispatcher()
     if dispatcher is None or (not relay and time.monotonic() < _broker_down_until):
         return []
-    done = []
-    for event_id, name, payload in events:
-        try:
-            if dispatcher(event_id, name, payload):
-                done.append(event_id)
-        except Exception:  # the broker is down: the relay will retry from the table
-            _broker_down_until = time.monotonic() + BROKER_BACKOFF_S
-            log.warning("dispatch of event %s (%s) failed; left for the relay", event_id, name,
-                        exc_info=True)
-            break
-    else:
-        _broker_down_until = 0.0
+    done: list[int] = []
+    # A dispatcher may publish many events as one batch (workers.dispatch: one pipelined
+    # write to Redis); then none counts as sent until the batch has left.
+    batch = getattr(dispatcher, "batch", None) if len(events) > 1 else None
+    current: tuple[int, str] | None = None
+    try:
+        with batch() if batch is not None else contextlib.nullcontext():
+            for event_id, name, payload in events:
+                current = (event_id, name)
+                if dispatcher(event_id, name, payload):
+                    done.append(event_id)
+            current = None
+    except Exception:  # the broker is down: the relay will retry from the table
+        _broker_down_until = time.monotonic() + BROKER_BACKOFF_S
+        what = f"event {current[0]} ({current[1]})" if current else f"{len(done)} events"
+        log.warning("dispatch of %s failed; left for the relay", what, exc_info=True)
+        # In a batch nothing is known to have arrived; alone, those before the failure did.
+        return [] if batch is not None else done
+    _broker_down_until = 0.0
     return done
 
 

@@ -67,3 +67,43 @@ def test_events_handed_to_the_background_wait_for_the_relay_when_the_broker_is_d
             OutboxEvent.dispatched_at.is_(None)))
     assert waiting == 3  # the article's event and two confirmations, for the relay
     events.set_dispatcher(None)
+
+
+def _commit_events(count: int) -> list[int]:
+    with db.session_scope() as session:
+        ids = [events.record(session, events.READER_SUBSCRIBED, reader_id=900 + n)
+               for n in range(count)]
+        session.commit()  # dispatched inline after the commit, as workers and the CLI do
+    return ids
+
+
+def _undispatched(ids: list[int]) -> int:
+    with db.session_scope() as session:
+        return session.scalar(select(func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.id.in_(ids), OutboxEvent.dispatched_at.is_(None)))
+
+
+def test_events_committed_together_reach_redis_as_one_batch_or_wait_for_the_relay(
+        tmp_path) -> None:
+    """workers.dispatch publishes several events in one pipelined write; they count as
+    dispatched only once it has reached the broker."""
+    import redis
+
+    from tests.conftest import _fresh_redis
+
+    broker = _fresh_redis()
+    configure(tmp_path, f"sqlite:///{tmp_path / 'batch.db'}", broker, "smtp://127.0.0.1:9")
+    db.upgrade()
+    queue = redis.Redis.from_url(broker)
+    ids = _commit_events(5)
+    assert _undispatched(ids) == 0
+    # The five tasks are in the queue, each naming its reader (nothing else consumes it).
+    bodies = [m.decode() for m in queue.lrange("newsletter", 0, -1)]
+    assert len(bodies) == 5 and all("send_confirmation" in b for b in bodies)
+
+    dead = f"redis://127.0.0.1:{free_port('127.0.0.1')}/0"
+    configure(tmp_path, f"sqlite:///{tmp_path / 'batch.db'}", dead, "smtp://127.0.0.1:9")
+    ids = _commit_events(5)
+    assert _undispatched(ids) == 5  # not one marked: the batch never left
+    queue.flushdb()
+    events.set_dispatcher(None)
