@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from datetime import timedelta
 from functools import cache
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import any_, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from newsletter import consent, db, events, tokens
@@ -62,7 +63,8 @@ def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Tag]:
 def _topic_ids(session: Session, slugs: Iterable[str]) -> tuple[list[str], list[int]]:
     """``resolve_topics`` without ORM objects: the slugs and the ids of their tags."""
     wanted = _wanted(slugs)
-    found = session.execute(_FIND_TOPICS, {"slugs": wanted}).all()
+    found = session.execute(_find_topics(session.get_bind().dialect.name),
+                            {"slugs": wanted}).all()
     _check_known(wanted, (slug for _id, slug in found))
     return wanted, [tag_id for tag_id, _slug in found]
 
@@ -92,8 +94,18 @@ def form_errors(session: Session, email: str, topics: Iterable[str], frequency: 
 # subscribe()'s statements, built once (per dialect) and run with parameters: building a
 # Core statement costs more CPU than PostgreSQL spends running it.
 _READERS, _LINKS, _TAGS = Reader.__table__, ReaderTopic.__table__, Tag.__table__
-_FIND_TOPICS = select(_TAGS.c.id, _TAGS.c.slug).where(
-    _TAGS.c.slug.in_(bindparam("slugs", expanding=True)))
+
+
+@cache
+def _find_topics(dialect: str):
+    # On PostgreSQL one array parameter: an expanding IN is rewritten for every call.
+    if dialect == "postgresql":
+        return select(_TAGS.c.id, _TAGS.c.slug).where(_TAGS.c.slug == any_(
+            bindparam("slugs", type_=postgresql.ARRAY(_TAGS.c.slug.type))))
+    return select(_TAGS.c.id, _TAGS.c.slug).where(
+        _TAGS.c.slug.in_(bindparam("slugs", expanding=True)))
+
+
 _DROP_OTHER_TOPICS = delete(_LINKS).where(
     _LINKS.c.reader_id == bindparam("reader_id"),
     _LINKS.c.tag_id.not_in(bindparam("tag_ids", expanding=True)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -35,17 +34,11 @@ def web(host: str = "127.0.0.1", port: int = 8000,
         workers: Annotated[int | None, typer.Option(
             min=1, help="Processes to serve with (default: NEWSLETTER_WEB_WORKERS).")] = None) -> None:
     """Serve the reader pages and the admin API."""
-    import uvicorn
+    from newsletter.web import serve
 
     settings = get_settings()
     settings.ensure_var()
-    # The worker processes share one listening socket, and libuv (uvloop) accepts every
-    # pending connection at once: the first process awake took ~75 % of 50 keep-alive
-    # connections, and with them the load, while the other idled (subscribe, 50 clients:
-    # 174-222/s). One accept per wake-up lets the processes take turns (298-382/s).
-    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
-    uvicorn.run("newsletter.web.app:app", host=host, port=port, proxy_headers=True,
-                workers=workers or settings.web_workers)
+    serve.serve(host, port, workers or settings.web_workers)
 
 
 @app.command()
