@@ -356,9 +356,7 @@ def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]]
         if candidates.revised else ()
     if not sections and not fixes:
         return None
-    names = candidates.tag_names
-    ordered = tuple(Section(tag_id, tuple(ids)) for tag_id, ids in
-                    sorted(sections.items(), key=lambda kv: (-len(kv[1]), names[kv[0]])))
+    ordered = _fullest_first(sections, candidates.tag_names)
     return Digest(reader.id, ordered, content_key(ordered, fixes), fixes)
 
 
@@ -388,11 +386,15 @@ def corrections_for(reader_id: int, follows: frozenset[int], candidates: Candida
 def order_sections(sections: dict[int, list[int]], published_at: dict[int, datetime],
                    tag_names: dict[int, str]) -> tuple[Section, ...]:
     """Sections from the fullest to the thinnest (then by name), articles newest first."""
-    return tuple(
-        Section(tag_id, tuple(sorted(ids, key=lambda a: (published_at[a], a), reverse=True)))
-        for tag_id, ids in sorted(sections.items(),
-                                  key=lambda kv: (-len(kv[1]), tag_names[kv[0]]))
-    )
+    return _fullest_first({tag_id: sorted(ids, key=lambda a: (published_at[a], a), reverse=True)
+                           for tag_id, ids in sections.items()}, tag_names)
+
+
+def _fullest_first(sections: dict[int, list[int]],
+                   tag_names: dict[int, str]) -> tuple[Section, ...]:
+    """Sections (their articles already in order) from the fullest to the thinnest."""
+    return tuple(Section(tag_id, tuple(ids)) for tag_id, ids in
+                 sorted(sections.items(), key=lambda kv: (-len(kv[1]), tag_names[kv[0]])))
 
 
 def items(sections: tuple[Section, ...],
