@@ -1,0 +1,44 @@
+"""The commands operators run: `newsletter worker` and `newsletter beat` become Celery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from newsletter import db
+from newsletter.config import child_env, get_settings
+from tests.conftest import configure
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_the_worker_and_beat_commands_become_celery(tmp_path) -> None:
+    """`newsletter worker` and `newsletter beat` replace themselves with Celery (execve)."""
+    configure(tmp_path, f"sqlite:///{tmp_path / 'cmd.db'}", "", "smtp://127.0.0.1:9")
+    db.upgrade()
+    newsletter = str(Path(sys.executable).with_name("newsletter"))
+    for args, expected in ((["worker", "--concurrency", "1"], b"worker"), (["beat"], b"beat")):
+        log = (tmp_path / f"{args[0]}.log").open("wb")
+        proc = subprocess.Popen([newsletter, *args], env=child_env(get_settings()),
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while not (b"celery" in _cmdline(proc.pid) and expected in _cmdline(proc.pid)):
+                assert proc.poll() is None, (tmp_path / f"{args[0]}.log").read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
