@@ -69,8 +69,14 @@ def record(session: Session, name: str, **payload: Any) -> int:
     """
     event_id = session.execute(_INSERT, {"name": name, "payload": payload,
                                          "created_at": utcnow(), "attempts": 0}).scalar_one()
-    session.info.setdefault(_PENDING, []).append((event_id, name, payload))
+    recorded(session, event_id, name, payload)
     return event_id
+
+
+def recorded(session: Session, event_id: int, name: str, payload: dict[str, Any]) -> None:
+    """Dispatch after commit an event the caller wrote itself (subscribe: in its one
+    statement) with this id, name and payload."""
+    session.info.setdefault(_PENDING, []).append((event_id, name, payload))
 
 
 def record_many(session: Session, name: str, payloads: Sequence[dict[str, Any]]) -> None:

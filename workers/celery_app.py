@@ -71,14 +71,23 @@ def make_app(settings: Settings) -> Celery:
 
 
 _apps: dict[str, Celery] = {}
+# The app of the settings object last asked about: get_app() runs for every task published,
+# and resolving the var dir (a realpath: a system call per path component) cost more than
+# the lookup it keys.
+_last: tuple[Settings, Celery] | None = None
 
 
 def get_app() -> Celery:
     """The app for the current settings (tests switch brokers within one process)."""
+    global _last
     settings = get_settings()
+    last = _last
+    if last is not None and last[0] is settings:
+        return last[1]
     key = f"{settings.broker}|{settings.var_dir.resolve()}"
     if key not in _apps:
         _apps[key] = make_app(settings)
+    _last = (settings, _apps[key])
     return _apps[key]
 
 

@@ -1,0 +1,106 @@
+"""subscribe() on both databases: SQLite runs its statements one by one, PostgreSQL runs
+them as one (subscriptions._subscribe_in_one); what they write must be the same."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter import db, events, subscriptions
+from newsletter.models import ConsentEvent, OutboxEvent, Reader, ReaderTopic, Tag
+
+
+@pytest.fixture
+def topics(fresh) -> dict[str, int]:
+    with db.session_scope() as session:
+        tags = [Tag(slug=s, name=s.title()) for s in ("syria", "russia", "jordan")]
+        session.add_all(tags)
+        session.flush()
+        return {t.slug: t.id for t in tags}
+
+
+def subscribe(email: str, slugs: list[str], frequency: str = "weekly") -> int:
+    with db.session_scope() as session:
+        reader_id = subscriptions.subscribe(session, email, slugs, frequency,
+                                            consent_given=True, source="form",
+                                            ip="192.0.2.7", user_agent="Firefox " * 100)
+        pending = list(session.info.get(events._PENDING, []))
+        session.commit()
+    return reader_id, pending
+
+
+def state(email: str) -> dict:
+    with db.session_scope() as session:
+        reader = session.scalar(select(Reader).where(Reader.email == email))
+        if reader is None:
+            return {}
+        return {
+            "status": reader.status, "frequency": reader.frequency, "source": reader.source,
+            "topics": sorted(session.scalars(select(Tag.slug).join(
+                ReaderTopic, ReaderTopic.tag_id == Tag.id).where(
+                ReaderTopic.reader_id == reader.id))),
+            "consent": [(c.action, c.source, c.ip, len(c.user_agent or ""), c.details)
+                        for c in session.scalars(select(ConsentEvent).where(
+                            ConsentEvent.reader_id == reader.id).order_by(ConsentEvent.id))],
+            "events": [(e.name, e.payload) for e in session.scalars(select(OutboxEvent).where(
+                OutboxEvent.name == events.READER_SUBSCRIBED).order_by(OutboxEvent.id))
+                if e.payload == {"reader_id": reader.id}],
+        }
+
+
+def counts() -> tuple[int, ...]:
+    with db.session_scope() as session:
+        return tuple(session.scalar(select(func.count()).select_from(m))
+                     for m in (Reader, ReaderTopic, ConsentEvent, OutboxEvent))
+
+
+def test_a_new_reader_is_pending_with_topics_consent_and_one_event(topics) -> None:
+    reader_id, pending = subscribe(" Layla@Example.com ", ["Syria", "jordan", "syria"])
+    got = state("layla@example.com")
+    assert got["status"] == "pending" and got["frequency"] == "weekly"
+    assert got["topics"] == ["jordan", "syria"]
+    details = {"topics": ["jordan", "syria"], "frequency": "weekly"}
+    assert got["consent"] == [("requested", "form", "192.0.2.7", 512, details)]
+    assert got["events"] == [(events.READER_SUBSCRIBED, {"reader_id": reader_id})]
+    # The event is handed to the dispatcher after commit, with the id it was stored under.
+    with db.session_scope() as session:
+        stored = session.scalar(select(OutboxEvent.id).where(
+            OutboxEvent.name == events.READER_SUBSCRIBED))
+    assert pending == [(stored, events.READER_SUBSCRIBED, {"reader_id": reader_id})]
+
+
+def test_subscribing_again_while_pending_replaces_topics_and_frequency(topics) -> None:
+    first, _ = subscribe("omar@example.com", ["syria", "russia"])
+    again, _ = subscribe("omar@example.com", ["russia", "jordan"], "daily")
+    assert again == first
+    got = state("omar@example.com")
+    assert got["topics"] == ["jordan", "russia"] and got["frequency"] == "daily"
+    assert [c[0] for c in got["consent"]] == ["requested", "requested"]
+    assert len(got["events"]) == 2
+
+
+def test_an_active_reader_is_left_as_is(topics) -> None:
+    reader_id, _ = subscribe("nadia@example.com", ["syria"])
+    with db.session_scope() as session:
+        session.get(Reader, reader_id).status = "active"
+    before = state("nadia@example.com")
+    again, pending = subscribe("nadia@example.com", ["russia"], "daily")
+    assert again == reader_id and pending == []
+    assert state("nadia@example.com") == {**before, "status": "active"}
+
+
+@pytest.mark.parametrize("slugs, message", [
+    (["atlantis"], "Unknown topic: atlantis"),
+    (["syria", "atlantis", "mordor"], "Unknown topic: atlantis, mordor"),
+    ([" ", ""], "Choose at least one topic"),
+])
+def test_unknown_topics_write_nothing(topics, slugs, message) -> None:
+    subscribe("karim@example.com", ["syria"])  # pending, with a topic, before the bad form
+    before, reader = counts(), state("karim@example.com")
+    with pytest.raises(subscriptions.SubscriptionError, match=message) as caught:
+        subscribe("karim@example.com", slugs, "daily")
+    assert caught.value.field == "topics"
+    assert counts() == before and state("karim@example.com") == reader
+    with pytest.raises(subscriptions.SubscriptionError):
+        subscribe("new@example.com", slugs)
+    assert counts() == before
