@@ -79,6 +79,26 @@ def test_bad_input_is_explained_keeps_what_was_typed_and_changes_nothing(client,
     assert (count(Reader), count(ConsentEvent), count(OutboxEvent)) == before
 
 
+def test_an_overlong_field_is_explained_and_changes_nothing(client) -> None:
+    before = (count(Reader), count(ConsentEvent), count(OutboxEvent))
+    for over in ({"email": "a" * 320 + "@example.com"}, {"topics": ["syria", "x" * 101]},
+                 {"form_token": "t" * 201}):
+        r = client.post("/subscribe", data=form("long@example.com") | over)
+        assert r.status_code == 422 and "longer than it can be" in r.text, over
+    assert (count(Reader), count(ConsentEvent), count(OutboxEvent)) == before
+
+
+def test_the_form_posted_as_multipart_is_read_the_same(client) -> None:
+    fields = form("multipart@example.com", topics=["syria", "russia"])
+    files = {"_": ("", b"")}  # forces multipart/form-data, as a page with a file input would
+    r = client.post("/subscribe", data=fields, files=files)
+    assert r.status_code == 200 and "Check your inbox" in r.text
+    with db.session_scope() as session:
+        reader = session.scalar(select(Reader).where(Reader.email == "multipart@example.com"))
+        assert sorted(t.slug for t in reader.topics) == ["russia", "syria"]
+        assert reader.frequency == "weekly"
+
+
 def test_honeypot_gets_the_same_answer_and_stores_nothing(client) -> None:
     before = count(Reader)
     r = client.post("/subscribe", data=form("bot@example.com", website="http://spam"))
