@@ -477,12 +477,19 @@ def _ceiling_worker(port: int, message: bytes, count: int, out, client: str) -> 
         for i in range(count):
             conn.sendmail("newsletter@localhost", [f"reader{i}@example.org"], message)
         conn.quit()
-    else:  # our transport: pipelined envelope, dot-stuffing in C
+    else:  # our transport as send_batch uses it: one round trip a message, dot-stuffing in C
         from newsletter.mailer import SmtpConfig, SmtpTransport
 
-        with SmtpTransport(SmtpConfig("127.0.0.1", port)) as transport:
+        with SmtpTransport(SmtpConfig("127.0.0.1", port)) as transport, \
+                transport.pipeline() as smtp:
             for i in range(count):
-                transport.send("newsletter@localhost", f"reader{i}@example.org", message)
+                for _, failure in smtp.send("newsletter@localhost", f"reader{i}@example.org",
+                                            message, i):
+                    if failure is not None:
+                        raise failure
+            for _, failure in smtp.flush():
+                if failure is not None:
+                    raise failure
     out.put(count)
 
 

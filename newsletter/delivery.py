@@ -312,32 +312,39 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
     pending = {c.id: c for c in claimed}  # claimed, no outcome yet
     paused: str | None = None
     try:
-        for c in sorted(claimed, key=lambda c: c.content_key):
-            email = readers.get(c.reader_id)
-            if email is None:  # unsubscribed or erased since planning
-                batch.add(pending.pop(c.id), "suppressed", "reader no longer active")
-            else:
-                edition = editions[c.edition_id]
-                content = digest_message(session, edition, c.content_key,
-                                         versions.get((c.edition_id, c.content_key), ""))
-                try:
-                    message = personal_message(
-                        content, personal_links(c.reader_id, email, edition.id), c.message_id)
-                except ValueError as exc:  # an address no message can be addressed to
-                    batch.add(pending.pop(c.id), "failed", f"unsendable: {exc}")
+        # Pipelined: a message's outcome comes back with the next one's send (or the flush).
+        with transport.pipeline() as smtp:
+            for c in sorted(claimed, key=lambda c: c.content_key):
+                email = readers.get(c.reader_id)
+                if email is None:  # unsubscribed or erased since planning
+                    batch.add(pending.pop(c.id), "suppressed", "reader no longer active")
                 else:
-                    status, error, exc = _send(transport, sender, email, message, c.attempts)
-                    paused = batch.judge(c, status, error, exc, pending)
-                    if paused:
+                    edition = editions[c.edition_id]
+                    content = digest_message(session, edition, c.content_key,
+                                             versions.get((c.edition_id, c.content_key), ""))
+                    try:
+                        message = personal_message(
+                            content, personal_links(c.reader_id, email, edition.id),
+                            c.message_id)
+                        batch.started[c.id] = time.perf_counter()
+                        outcomes = smtp.send(sender, email, message, c)
+                    except ValueError as exc:  # an address no message can be addressed to
+                        batch.add(pending.pop(c.id), "failed", f"unsendable: {exc}")
+                    else:
+                        paused = _judge(batch, outcomes, pending)
+                        if paused:
+                            break
+                if len(batch.outcomes) >= RECORD_EVERY:
+                    _record(session, batch)
+                    # Another batch of the edition may have paused it meanwhile.
+                    paused = session.scalar(select(Edition.error).where(
+                        Edition.id.in_(list(editions)), Edition.status == "paused").limit(1))
+                    if paused is not None:
+                        paused = paused or "paused"
                         break
-            if len(batch.outcomes) >= RECORD_EVERY:
-                _record(session, batch)
-                # Another batch of the edition may have paused it meanwhile.
-                paused = session.scalar(select(Edition.error).where(
-                    Edition.id.in_(list(editions)), Edition.status == "paused").limit(1))
-                if paused is not None:
-                    paused = paused or "paused"
-                    break
+            if not paused:
+                paused = _judge(batch, smtp.flush(), pending)
+            # Paused: the message still open is dropped unsent with the session (pending).
         if paused:
             _pause(session, list(editions), paused)
         _record(session, batch)
@@ -367,6 +374,7 @@ class _Batch:
     counts: dict[str, int] = field(default_factory=lambda: {
         "sent": 0, "failed": 0, "retry": 0, "suppressed": 0, "released": 0})
     run: list[Any] = field(default_factory=list)  # the current run of temporary failures
+    started: dict[int, float] = field(default_factory=dict)  # delivery id → handed to SMTP
 
     def add(self, c: Any, status: str, error: str | None) -> None:
         self.outcomes.append((c.id, status, error, c.attempts))
@@ -418,20 +426,27 @@ def _bad_address(exc: mailer.MailerError) -> bool:
             and bool(_BAD_MAILBOX.search(exc.reason or "")))
 
 
-def _send(transport: mailer.SmtpTransport, sender: str, to: str, message: bytes,
-          attempts: int) -> tuple[str, str | None, mailer.MailerError | None]:
-    started = time.perf_counter()
-    try:
-        transport.send(sender, to, message)
-    except mailer.PermanentFailure as exc:
-        return "failed", f"{exc.code} {exc.reason}", exc
-    except mailer.TemporaryFailure as exc:
-        if attempts >= MAX_ATTEMPTS:
-            return "failed", f"{GAVE_UP} {attempts} attempts: {exc.code} {exc.reason}", exc
-        return "retry", f"{exc.code} {exc.reason}", exc
-    finally:
-        SMTP_SECONDS.observe(time.perf_counter() - started)
-    return "sent", None, None
+def _judge(batch: _Batch, outcomes: list[tuple[Any, mailer.MailerError | None]],
+           pending: dict[int, Any]) -> str | None:
+    """Take the SMTP outcomes in the order they came; the reason to pause, if systemic."""
+    for c, exc in outcomes:
+        # MAIL to final reply: with pipelining these come in two different calls.
+        SMTP_SECONDS.observe(time.perf_counter() - batch.started.pop(c.id))
+        status, error = _status(exc, c.attempts)
+        paused = batch.judge(c, status, error, exc, pending)
+        if paused:
+            return paused
+    return None
+
+
+def _status(exc: mailer.MailerError | None, attempts: int) -> tuple[str, str | None]:
+    if exc is None:
+        return "sent", None
+    if isinstance(exc, mailer.PermanentFailure):
+        return "failed", f"{exc.code} {exc.reason}"
+    if attempts >= MAX_ATTEMPTS:
+        return "failed", f"{GAVE_UP} {attempts} attempts: {exc.code} {exc.reason}"
+    return "retry", f"{exc.code} {exc.reason}"
 
 
 def failure_kind(error: str | None) -> str:

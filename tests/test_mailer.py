@@ -289,6 +289,7 @@ class Recorder:
         self.mechanisms: list[str] = []
         self.rcpt_replies: dict[str, str] = {}
         self.data_reply: str | None = None
+        self.data_replies: dict[str, str] = {}  # by recipient: refuse that message's data
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
         self.ehlos += 1  # our client says EHLO once per plain connection
@@ -306,6 +307,8 @@ class Recorder:
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
         if self.data_reply:
             return self.data_reply
+        if envelope.rcpt_tos and envelope.rcpt_tos[0] in self.data_replies:
+            return self.data_replies[envelope.rcpt_tos[0]]
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 2.0.0 Ok: queued"
 
@@ -483,6 +486,80 @@ def test_data_refusals_are_classified(relay: Relay, reply: str, kind: type) -> N
         relay.handler.data_reply = None
         send_digest(t)
     assert len(relay.handler.messages) == 1 and relay.handler.ehlos == 1
+
+
+def pipelined(transport: SmtpTransport, recipients: list[str], flush: bool = True,
+              pause: float = 0.0) -> tuple[list[tuple[str, Any]], dict[str, bytes]]:
+    """Send one message to each recipient through a pipeline, waiting ``pause`` after the
+    first; (outcomes in order, raw messages)."""
+    outcomes: list[tuple[str, Any]] = []
+    raw = {}
+    with transport.pipeline() as smtp:
+        for i, to in enumerate(recipients):
+            raw[to] = message(to_addr=to, subject=f"Digest for {to}",
+                              message_id=make_message_id("example.com"))
+            outcomes += smtp.send("news@example.com", to, raw[to], to)
+            if i == 0:
+                time.sleep(pause)
+        if flush:
+            outcomes += smtp.flush()
+    return outcomes, raw
+
+
+def test_a_pipeline_hands_over_every_message_once_in_order(relay: Relay) -> None:
+    readers = [f"reader{i}@example.org" for i in range(5)]
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        outcomes, raw = pipelined(t, readers)
+    assert outcomes == [(to, None) for to in readers]
+    assert [(m[0], m[1]) for m in relay.handler.messages] == [
+        ("news@example.com", [to]) for to in readers]
+    for (_, (to,), content) in relay.handler.messages:
+        assert content == raw[to]
+    assert relay.handler.ehlos == 1
+
+
+def test_a_refusal_mid_pipeline_fails_that_message_alone(relay: Relay) -> None:
+    readers = [f"reader{i}@example.org" for i in range(6)]
+    relay.handler.rcpt_replies["reader1@example.org"] = "550 5.1.1 no such user"
+    relay.handler.data_replies["reader3@example.org"] = "554 5.7.1 rejected as spam"
+    relay.handler.data_replies["reader4@example.org"] = "451 4.7.1 greylisted"
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        outcomes, _ = pipelined(t, readers)
+    got = {to: exc for to, exc in outcomes}
+    assert sorted(got) == readers and len(outcomes) == len(readers)
+    assert isinstance(got["reader1@example.org"], PermanentFailure)
+    assert (got["reader1@example.org"].code, got["reader1@example.org"].stage) == (550, "rcpt")
+    assert isinstance(got["reader3@example.org"], PermanentFailure)
+    assert (got["reader3@example.org"].code, got["reader3@example.org"].stage) == (554, "data")
+    assert type(got["reader4@example.org"]) is TemporaryFailure
+    assert (got["reader4@example.org"].code, got["reader4@example.org"].stage) == (451, "data")
+    assert [to for to, exc in outcomes if exc is None] == [
+        "reader0@example.org", "reader2@example.org", "reader5@example.org"]
+    assert [m[1] for m in relay.handler.messages] == [
+        ["reader0@example.org"], ["reader2@example.org"], ["reader5@example.org"]]
+    assert relay.handler.ehlos == 1
+
+
+def test_a_pipeline_outlives_a_relay_that_drops_the_session() -> None:
+    # The relay times out the session while a message waits for its data: that message is
+    # a temporary failure (not sent: it is retried later), the next starts a new session.
+    handler = Recorder(pipelining=True)
+    with (relay_server(handler, smtp_class=IdleTimeoutSMTP, timeout=0.3) as relay,
+          SmtpTransport(SmtpConfig.from_url(relay.url())) as t):
+        outcomes, _ = pipelined(t, ["first@example.org", "second@example.org"], pause=0.8)
+    (first, lost), (second, ok) = outcomes
+    assert (first, second, ok) == ("first@example.org", "second@example.org", None)
+    assert type(lost) is TemporaryFailure and lost.stage == "data"
+    assert [m[1] for m in handler.messages] == [["second@example.org"]]
+    assert handler.ehlos == 2
+
+
+def test_leaving_a_pipeline_with_a_message_open_sends_nothing(relay: Relay) -> None:
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        outcomes, _ = pipelined(t, ["open@example.org"], flush=False)
+        assert outcomes == []
+        send_digest(t, "next@example.org")  # the transport goes on with a new session
+    assert [m[1] for m in relay.handler.messages] == [["next@example.org"]]
 
 
 def test_unreachable_relay_is_a_temporary_failure() -> None:
