@@ -1,0 +1,104 @@
+"""How many digests an edition renders, for cache policies we have not built.
+
+Plans a weekly edition for the benchmark's data set (bench/run.py's seed) in a fresh
+PostgreSQL database, in-process and with nothing sent, then replays its deliveries in the
+order they are enqueued (batches of BATCH_SIZE, each to one of CONCURRENCY processes at
+random) against per-process LRU caches of rendered digests, as content.digest_message keeps
+them. Prints the renders for: today's policy; caching only digests with more than one
+reader; batches sorted by content key in windows of N pages; an unbounded cache.
+
+    BENCH_REDIS=redis://127.0.0.1:6379/9 .venv/bin/python bench/cache_sim.py [readers]
+
+100,000 readers: planning takes about half a minute, the replays a few seconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import run as bench  # noqa: E402  (bench/run.py, beside this file)
+from sqlalchemy import create_engine, select  # noqa: E402
+
+BATCH = 200  # NEWSLETTER_BATCH_SIZE's default
+PROCESSES = bench.CONCURRENCY
+
+
+def planned_keys(readers: int) -> list[str]:
+    from newsletter import db, delivery, editions
+    from newsletter.models import Delivery
+
+    name = "bench_cache_sim"
+    url = bench.fresh_database(name)
+    try:
+        bench.seed(url, readers, 300)
+        bench.configure(url, "smtp://127.0.0.1:9")
+        with db.session_scope() as s:
+            edition_id = editions.request(s, "weekly", source="bench").id
+            s.commit()
+        with db.session_scope() as s:
+            delivery.plan(s, edition_id)
+        engine = create_engine(url)
+        with engine.connect() as c:
+            keys = list(c.scalars(select(Delivery.content_key)
+                                  .where(Delivery.edition_id == edition_id)
+                                  .order_by(Delivery.id)))
+        engine.dispose()
+        return keys
+    finally:
+        db.dispose_engines()
+        bench.drop_database(name)
+
+
+def renders(keys: list[str], size: int | None, *, only_shared: bool = False,
+            window_pages: int = 1, seed: int = 1) -> int:
+    """Renders when batches go to random processes, each with an LRU of ``size`` digests."""
+    readers_of = collections.Counter(keys)
+    rng = random.Random(seed)
+    caches: list[collections.OrderedDict[str, None]] = [
+        collections.OrderedDict() for _ in range(PROCESSES)]
+    count = 0
+    window = window_pages * BATCH
+    for w in range(0, len(keys), window):
+        chunk = keys[w:w + window]
+        if window_pages > 1:
+            chunk = sorted(chunk)
+        for b in range(0, len(chunk), BATCH):
+            cache = caches[rng.randrange(PROCESSES)]
+            for key in sorted(chunk[b:b + BATCH]):  # send_batch goes in content-key order
+                if key in cache:
+                    cache.move_to_end(key)
+                    continue
+                count += 1
+                if only_shared and readers_of[key] == 1:
+                    continue
+                cache[key] = None
+                if size is not None and len(cache) > size:
+                    cache.popitem(last=False)
+    return count
+
+
+def main() -> None:
+    from newsletter import content
+
+    readers = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    keys = planned_keys(readers)
+    readers_of = collections.Counter(keys)
+    size = content._TEMPLATE_CACHE_SIZE
+    print(f"{len(keys)} deliveries, {len(readers_of)} distinct digests, "
+          f"{sum(1 for n in readers_of.values() if n == 1)} with one reader")
+    print(f"today ({size} per process): {renders(keys, size)} renders")
+    print(f"only digests with more than one reader cached: "
+          f"{renders(keys, size, only_shared=True)}")
+    for pages in (10, 100, 500):
+        print(f"sorted by key in windows of {pages} pages: {renders(keys, size, window_pages=pages)}")
+    print(f"unbounded caches: {renders(keys, None)}")
+
+
+if __name__ == "__main__":
+    main()
