@@ -176,16 +176,7 @@ class SmtpTransport:
         if self.limiter is not None:
             self.limiter.acquire()
         with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None:
-                    self._conn = self._connect()
-                try:
-                    return self._transaction(self._conn, sender, recipient, message)
-                except _Retryable as exc:
-                    # Typically a relay that timed out our idle session: reconnect once.
-                    self._drop()
-                    if attempt == 2:
-                        raise exc.failure from exc
+            self._send_data(self._begin(sender, recipient), message)
 
     def pipeline(self) -> Pipeline:
         """A session for many messages, each handed over with one round trip (see Pipeline)."""
@@ -205,10 +196,6 @@ class SmtpTransport:
                 if attempt == 2:
                     raise exc.failure from exc
         raise AssertionError("unreachable")
-
-    def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, message: bytes) -> None:
-        self._check_envelope(conn, self._envelope(conn, sender, recipient))
-        self._send_data(conn, message)
 
     def _send_data(self, conn: smtplib.SMTP, message: bytes) -> None:
         """The message after DATA's 354, and the relay's verdict on it."""
@@ -381,14 +368,15 @@ class Pipeline:
                     else:
                         self._open = (tag, message)
                         return done
-            else:
-                done += self._flush_one(previous, data)
         try:
-            t._begin(sender, recipient)
+            conn = t._begin(sender, recipient)
         except MailerError as exc:
             done.append((tag, exc))
-        else:
+            return done
+        if conn.has_extn("pipelining"):
             self._open = (tag, message)
+        else:  # nothing can go with its data: hand it over now
+            done += self._flush_one(tag, message)
         return done
 
     def flush(self) -> list[tuple[Any, MailerError | None]]:

@@ -557,9 +557,13 @@ def test_a_pipeline_outlives_a_relay_that_drops_the_session() -> None:
 def test_leaving_a_pipeline_with_a_message_open_sends_nothing(relay: Relay) -> None:
     with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
         outcomes, _ = pipelined(t, ["open@example.org"], flush=False)
-        assert outcomes == []
-        send_digest(t, "next@example.org")  # the transport goes on with a new session
-    assert [m[1] for m in relay.handler.messages] == [["next@example.org"]]
+        send_digest(t, "next@example.org")  # the transport goes on (a new session if dropped)
+    got = [m[1] for m in relay.handler.messages]
+    if relay.handler.pipelining:  # the message waited for its data: dropped with the session
+        assert outcomes == [] and got == [["next@example.org"]]
+    else:  # nothing could go with its data, so it went at once
+        assert outcomes == [("open@example.org", None)]
+        assert got == [["open@example.org"], ["next@example.org"]]
 
 
 def test_unreachable_relay_is_a_temporary_failure() -> None:
