@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from newsletter import mailer, rendering, subscriptions, tokens
+from newsletter import db, mailer, rendering, subscriptions, tokens
 from newsletter.config import CONSENT_TEXT, get_settings
 from newsletter.content import common_context, compose, personal_links
 from newsletter.metrics import EMAILS
@@ -83,6 +83,26 @@ def send_confirmation(session: Session, reader_id: int, transport: mailer.SmtpTr
         return False
     _send_once(session, "confirm", reader, "confirmation_sent_at", transport)
     return True
+
+
+def send_confirmations(reader_ids: list[int], transport: mailer.SmtpTransport) -> list[int]:
+    """send_confirmation for each reader of a burst of sign-ups, each in its own transaction;
+    returns the readers whose email failed for a temporary reason (to try again later).
+
+    One reader's refused address does not stop the others: it is counted and logged, as a
+    task of its own would have been.
+    """
+    later = []
+    for reader_id in reader_ids:
+        try:
+            with db.session_scope() as session:
+                send_confirmation(session, reader_id, transport)
+        except mailer.TemporaryFailure:
+            later.append(reader_id)
+        except mailer.PermanentFailure as exc:
+            log.warning("confirmation email refused",
+                        extra={"reader_id": reader_id, "reason": str(exc)})
+    return later
 
 
 def send_welcome(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:

@@ -4,7 +4,7 @@ them as one (subscriptions._subscribe_in_one); what they write must be the same.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from newsletter import db, events, subscriptions
 from newsletter.models import ConsentEvent, OutboxEvent, Reader, ReaderTopic, Tag
@@ -104,3 +104,40 @@ def test_unknown_topics_write_nothing(topics, slugs, message) -> None:
     with pytest.raises(subscriptions.SubscriptionError):
         subscribe("new@example.com", slugs)
     assert counts() == before
+
+
+def test_a_burst_of_sign_ups_is_one_task_and_each_reader_gets_their_confirmation(
+        topics, backend) -> None:
+    # Committed together, as the web's outbox thread publishes a burst: one
+    # send_confirmations task; the refused address does not cost the others their email.
+    emails = ["amal@example.com", "bounce-gone@example.com", "samir@example.com"]
+    with db.session_scope() as session:
+        for email in emails:
+            subscriptions.subscribe(session, email, ["syria"], "weekly", consent_given=True)
+    got = backend.smtp.wait_for(2)
+    assert sorted(m["To"] for m in got) == ["amal@example.com", "samir@example.com"]
+    assert all("confirm" in m["Subject"].lower() for m in got)
+
+
+def test_confirmations_deferred_by_the_relay_are_handed_back_to_retry(topics, fresh) -> None:
+    from newsletter import notices
+    from newsletter.mailer import SmtpConfig, SmtpTransport
+    from tests.test_mailer import Recorder, relay_server
+
+    ids = {e: subscribe(e, ["syria"])[0]
+           for e in ("first@example.com", "later@example.com", "bounce@example.com")}
+    fresh.smtp.wait_for(3)  # the worker's own confirmations; then as if none had gone out
+    with db.session_scope() as session:
+        session.execute(update(Reader).values(confirmation_sent_at=None))
+    handler = Recorder(pipelining=True)
+    handler.rcpt_replies["later@example.com"] = "451 4.7.1 greylisted, try again later"
+    handler.rcpt_replies["bounce@example.com"] = "550 5.1.1 no such user"
+    with relay_server(handler) as relay, SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        later = notices.send_confirmations(list(ids.values()), t)
+    assert later == [ids["later@example.com"]]
+    assert [m[1] for m in handler.messages] == [["first@example.com"]]
+    with db.session_scope() as session:
+        sent_at = {r.email: r.confirmation_sent_at for r in session.scalars(select(Reader))}
+    # Unstamped: the retry sends it; the refused one keeps its stamp (no daily resend).
+    assert sent_at["later@example.com"] is None
+    assert sent_at["first@example.com"] and sent_at["bounce@example.com"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from newsletter import (
     alerts,
     db,
@@ -26,6 +28,16 @@ def _transport() -> mailer.SmtpTransport:
 def send_confirmation(reader_id: int) -> None:
     with db.session_scope() as session:
         notices.send_confirmation(session, reader_id, _transport())
+
+
+@app.task(name="newsletter.send_confirmations", bind=True, max_retries=5)
+def send_confirmations(self, reader_ids: list[int]) -> None:
+    later = notices.send_confirmations(reader_ids, _transport())
+    if later:
+        # The readers whose email failed for now, with send_confirmation's backoff: full
+        # jitter up to 30 s × 2^retries by default (half the operator's retry base), ≤ 10 min.
+        ceiling = min(600.0, get_settings().retry_base_s / 2 * 2 ** self.request.retries)
+        raise self.retry(args=[later], countdown=random.uniform(0, ceiling))
 
 
 @app.task(name="newsletter.send_welcome", autoretry_for=(mailer.TemporaryFailure,),
