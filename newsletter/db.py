@@ -36,6 +36,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+# Connections a process keeps, and may open beyond them under load (PostgreSQL).
+POOL_SIZE, POOL_OVERFLOW = 5, 5
+
+
 def get_engine(url: str | None = None) -> Engine:
     """The process's engine for ``url`` (default: the configured database)."""
     url = url or get_settings().db_url
@@ -49,7 +53,8 @@ def get_engine(url: str | None = None) -> Engine:
             else:
                 # orjson reads JSON columns: a digest's items are read for each digest
                 # rendered, and the json module spent 7 % of a render on them.
-                engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                                       max_overflow=POOL_OVERFLOW,
                                        json_deserializer=orjson.loads)
             _engines[url] = engine
         return engine

@@ -16,7 +16,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from newsletter import db, notices, privacy, subscriptions, tokens
 from newsletter.archive import edition_archive
@@ -95,23 +94,29 @@ async def subscribe(request: Request) -> HTMLResponse:
     # A sync route with a session dependency made three (open the session, the route, close
     # it), and under load each trip waited for a thread and the GIL to be handed over:
     # measured with 50 clients, 1 trip against 3 (bench/RESULTS.md, subscribe).
-    fields = await _posted(request)
-    too_long = [name for name, limit in _FIELD_LIMITS.items()
-                if any(len(v) > limit for v in fields.get(name, ()))]
+    loop = asyncio.get_running_loop()
+    try:
+        fields = await _posted(request)
+    except ValueError:  # more fields than any form of ours has
+        fields = {}
+        unreadable = True
+    else:
+        unreadable = any(len(v) > limit for name, limit in _FIELD_LIMITS.items()
+                         for v in fields.get(name, ()))
     form = {"email": _one(fields, "email"), "topics": fields.get("topics", []),
             "frequency": _one(fields, "frequency"), "consent": bool(_one(fields, "consent"))}
-    if too_long:
-        return await run_in_threadpool(_unreadable, request, form)
-    return await asyncio.get_running_loop().run_in_executor(
-        _subscribers, _subscribe, request, form, _one(fields, "website"),
-        _one(fields, "form_token"))
+    if unreadable:
+        return await loop.run_in_executor(_subscribers, _unreadable, request, form)
+    return await loop.run_in_executor(_subscribers, _subscribe, request, form,
+                                      _one(fields, "website"), _one(fields, "form_token"))
 
 
 # The threads that run subscribes' database work: as many as a process's pool has database
-# connections (db.get_engine: 5 + 5 overflow), since a thread more would only wait for one.
+# connections, since a thread more would only wait for one.
 # A plain executor, not run_in_threadpool: anyio's hand-over to its threads held 8 % of the
 # web process's GIL samples under the subscribe benchmark, this one under 1 % (py-spy).
-_subscribers = ThreadPoolExecutor(max_workers=10, thread_name_prefix="subscribe")
+_subscribers = ThreadPoolExecutor(max_workers=db.POOL_SIZE + db.POOL_OVERFLOW,
+                                  thread_name_prefix="subscribe")
 
 
 # The longest value each field of the form takes (an address is at most 320 octets).
