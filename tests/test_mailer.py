@@ -36,7 +36,7 @@ from newsletter.mailer import (
     get_transport,
     make_message_id,
 )
-from newsletter.mime import MessageTemplate, Shared
+from newsletter.mime import DotSafe, MessageTemplate, Shared
 
 ARABIC = "نشرة الأخبار: أهم القصص اليوم من سوريا وروسيا والاقتصاد"
 ACCENTED = "Ṣaḥāfa — l’édition spéciale du jeudi, avec « guillemets »"
@@ -422,6 +422,19 @@ def test_lines_starting_with_a_dot_arrive_intact(relay: Relay) -> None:
     plain, _ = parse(first).iter_parts()
     assert plain.get_content().replace("\r\n", "\n") == text + "\n"
     assert second == b".starts with a dot\r\nno end\r\n"
+
+
+def test_a_message_whose_header_starts_a_line_with_a_dot_is_dot_stuffed(relay: Relay) -> None:
+    # Our bodies never start a line with "." (mime writes "=2E"), so the transport sends
+    # them as they are; an extra header's name can, and then the message is stuffed as any.
+    plain = message(text=".body\n")
+    dotted = message(text=".body\n", extra_headers={".X-Odd": "1"})
+    assert type(plain) is DotSafe and b"\n." not in plain
+    assert type(dotted) is not DotSafe and b"\r\n.X-Odd: 1\r\n" in dotted
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        t.send("news@example.com", "reader@example.org", plain)
+        t.send("news@example.com", "reader@example.org", dotted)
+    assert [m[2] for m in relay.handler.messages] == [plain, dotted]
 
 
 def test_envelope_accepts_display_name_forms(relay: Relay) -> None:

@@ -11,7 +11,8 @@ What this proves, each time by building the bytes and parsing them back with
   enough to need two encoded words is read with Python's RFC 2047 decoder (email.header):
   the header registry keeps the folding space between encoded words, which RFC 2047 drops.
 - The wire format, checked on every message built here (assert_wire_format): CRLF only (no
-  bare CR or LF), 7-bit, no line over 998 octets; and, as separate tests since they are the
+  bare CR or LF), 7-bit, no line over 998 octets, no line starting with "." (so sending
+  needs no dot-stuffing); and, as separate tests since they are the
   code's own promises rather than hard limits, header lines within 78 columns wherever the
   code folds and quoted-printable body lines within 76 octets (2).
 - Bodies come back identical, whatever they hold: Arabic, 5,000-character lines, leading
@@ -98,6 +99,9 @@ def assert_wire_format(raw: bytes, *, head_limit: int = 78, body_limit: int = 76
     too_long = [len(line) for line in lines if len(line) > 998]
     assert not too_long, f"lines of {too_long} octets (RFC 5322 allows 998)"
     assert raw.isascii(), "8-bit data in a message that encodes everything"
+    # Quoted-printable writes a leading "." as "=2E", so SMTP never has to dot-stuff ours.
+    dotted = [line for line in lines if line.startswith(b".")]
+    assert not dotted, f"lines starting with '.': {dotted[:3]}"
     head, body = raw.split(b"\r\n\r\n", 1)
     wide = [line for line in head.split(b"\r\n") if len(line) > head_limit]
     assert not wide, f"header lines over {head_limit} columns: {wide}"
@@ -264,6 +268,8 @@ BODY_CASES = [
     # Multi-byte characters across soft line breaks.
     pytest.param("ب" * 5000 + "\n" + "é" * 5000, id="5000-arabic-no-spaces"),
     pytest.param(".\n..\n.leading dot\nFrom the desk\nFrom \n>From quoted\n.", id="dot-and-from"),
+    # A soft line break right before a ".", and whole encoded lines of dots.
+    pytest.param("x" * 75 + ".end\n" + "y" * 75 + "." * 400 + "\n", id="dots-after-soft-breaks"),
     pytest.param("trailing   \ntab\tinside\t\n\t\t\n   \n\nend with space ", id="whitespace"),
     pytest.param("a=b\n==\n=\n=3D\n=?utf-8?q?x?=\n=\t\n= \nsoft=\n", id="equals-signs"),
     # Lines of 70 to 79 characters ending in a space, which quoted-printable writes as "=20":
