@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -270,6 +271,10 @@ class EditionDigest(Base):
         ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True)
     content_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     items: Mapped[list[Any]] = mapped_column(JSON)
+    # More than one reader of the edition gets this digest, as far as planning has got: the
+    # workers keep only such digests rendered (content.digest_message). A hint: a digest
+    # whose second reader is planned later is found shared then.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class OutboxEvent(Base):

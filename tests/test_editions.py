@@ -307,3 +307,54 @@ def test_a_digest_versioned_from_cached_ids_renders_as_when_its_items_were_read(
         assert (again[k].subject, again[k].text, again[k].html) == \
             (first[k].subject, first[k].text, first[k].html)
     assert all("Summary of" in r.text for r in again.values())  # stories, not empty digests
+
+
+def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(fresh) -> None:
+    """The planner marks a digest shared when a page gives it a second reader, on that page
+    or a later one; a worker keeps a rendered digest only if it is marked shared when first
+    met, or is met again (most digests of a big edition have one reader)."""
+    import os
+
+    from newsletter import content
+    from newsletter.config import reload_settings
+    from newsletter.models import EditionDigest
+
+    publish("Aid reaches Idlib", ["Syria"])
+    publish("Brent steady", ["Energy"])
+    # Pages of two readers, by id: syria twice | energy, iran (no story) | both, energy.
+    add_readers({"s1@example.com": ["syria"], "s2@example.com": ["syria"],
+                 "e1@example.com": ["energy"], "i@example.com": ["iran"],
+                 "both@example.com": ["syria", "energy"], "e2@example.com": ["energy"]})
+    os.environ["NEWSLETTER_BATCH_SIZE"] = "2"
+    reload_settings()
+    events.set_dispatcher(lambda *_: False)  # the worker stays out
+    for cache in (content._templates, content._shared, content._rendered):
+        cache.clear()  # SQLite reuses ids: an earlier test's edition may have had this one's
+    try:
+        with db.session_scope() as session:
+            edition_id = editions.request(session, "weekly", source="test").id
+        with db.session_scope() as session:
+            delivery.plan(session, edition_id)
+            key_of = dict(session.execute(
+                select(Reader.email, Delivery.content_key).join(Delivery)
+                .where(Delivery.edition_id == edition_id)).all())
+            shared = dict(session.execute(
+                select(EditionDigest.content_key, EditionDigest.shared)
+                .where(EditionDigest.edition_id == edition_id)).all())
+            assert shared == {key_of["s1@example.com"]: True, key_of["e1@example.com"]: True,
+                              key_of["both@example.com"]: False}
+            edition = session.get(Edition, edition_id)
+            content.content_versions(session, {(edition_id, k) for k in shared})
+
+            def kept() -> set[str]:
+                return {k[2] for k in content._templates if k[0] == edition_id}
+
+            for key in shared:
+                content.digest_message(session, edition, key)
+            assert kept() == {key_of["s1@example.com"], key_of["e1@example.com"]}
+            content.digest_message(session, edition, key_of["both@example.com"])
+            assert kept() == set(shared)  # met again: worth keeping after all
+    finally:
+        events.set_dispatcher(None)
+        del os.environ["NEWSLETTER_BATCH_SIZE"]
+        reload_settings()
