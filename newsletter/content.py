@@ -18,11 +18,12 @@ from newsletter.models import Article, ArticleRevision, Edition, EditionDigest, 
 
 # Encoded messages of distinct digests kept per worker process: ~10 kB each in memory (the
 # articles, topics and layout they hold are shared: mime.Shared). A key recurs across an
-# edition's batches. At 100,000 readers (30,402 distinct digests) 6,144 entries rendered
-# 43,563 times and sent 593/s with worker RSS x1.16 of the 10,000-reader run; 8,192 entries
-# rendered 40,895 times but RSS reached x1.23-1.24 against the 1.25 target; 1,024 entries
-# sent 436/s where 8,192 sent 545/s at 30,000 readers (bench, 2026-11-28).
-_TEMPLATE_CACHE_SIZE = 6144
+# edition's batches; only digests more than one reader gets are kept (_worth_keeping). At
+# 100,000 readers (30,402 distinct digests, 9,166 shared): 6,144 entries rendered 38,381
+# times, but a 10,000-reader run no longer fills them and the worker's RSS grew x1.25 from it
+# (387 -> 485 MB; the target is 1.25); 5,120 entries render 39,863 times at x1.21 (470 MB).
+# Keeping every digest, 6,144 entries rendered 43,563 times (bench, 2026-11-28).
+_TEMPLATE_CACHE_SIZE = 5120
 _templates: OrderedDict[tuple[int, str, str, str], mime.MessageTemplate] = OrderedDict()
 
 
@@ -191,7 +192,7 @@ def _load_items(session: Session, contents: Collection[tuple[int, str]]) -> None
         key = (edition_id, content_key)
         _batch[key] = items
         if shared:
-            _remember(_shared, key)
+            _shared.add(key)
         # One int object per article id, not one per digest that names it (JSON gives new
         # ones): 8,192 digests of ~45 ids are ~14 MB otherwise.
         _article_ids[key] = tuple([_one_int.setdefault(item[1], item[1]) for item in items])
@@ -259,28 +260,44 @@ def digest_message(session: Session, edition: Edition, content_key: str,
     return template
 
 
+class _Recent:
+    """Keys seen lately, as hashes in two generations of up to ``size`` each: ~50 bytes a
+    key where the (edition, content key) tuples in an OrderedDict took ~270. Two keys with
+    one hash would only keep a digest that need not be kept."""
+
+    __slots__ = ("size", "new", "old")
+
+    def __init__(self, size: int) -> None:
+        self.size, self.new, self.old = size, set[int](), set[int]()
+
+    def __contains__(self, key: object) -> bool:
+        h = hash(key)
+        return h in self.new or h in self.old
+
+    def add(self, key: object) -> None:
+        if len(self.new) >= self.size:
+            self.old, self.new = self.new, set()
+        self.new.add(hash(key))
+
+    def clear(self) -> None:
+        self.new.clear()
+        self.old.clear()
+
+
 # Most of an edition's distinct digests have one reader (21,236 of 30,402 at 100,000
 # readers): kept, they pushed out shared ones before their next reader came. A digest is kept
 # when the planner has found a second reader for it by the time this process first meets it
 # (edition_digests.shared), or when this process meets it again. Replayed on a real edition
 # (bench/cache_sim.py), that is 39.0k renders instead of 43.5k.
-_shared: OrderedDict[tuple[int, str], None] = OrderedDict()
-_rendered: OrderedDict[tuple[int, str], None] = OrderedDict()
-_KEYS_REMEMBERED = 16_384  # keys only (~150 B each): an edition's shared digests and more
+_shared = _Recent(8192)  # marked shared when loaded: an edition's shared digests and more
+_rendered = _Recent(8192)  # rendered and not kept
 
 
 def _worth_keeping(key: tuple[int, str]) -> bool:
     if key in _shared or key in _rendered:
         return True
-    _remember(_rendered, key)
+    _rendered.add(key)
     return False
-
-
-def _remember(keys: OrderedDict[tuple[int, str], None], key: tuple[int, str]) -> None:
-    keys[key] = None
-    keys.move_to_end(key)
-    if len(keys) > _KEYS_REMEMBERED:
-        keys.popitem(last=False)
 
 
 def personal_links(reader_id: int, email: str, edition_id: int | None = None) -> dict[str, str]:
