@@ -31,7 +31,10 @@ from newsletter.models import Base
 REQUIRE_SERVERS = os.environ.get("NEWSLETTER_TEST_REQUIRE_SERVERS") == "1"
 PG_URL = os.environ.get("NEWSLETTER_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "")
-ADMIN_TOKEN = "test-admin-token"
+# At least 32 characters: web, worker and beat refuse shorter secrets when BASE_URL is public
+# (as it is in these tests: https://news.example).
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
+SECRET_KEY = "test-secret-key-0123456789abcdef0123456789"
 
 
 # ---------------------------------------------------------------- SMTP
@@ -151,7 +154,7 @@ def configure(var: Path, database_url: str, broker_url: str, smtp_url: str) -> N
         NEWSLETTER_VAR_DIR=str(var), NEWSLETTER_DATABASE_URL=database_url,
         NEWSLETTER_BROKER_URL=broker_url, NEWSLETTER_SMTP_URL=smtp_url,
         NEWSLETTER_ADMIN_TOKEN=ADMIN_TOKEN, NEWSLETTER_BASE_URL="https://news.example",
-        NEWSLETTER_SECRET_KEY="test-secret", NEWSLETTER_FROM_ADDRESS="Levant Ledger <digest@news.example>",
+        NEWSLETTER_SECRET_KEY=SECRET_KEY, NEWSLETTER_FROM_ADDRESS="Levant Ledger <digest@news.example>",
         # Tests post the form at machine speed and many times from one IP; the tests of
         # these two guards set them back on.
         NEWSLETTER_FORM_MIN_SECONDS="0", NEWSLETTER_SUBSCRIBE_RATE_LIMIT="",

@@ -18,7 +18,7 @@ from newsletter.consent import email_hash
 from newsletter.digests import readers_page
 from newsletter.models import Base, ConsentEvent, Delivery, OutboxEvent, Reader, Suppression
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, configure
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY, configure
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 UA = {"User-Agent": "Mozilla/5.0 (test reader)"}
@@ -223,7 +223,7 @@ def old_token(purpose: str, reader: Reader, age_s: int) -> str:
         def get_timestamp(self) -> int:
             return int(time.time()) - age_s
 
-    return URLSafeTimedSerializer("test-secret", salt=f"newsletter.{purpose}", signer=Past).dumps(
+    return URLSafeTimedSerializer(SECRET_KEY, salt=f"newsletter.{purpose}", signer=Past).dumps(
         {"r": reader.id, "h": tokens.email_tag(reader.email)})
 
 
