@@ -27,6 +27,7 @@ from newsletter.models import (
     Tag,
     utcnow,
 )
+from newsletter.untrusted import has_controls, strip_controls
 
 # What a revision records, besides status changes (publish / unpublish).
 REVISED_FIELDS = ("title", "summary", "author", "url", "image_url", "tags", "published_at")
@@ -60,13 +61,27 @@ class ArticleIn(BaseModel):
     def _http(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^https?://[^\s/]+", v):
             raise ValueError("must be an http(s) URL")
+        if v is not None and (has_controls(v) or any(c.isspace() for c in v)):
+            raise ValueError("must not contain spaces or control characters")
         return v
 
-    @field_validator("title", "author")
+    @field_validator("external_id")
     @classmethod
-    def _one_line(cls, v: str | None) -> str | None:
+    def _identifier(cls, v: str | None) -> str | None:
+        if v is not None and has_controls(v):
+            raise ValueError("must not contain control characters")
+        return v
+
+    @field_validator("title", "author", mode="before")
+    @classmethod
+    def _one_line(cls, v: Any) -> Any:
         # Titles end up in Subject headers; a newline must never reach one.
-        return " ".join(v.split()) if v is not None else v
+        return " ".join(strip_controls(v).split()) if isinstance(v, str) else v
+
+    @field_validator("summary", mode="before")
+    @classmethod
+    def _prose(cls, v: Any) -> Any:
+        return strip_controls(v) if isinstance(v, str) else v
 
     @field_validator("published_at")
     @classmethod
@@ -78,7 +93,7 @@ class ArticleIn(BaseModel):
     @field_validator("tags")
     @classmethod
     def _tags(cls, v: list[str]) -> list[str]:
-        names = [" ".join(t.split()) for t in v]
+        names = [" ".join(strip_controls(t).split()) for t in v]
         if any(not n or len(n) > 128 or not slugify(n) for n in names):
             raise ValueError("each tag must be a non-empty name of at most 128 characters")
         return names

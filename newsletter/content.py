@@ -334,7 +334,7 @@ def message_template(rendered: rendering.RenderedEmail,
     if template is not None:
         return template
     settings = get_settings()
-    personal_subject = "__nl_" in rendered.subject
+    personal_subject = rendering.has_placeholders(rendered.subject)
     if personal_subject and links is None:
         raise ValueError("this email's subject is personal: it has no template to share")
     subject = rendering.personalise(rendered, links).subject if personal_subject \
@@ -355,7 +355,7 @@ def _shared_pieces(parts: list[str]) -> list[str | tuple[str]]:
     article, a topic, the layout) as mime.Shared, encoded once per process."""
     out: list[str | tuple[str]] = []
     for part in parts:
-        if type(part) is fragments.Inlined and "__nl_" not in part:
+        if type(part) is fragments.Inlined and not rendering.has_placeholders(part):
             out.append(part)  # an Inlined is a mime.Shared: the same object every time
         else:
             out.extend(_with_placeholders(part))
@@ -364,6 +364,6 @@ def _shared_pieces(parts: list[str]) -> list[str | tuple[str]]:
 
 def _with_placeholders(text: str) -> list[str | tuple[str]]:
     """``text`` as mime.MessageTemplate takes it: literal text and (name,) placeholders."""
-    if "__nl_" not in text:
+    if not rendering.has_placeholders(text):
         return [text]
     return [p if i % 2 == 0 else (p,) for i, p in enumerate(rendering.split_placeholders(text))]

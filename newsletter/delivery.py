@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from newsletter import bounces, db, digests, events, mailer
@@ -332,21 +332,20 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
                 if email is None:  # unsubscribed or erased since planning
                     batch.add(pending.pop(c.id), "suppressed", "reader no longer active")
                 else:
-                    edition = editions[c.edition_id]
-                    content = digest_message(session, edition, c.content_key,
-                                             versions.get((c.edition_id, c.content_key), ""))
-                    try:
-                        message = personal_message(
-                            content, personal_links(c.reader_id, email, edition.id),
-                            c.message_id)
-                        batch.started[c.id] = time.perf_counter()
-                        outcomes = smtp.send(sender, email, message, c)
-                    except ValueError as exc:  # an address no message can be addressed to
-                        batch.add(pending.pop(c.id), "failed", f"unsendable: {exc}")
+                    message = _build(session, batch, editions[c.edition_id], c, email,
+                                     versions.get((c.edition_id, c.content_key), ""))
+                    if message is None:  # this reader's message could not be made
+                        pending.pop(c.id)
                     else:
-                        paused = _judge(batch, outcomes, pending)
-                        if paused:
-                            break
+                        batch.started[c.id] = time.perf_counter()
+                        try:
+                            outcomes = smtp.send(sender, email, message, c)
+                        except ValueError as exc:  # an address no message can be addressed to
+                            batch.add(pending.pop(c.id), "failed", f"unsendable: {exc}")
+                        else:
+                            paused = _judge(batch, outcomes, pending)
+                            if paused:
+                                break
                 if len(batch.outcomes) >= RECORD_EVERY:
                     _record(session, batch)
                     # Another batch of the edition may have paused it meanwhile.
@@ -378,6 +377,47 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
     return batch.counts
 
 
+# How _build words a message it could not make; the edition's report lists these reasons.
+UNBUILDABLE = "could not build the message"
+
+
+def _build(session: Session, batch: _Batch, edition: Edition, c: Any, email: str,
+           version: str) -> bytes | None:
+    """One reader's message, or None with the delivery failed and the reason recorded.
+
+    Whatever goes wrong in rendering one content or personalising it for one reader fails
+    those deliveries alone, with the reason: raised out of the batch, it would hand every
+    claimed delivery back and the edition would retry the same error forever. Database
+    errors still end the batch (its deliveries are not at fault and are handed back).
+    """
+    key = (c.edition_id, c.content_key)
+    reason = batch.unbuildable.get(key)
+    if reason is None:
+        try:
+            content = digest_message(session, edition, c.content_key, version)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:
+            # The content failed, not this reader: its other readers would fail the same
+            # way, so it is not rendered again for them in this batch.
+            reason = batch.unbuildable[key] = _unbuildable(c, exc, "rendering its digest")
+        else:
+            try:
+                return personal_message(
+                    content, personal_links(c.reader_id, email, edition.id), c.message_id)
+            except Exception as exc:  # this reader's values: an address MIME refuses, …
+                reason = _unbuildable(c, exc, "addressing it")
+    batch.add(c, "failed", reason)
+    return None
+
+
+def _unbuildable(c: Any, exc: Exception, stage: str) -> str:
+    log.error("delivery failed: its message could not be built (%s)", stage, exc_info=exc,
+              extra={"delivery_id": c.id, "edition_id": c.edition_id,
+                     "content_key": c.content_key})
+    return f"{UNBUILDABLE} ({stage}): {type(exc).__name__}: {exc}"[:500]
+
+
 @dataclass
 class _Batch:
     """Outcomes not yet written, the addresses to suppress, and the running counts."""
@@ -388,6 +428,8 @@ class _Batch:
         "sent": 0, "failed": 0, "retry": 0, "suppressed": 0, "released": 0})
     run: list[Any] = field(default_factory=list)  # the current run of temporary failures
     started: dict[int, float] = field(default_factory=dict)  # delivery id → handed to SMTP
+    # Contents (edition, content key) that failed to render in this batch, and why.
+    unbuildable: dict[tuple[int, str], str] = field(default_factory=dict)
 
     def add(self, c: Any, status: str, error: str | None) -> None:
         self.outcomes.append((c.id, status, error, c.attempts))

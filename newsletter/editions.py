@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -152,12 +153,34 @@ def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]
         .where(Delivery.edition_id.in_(ids), Delivery.reclaims > 0)
         .group_by(Delivery.edition_id)
     ).all())
-    return [_report(e, tally[e.id], withdrawn.get(e.id, 0), reclaims.get(e.id, 0))
-            for e in chosen]
+    failures: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for edition_id, error, n in session.execute(
+        select(Delivery.edition_id, Delivery.last_error, func.count())
+        .where(Delivery.edition_id.in_(ids), Delivery.status == "failed")
+        .group_by(Delivery.edition_id, Delivery.last_error)
+        .order_by(func.count().desc())
+    ):
+        if len(failures[edition_id]) < FAILURE_REASONS:
+            failures[edition_id].append({"reason": _redacted(error), "count": n})
+    return [_report(e, tally[e.id], withdrawn.get(e.id, 0), reclaims.get(e.id, 0),
+                    failures[e.id]) for e in chosen]
+
+
+# The commonest reasons an edition's deliveries failed, as its report lists them: enough to
+# tell a relay's refusal from a broken article, short enough to read.
+FAILURE_REASONS = 5
+# An SMTP reply often quotes the address it refused; a report names no reader. A reason is
+# cut to 300 characters before it is searched, which bounds the pattern's backtracking.
+_ADDRESS = re.compile(r"[^\s<>()\[\]@,;:\"]+@[^\s<>()\[\],;:\"]+")
+
+
+def _redacted(reason: str | None) -> str:
+    return _ADDRESS.sub("<address>", (reason or "")[:300])
 
 
 def _report(edition: Edition, by: dict[tuple[str, str | None], int],
-            unsubscribed: int, reclaimed: int = 0) -> dict[str, Any]:
+            unsubscribed: int, reclaimed: int = 0,
+            failures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     def n(*statuses: str) -> int:
         return sum(v for (s, _), v in by.items() if s in statuses)
 
@@ -199,6 +222,8 @@ def _report(edition: Edition, by: dict[tuple[str, str | None], int],
             # (same Message-ID) if the relay had accepted it before the worker could record.
             "reclaimed": int(reclaimed),
         },
+        # Why deliveries failed, commonest first (addresses taken out).
+        "failures": failures or [],
         "error": edition.error,
     }
 

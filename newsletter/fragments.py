@@ -46,10 +46,15 @@ from markupsafe import Markup
 
 from newsletter import mime, rendering
 
-_F = "\x01"  # fragment boundary in the Jinja output (never in escaped template output)
-_REGION = "<!--nl-fragments-->"
+# Fragment boundary in the Jinja output: no printed value holds a C0 control character
+# (rendering._finalize strips them), so only _fragment writes one.
+_F = "\x01"
+_REGION = "<!--nl-fragments-->"  # data is escaped: "<!--" in it is "&lt;!--"
 _SENTINEL = "<!--nl-f-->"
-_SLOT = re.compile(r"__nls_(\d+)__")
+# Slot markers carry the process's secret (rendering.MARK) like placeholders, so a title
+# that says "__nls_0__" is only a title.
+_SLOT_MARK = rendering.MARK + "slot"
+_SLOT = re.compile(re.escape(_SLOT_MARK) + r"(\d+)__")
 
 # Bounded: articles of the last weeks, sections and a few shells (a few MB per process).
 _FRAGMENT_CACHE = 4096
@@ -197,7 +202,7 @@ def _slot(ctx: jinja2.runtime.Context, value: str) -> Markup:
     if rec is None:
         return Markup(value)
     rec.slots.append(str(value))
-    return Markup(f"__nls_{len(rec.slots) - 1}__")
+    return Markup(f"{_SLOT_MARK}{len(rec.slots) - 1}__")
 
 
 rendering._env.filters["fragment"] = _fragment

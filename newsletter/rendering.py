@@ -10,6 +10,13 @@ Rendering is split in two so that the expensive part runs once per distinct cont
 Templates must therefore treat per-reader values as opaque strings: print them, put them in
 ``href``, but never transform them (``upper``, ``truncate``, ``wordwrap``…), or the
 placeholder and the real value would render differently.
+
+Article, feed and reader text is data and can never become a marker: every marker carries
+:data:`MARK`, a secret drawn afresh by each process and never sent anywhere, so only the
+positions where a template printed :func:`placeholder` are personalised — a feed entry
+whose link holds ``__nl_email__`` gets that text, not a reader's address. And every value a
+template prints loses its C0 control characters (:func:`_finalize`): the renderers use
+them as their own boundaries, and no mail client shows them.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import functools
 import html as _html
 import logging
 import re
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +37,7 @@ import jinja2
 import premailer
 
 from newsletter.metrics import PREMAILER_RUNS
+from newsletter.untrusted import strip_controls
 
 __all__ = [
     "TEMPLATES_DIR",
@@ -61,7 +70,17 @@ def _autoescape(name: str | None) -> bool:
     return bool(name) and name.endswith((".html", ".htm"))
 
 
+def _finalize(value: Any) -> Any:
+    # Every {{ value }} of every template passes here. Markup is ours (fragments, slots);
+    # a plain string is data, whatever it came from: the fragment renderer's boundaries are
+    # control characters (fragments._F), and in a header or an XML parser they are errors.
+    if type(value) is str:
+        return strip_controls(value)
+    return value
+
+
 _env = jinja2.Environment(
+    finalize=_finalize,
     loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
     autoescape=_autoescape,
     undefined=jinja2.StrictUndefined,
@@ -224,28 +243,38 @@ def render_text_parts(template: str, context: Mapping[str, Any]) -> tuple[str, s
 # are words joined by single underscores so the closing "__" is unambiguous.
 _NAME = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
 
+# What every marker of this process starts with: 64 random bits no text from outside can
+# hold, since they exist only in this process's memory (rendered content is personalised
+# before it leaves, and caches of it are per process).
+MARK = f"__nl{secrets.token_hex(8)}_"
+
 
 def placeholder(name: str) -> str:
     """The marker that :func:`personalise` replaces with ``values[name]``."""
     if not _NAME.fullmatch(name):
         raise ValueError(f"placeholder name must be lower-case words joined by '_': {name!r}")
-    return f"__nl_{name}__"
+    return f"{MARK}{name}__"
+
+
+def has_placeholders(s: str) -> bool:
+    return MARK in s
 
 
 def split_placeholders(s: str) -> list[str]:
     """``s`` as [literal, name, literal, name, …, literal] around its placeholders."""
     parts: list[str] = []
     pos = 0
-    start = s.find("__nl_")
+    start = s.find(MARK)
     while start >= 0:
-        end = s.find("__", start + 5)
-        name = s[start + 5 : end] if end > 0 else ""
-        if name and _NAME.fullmatch(name):
-            parts += (s[pos:start], name)
-            pos = end + 2
-            start = s.find("__nl_", pos)
-        else:  # "__nl_" in ordinary content, not one of ours
-            start = s.find("__nl_", start + 5)
+        begin = start + len(MARK)
+        end = s.find("__", begin)
+        name = s[begin:end] if end > 0 else ""
+        if not _NAME.fullmatch(name):
+            # Only placeholder() writes MARK: a template transformed a per-reader value.
+            raise ValueError(f"a placeholder was altered in rendering: {s[start:start + 60]!r}")
+        parts += (s[pos:start], name)
+        pos = end + 2
+        start = s.find(MARK, pos)
     parts.append(s[pos:])
     return parts
 

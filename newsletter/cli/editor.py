@@ -255,6 +255,8 @@ def _report_table(r: dict):
     table.add_row("sent", str(c["sent"]), "")
     table.add_row("failed", str(c["failed"]),
                   f"{c['failed_temporary']} temporary (gave up), {c['failed_permanent']} permanent")
+    for failure in r.get("failures", []):
+        table.add_row("", str(failure["count"]), escape(failure["reason"]))
     table.add_row("skipped", str(c["skipped"]),
                   f"{c['skipped_empty']} nothing new, {c['skipped_suppressed']} suppressed")
     table.add_row("unsubscribed", str(c["unsubscribed"]), "from this edition's links")
