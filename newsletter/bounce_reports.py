@@ -120,6 +120,9 @@ def parse(raw: bytes) -> list[Report]:
                "unsubscribe_urls": tuple(_URL.findall(_header(original, "list-unsubscribe")))}
     if ARF_TYPE in types:
         fields = _field_blocks(children[types.index(ARF_TYPE)])
+        context["envelope"] += tuple(a for block in fields
+                                     for v in block.get("original-mail-from", [])
+                                     for a in _addresses(v))
         return _complaints(fields, original, original_id, report_id, reported_at, context)
     for dsn_type in DSN_TYPES:
         if dsn_type in types:

@@ -276,15 +276,18 @@ def _match(session: Session, report: Report) -> _Match:
     envelopes = [e for e in map(verp.read, report.envelope) if e is not None]
     for envelope in envelopes:
         match = _by_envelope(session, envelope)
-        if match is not None:
-            return match
+        if match is None:
+            continue
+        if not _about(report, match.reader):
+            return _Match(unmatched=_ANOTHER_RECIPIENT)
+        return match
     if report.original_message_id:
         delivery = session.scalar(select(Delivery).where(
             Delivery.message_id == report.original_message_id))
         reader = session.get(Reader, delivery.reader_id) \
             if delivery is not None and delivery.reader_id is not None else None
-        if reader is not None and (reader.email in map(_normalise, report.named)
-                                   or _unsubscribe_names(report, reader)):
+        if reader is not None and _about(report, reader) and (
+                report.recipient is not None or _unsubscribe_names(report, reader)):
             return _Match(reader, delivery)
         if delivery is not None:
             return _Match(unmatched="returns the Message-ID of a delivery to another address")
@@ -293,6 +296,16 @@ def _match(session: Session, report: Report) -> _Match:
     if report.original_message_id:
         return _Match(unmatched="returns a Message-ID we never sent")
     return _Match(unmatched="names no message we sent (only an address)")
+
+
+_ANOTHER_RECIPIENT = "the failed recipient is not the address we sent to (alias member, forward)"
+
+
+def _about(report: Report, reader: Reader | None) -> bool:
+    # The address that failed or complained, when the report names one, must be the one we
+    # sent to: a member of an alias (or a forward) failing says nothing about the reader.
+    return reader is not None and (report.recipient is None
+                                   or _normalise(report.recipient) == reader.email)
 
 
 def _by_envelope(session: Session, envelope: verp.Envelope) -> _Match | None:
