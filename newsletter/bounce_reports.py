@@ -21,6 +21,16 @@ A DSN recipient block is classified by its Action and Status:
 
 An ARF report is a complaint unless its Feedback-Type is ``not-spam`` or ``auth-failure``
 (an authentication report, not the reader's choice).
+
+Reports come from anywhere, so reading one costs time linear in a bounded part of it: only
+the first READ_MAX_BYTES / READ_MAX_LINES are parsed (the fields and the returned
+message's headers come first; its body is never needed), a message declaring more than
+MAX_MULTIPARTS MIME boundaries is refused (the parser's work grows with lines times
+nesting), each field is cut to FIELD_MAX characters and addresses are found with
+patterns that never backtrack. A report also says where it could name our message:
+``envelope`` (the addresses it was sent to, and the returned message's Return-Path: see
+newsletter/verp.py), ``named`` (the addresses it says failed or complained) and
+``unsubscribe_urls`` (the returned message's List-Unsubscribe).
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from datetime import datetime
 from email import message_from_bytes, message_from_string
 from email.message import Message
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 ARF_TYPE = "message/feedback-report"
@@ -44,6 +54,25 @@ NOT_COMPLAINTS = ("not-spam", "auth-failure")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _REPLY_CODE = re.compile(r"(?<!\d)([245])\d\d(?!\d)")
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# An address is a run of address characters with "@domain" after it. Anchored at the start
+# of a run (the look-behind), so each run is scanned once: no quadratic backtracking.
+_ADDRESS = re.compile(r"(?<![^\s<>@,;:\"'()\[\]\\])[^\s<>@,;:\"'()\[\]\\]+@[A-Za-z0-9.-]+")
+_URL = re.compile(r"<(https?://[^<>\s]{1,2000})>")
+
+READ_MAX_BYTES = 128 * 1024
+READ_MAX_LINES = 3000
+# A DSN nests three or four multiparts (report, returned message, its alternatives); an ARF
+# report the same. Sixteen leaves room for any real one.
+MAX_MULTIPARTS = 16
+FIELD_MAX = 4096
+MAX_RECIPIENTS = 100
+# Where a report's own headers say whom it was delivered to: our bounce address, for a
+# report sent back to a message's envelope sender.
+ENVELOPE_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
+
+
+class UnreadableReport(ValueError):
+    """A message built to be costly to read (too deeply nested): refused unread."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +89,20 @@ class Report:
     report_id: str
     reported_at: datetime | None  # the report's Date
     feedback_type: str | None = None  # for a complaint: abuse, fraud, other …
+    # Addresses the report was delivered to or names as our envelope sender (a VERP token
+    # in one of them names the message exactly).
+    envelope: tuple[str, ...] = ()
+    # Every address the report says this is about (Final- and Original-Recipient, or the
+    # complaint's Original-Rcpt-To / the returned message's To), lower-cased.
+    named: tuple[str, ...] = ()
+    unsubscribe_urls: tuple[str, ...] = ()  # from the returned message's List-Unsubscribe
 
 
 def parse(raw: bytes) -> list[Report]:
-    """The bounce and complaint reports in one raw message; [] for anything else."""
-    message = message_from_bytes(raw, policy=compat32)
+    """The bounce and complaint reports in one raw message; [] for anything else.
+
+    Raises UnreadableReport for a message nested deeper than any report is."""
+    message = message_from_bytes(_head(raw), policy=compat32)
     report = _find_report(message)
     if report is None:
         return []
@@ -77,14 +115,50 @@ def parse(raw: bytes) -> list[Report]:
     types = [c.get_content_type() for c in children]
     original = _original_headers(children)
     original_id = _message_id(_header(original, "message-id")) if original else None
+    envelope = _envelope(message, original)
+    context = {"envelope": envelope,
+               "unsubscribe_urls": tuple(_URL.findall(_header(original, "list-unsubscribe")))}
     if ARF_TYPE in types:
         fields = _field_blocks(children[types.index(ARF_TYPE)])
-        return _complaints(fields, original, original_id, report_id, reported_at)
+        context["envelope"] += tuple(a for block in fields
+                                     for v in block.get("original-mail-from", [])
+                                     for a in _addresses(v))
+        return _complaints(fields, original, original_id, report_id, reported_at, context)
     for dsn_type in DSN_TYPES:
         if dsn_type in types:
             blocks = _field_blocks(children[types.index(dsn_type)])
-            return _bounces(blocks, original_id, report_id, reported_at)
+            if blocks and "final-recipient" not in blocks[0]:
+                # The per-message fields: X-Postfix-Sender and the like name our envelope
+                # sender too.
+                context["envelope"] += tuple(a for values in blocks[0].values()
+                                             for v in values for a in _addresses(v))
+            return _bounces(blocks, original_id, report_id, reported_at, context)
     return []
+
+
+def _head(raw: bytes) -> bytes:
+    """The part of ``raw`` that is read: whole lines, at most READ_MAX_BYTES and _LINES."""
+    head = raw[:READ_MAX_BYTES]
+    # The parser ends a line at CR as well as LF: count what it would count.
+    head = head.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lines = head.split(b"\n", READ_MAX_LINES)
+    if len(lines) > READ_MAX_LINES:
+        head = b"\n".join(lines[:READ_MAX_LINES]) + b"\n"
+    if head.lower().count(b"boundary") > MAX_MULTIPARTS:
+        raise UnreadableReport(f"more than {MAX_MULTIPARTS} MIME parts nested: no report is")
+    return head
+
+
+def _envelope(message: Message, original: Message | None) -> tuple[str, ...]:
+    found = [a for name in ENVELOPE_HEADERS for v in (message.get_all(name) or [])
+             for a in _addresses(str(v))]
+    found += _addresses(_header(original, "return-path"))
+    return tuple(dict.fromkeys(found))
+
+
+def _addresses(value: str) -> list[str]:
+    """The addr-specs in a header or field value, lower-cased (no parser that recurses)."""
+    return [a.lower() for a in _ADDRESS.findall(value[:FIELD_MAX])]
 
 
 def _find_report(part: Message) -> Message | None:
@@ -105,13 +179,13 @@ def _find_report(part: Message) -> Message | None:
 # ---------------------------------------------------------------- DSN (RFC 3464)
 
 def _bounces(blocks: list[dict[str, list[str]]], original_id: str | None, report_id: str,
-             reported_at: datetime | None) -> list[Report]:
+             reported_at: datetime | None, context: dict) -> list[Report]:
     # The first block holds the per-message fields; a generator that left it out starts
     # straight with a recipient.
     if blocks and "final-recipient" not in blocks[0]:
         blocks = blocks[1:]
     reports = []
-    for block in blocks:
+    for block in blocks[:MAX_RECIPIENTS]:
         action = _first(block, "action").lower().split(" ")[0]
         match = _STATUS.search(_first(block, "status"))
         status = ".".join(match.groups()) if match else None
@@ -121,10 +195,11 @@ def _bounces(blocks: list[dict[str, list[str]]], original_id: str | None, report
             continue
         # The mailbox that failed; Original-Recipient may name an alias or forwarder of
         # which it is one member, and a failing member says nothing about the alias.
-        recipient = (_address(_first(block, "final-recipient"))
-                     or _address(_first(block, "original-recipient")))
-        reports.append(Report(kind, recipient, status, diagnostic, original_id, report_id,
-                              reported_at))
+        final = _address(_first(block, "final-recipient"))
+        original = _address(_first(block, "original-recipient"))
+        named = tuple(a for a in dict.fromkeys((final, original)) if a)
+        reports.append(Report(kind, final or original, status, diagnostic, original_id,
+                              report_id, reported_at, named=named, **context))
     return reports
 
 
@@ -148,7 +223,7 @@ def _classify(action: str, status: str | None, diagnostic: str) -> str | None:
 
 def _complaints(blocks: list[dict[str, list[str]]], original: Message | None,
                 original_id: str | None, report_id: str,
-                reported_at: datetime | None) -> list[Report]:
+                reported_at: datetime | None, context: dict) -> list[Report]:
     fields: dict[str, list[str]] = {}
     for block in blocks:
         for name, values in block.items():
@@ -158,13 +233,14 @@ def _complaints(blocks: list[dict[str, list[str]]], original: Message | None,
         return []
     recipients = [a for a in (_address(v) for v in fields.get("original-rcpt-to", [])) if a]
     if not recipients and original is not None:
-        recipients = [a.lower() for _, a in getaddresses(original.get_all("to") or [])
-                      if "@" in a]
+        recipients = [a for v in (original.get_all("to") or []) for a in _addresses(str(v))]
+    recipients = list(dict.fromkeys(recipients))[:MAX_RECIPIENTS]
     agent = _first(fields, "user-agent") or _typed_value(_first(fields, "reporting-mta"))
     diagnostic = f"{feedback_type} report" + (f" from {agent}" if agent else "")
     return [Report("complaint", recipient, None, diagnostic, original_id, report_id,
-                   reported_at, feedback_type)
-            for recipient in dict.fromkeys(recipients or [None])]
+                   reported_at, feedback_type, named=(recipient,) if recipient else (),
+                   **context)
+            for recipient in recipients or [None]]
 
 
 # ---------------------------------------------------------------- fields and headers
@@ -217,7 +293,7 @@ def _header(message: Message | None, name: str) -> str:
 
 
 def _unfold(value: object) -> str:
-    return " ".join(str(value).split())
+    return " ".join(str(value).split())[:FIELD_MAX]
 
 
 def _first(block: dict[str, list[str]], name: str) -> str:

@@ -1,5 +1,13 @@
 """Bounces and complaints: what a report does to a reader.
 
+Only a report about a message we sent counts: one whose VERP token (newsletter/verp.py:
+the address the report was returned to, or the returned message's Return-Path) verifies
+for the delivery or notice it names, or one that returns the Message-ID of a delivery of
+ours together with that delivery's address (as the failed recipient, or as our signed
+unsubscribe link in the returned headers). Anyone can write a report naming a reader's
+address; a report that names nothing we sent is recorded with why it was ignored
+(``BounceEvent.unmatched``) and changes nothing, and soft bounces score only matched reports.
+
 A hard bounce or a complaint suppresses the address at once: the reader is unsubscribed
 with a ``withdrawn`` ledger entry (method ``bounce`` / ``complaint``), the address goes on
 the suppression list and anything still queued for them is suppressed. A soft bounce is
@@ -14,6 +22,9 @@ window lets old bounces expire instead.
 
 Reports about an address we have no reader for (backscatter from forged mail, a reader
 since erased) are recorded and suppress nothing: we never mailed them.
+
+A report is read in linear time from a bounded part of it (newsletter/bounce_reports.py);
+a message built to be costly to read is refused unread and counted as ``ignored``.
 """
 
 from __future__ import annotations
@@ -31,8 +42,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter import consent
-from newsletter.bounce_reports import Report, parse
+from newsletter import consent, tokens, verp
+from newsletter.bounce_reports import Report, UnreadableReport, parse
 from newsletter.config import get_settings
 from newsletter.models import BounceEvent, Delivery, Reader, utcnow
 from newsletter.subscriptions import SubscriptionError, normalise_email
@@ -48,7 +59,11 @@ DIAGNOSTIC_MAX = 500
 # Soft bounces must fall on this many different days (or on as many as the limit, if the
 # operator set it lower) so that one bad day at a provider never suppresses anyone.
 SOFT_MIN_DAYS = 2
-_ADDRESS = re.compile(r"[^\s<>@\"';,()]+@([A-Za-z0-9.-]+)")
+# Anchored at the start of a run of address characters (the look-behind), so a long run
+# without "@" is scanned once, not once per character: linear, not quadratic.
+_ADDRESS = re.compile(r"(?<![^\s<>@\"';,()])[^\s<>@\"';,()]+@([A-Za-z0-9.-]+)")
+# The diagnostic is read no further than this before redaction (it is stored cut to 500).
+DIAGNOSTIC_READ = 4096
 
 
 class BounceSourceError(ValueError):
@@ -59,10 +74,11 @@ class BounceSourceError(ValueError):
 class IngestResult:
     """What ingesting did: new reports by kind, messages with none, readers suppressed."""
 
-    hard: int = 0
+    hard: int = 0  # reports about a message we sent, by kind
     soft: int = 0
     complaints: int = 0
-    ignored: int = 0  # messages that were no bounce or complaint report
+    unmatched: int = 0  # reports naming no message we sent: recorded, nothing changed
+    ignored: int = 0  # messages that were no bounce or complaint report (or unreadable)
     suppressed: int = 0  # readers newly suppressed
     duplicates: int = 0  # reports already ingested before
 
@@ -80,6 +96,9 @@ def ingest(session: Session, raw: bytes, *, source: str) -> IngestResult:
     result = IngestResult()
     try:
         reports = parse(raw)
+    except UnreadableReport as exc:
+        log.warning("bounce message refused unread", extra={"reason": str(exc)})
+        reports = []
     except Exception:  # mail from anywhere: one malformed message must not stop a mailbox
         log.warning("unreadable bounce message ignored", exc_info=True)
         reports = []
@@ -135,11 +154,12 @@ def _box_messages(box: mailbox.Mailbox) -> Iterator[bytes]:
 # ---------------------------------------------------------------- policy
 
 def _apply(session: Session, report: Report, source: str, result: IngestResult) -> None:
-    key = _dedupe_key(report)
+    match = _match(session, report)
+    key = _dedupe_key(report, match)
     if session.scalar(select(BounceEvent.id).where(BounceEvent.dedupe_key == key)) is not None:
         result.duplicates += 1
         return
-    delivery, reader = _match(session, report)
+    reader, delivery = match.reader, match.delivery
     address = reader.email if reader else (_normalise(report.recipient)
                                            if report.recipient else None)
     values = {
@@ -147,12 +167,13 @@ def _apply(session: Session, report: Report, source: str, result: IngestResult) 
         "email_hash": consent.email_hash(address) if address else None,
         "kind": report.kind,
         "status": report.status or report.feedback_type,
-        "diagnostic": _redacted(report.diagnostic)[:DIAGNOSTIC_MAX],
+        "diagnostic": _redacted(report.diagnostic[:DIAGNOSTIC_READ])[:DIAGNOSTIC_MAX],
         "message_id": (report.original_message_id or "")[:255] or None,
         "delivery_id": delivery.id if delivery else None,
         "source": source[:16],
         "dedupe_key": key,
         "received_at": _plausible(report.reported_at),
+        "unmatched": match.unmatched,
     }
     # ON CONFLICT rather than a savepoint (see editions._insert_once): another process may
     # be ingesting the same report right now.
@@ -164,14 +185,15 @@ def _apply(session: Session, report: Report, source: str, result: IngestResult) 
     if inserted is None:
         result.duplicates += 1
         return
+    if reader is None:
+        result.unmatched += 1
+        return
     if report.kind == "hard":
         result.hard += 1
     elif report.kind == "soft":
         result.soft += 1
     else:
         result.complaints += 1
-    if reader is None:
-        return
     details = {"kind": report.kind, "status": values["status"],
                "diagnostic": report.diagnostic[:DIAGNOSTIC_MAX],
                "message_id": values["message_id"], "via": source}
@@ -239,23 +261,87 @@ def _soft_score(session: Session, reader_id: int, at: datetime) -> dict | None:
     return None
 
 
-def _match(session: Session, report: Report) -> tuple[Delivery | None, Reader | None]:
-    """The delivery the report is about and its reader; else the reader with its address."""
-    delivery = reader = None
+@dataclass
+class _Match:
+    """The message of ours a report is about, or why it is about none."""
+
+    reader: Reader | None = None
+    delivery: Delivery | None = None  # None for a notice (confirmation, welcome)
+    about: str | None = None  # what names the message when the report has no Message-ID
+    unmatched: str | None = None  # why the report was ignored
+
+
+def _match(session: Session, report: Report) -> _Match:
+    """The delivery or notice the report names by VERP token, else by Message-ID."""
+    envelopes = [e for e in map(verp.read, report.envelope) if e is not None]
+    for envelope in envelopes:
+        match = _by_envelope(session, envelope)
+        if match is None:
+            continue
+        if not _about(report, match.reader):
+            return _Match(unmatched=_ANOTHER_RECIPIENT)
+        return match
     if report.original_message_id:
         delivery = session.scalar(select(Delivery).where(
             Delivery.message_id == report.original_message_id))
-    if delivery is not None and delivery.reader_id is not None:
-        reader = session.get(Reader, delivery.reader_id)
-    if reader is None and report.recipient:
-        reader = session.scalar(select(Reader).where(
-            Reader.email == _normalise(report.recipient)))
-    return delivery, reader
+        reader = session.get(Reader, delivery.reader_id) \
+            if delivery is not None and delivery.reader_id is not None else None
+        if reader is not None and _about(report, reader) and (
+                report.recipient is not None or _unsubscribe_names(report, reader)):
+            return _Match(reader, delivery)
+        if delivery is not None:
+            return _Match(unmatched="returns the Message-ID of a delivery to another address")
+    if envelopes:
+        return _Match(unmatched="bounce address token not valid for any message we sent")
+    if report.original_message_id:
+        return _Match(unmatched="returns a Message-ID we never sent")
+    return _Match(unmatched="names no message we sent (only an address)")
 
 
-def _dedupe_key(report: Report) -> str:
-    about = report.original_message_id or report.report_id
-    return hashlib.sha256(f"{about}|{report.recipient or ''}|{report.kind}".encode()).hexdigest()
+_ANOTHER_RECIPIENT = "the failed recipient is not the address we sent to (alias member, forward)"
+
+
+def _about(report: Report, reader: Reader | None) -> bool:
+    # The address that failed or complained, when the report names one, must be the one we
+    # sent to: a member of an alias (or a forward) failing says nothing about the reader.
+    return reader is not None and (report.recipient is None
+                                   or _normalise(report.recipient) == reader.email)
+
+
+def _by_envelope(session: Session, envelope: verp.Envelope) -> _Match | None:
+    delivery = None
+    if envelope.kind == "d":
+        delivery = session.get(Delivery, envelope.ident)
+        reader_id = delivery.reader_id if delivery is not None else None
+    else:
+        reader_id = envelope.ident
+    reader = session.get(Reader, reader_id) if reader_id is not None else None
+    if reader is None or not verp.verify(envelope, reader.email):
+        return None
+    return _Match(reader, delivery, about=f"verp:{envelope.kind}{envelope.ident}")
+
+
+def _unsubscribe_names(report: Report, reader: Reader) -> bool:
+    """Whether the returned headers carry our signed unsubscribe link for ``reader``
+    (a complaint whose provider removed the address keeps it)."""
+    for url in report.unsubscribe_urls:
+        _, _, token = url.rpartition("/unsubscribe/")
+        try:
+            data, _ = tokens.read("unsubscribe", token)
+        except tokens.InvalidToken:
+            continue
+        if data["r"] == reader.id and data["h"] == tokens.email_tag(reader.email):
+            return True
+    return False
+
+
+def _dedupe_key(report: Report, match: _Match) -> str:
+    about = report.original_message_id or match.about or report.report_id
+    # An ignored report never shares a key with a matched one: a forged report sent first
+    # must not make the genuine one a "duplicate".
+    prefix = f"unmatched|{report.report_id}|" if match.unmatched else ""
+    return hashlib.sha256(
+        f"{prefix}{about}|{report.recipient or ''}|{report.kind}".encode()).hexdigest()
 
 
 def _normalise(address: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +40,12 @@ class Settings(BaseSettings):
     smtp_url: str = ""  # unset: demo/run start a capture server on LOCAL_SMTP_URL
     from_address: str = "The Newsroom <newsletter@localhost>"
     base_url: str = "http://localhost:8000"
+    # The envelope sender (Return-Path) of every email, given a signed token per message:
+    # mail goes out from bounces+TOKEN@domain (VERP, see newsletter/verp.py), so a bounce or
+    # complaint names the message it is about. "" means bounces@ FROM_ADDRESS's domain. The
+    # domain's mail server must deliver bounces+anything@ to this mailbox (Postfix:
+    # recipient_delimiter = +) and hand what arrives to `newsletter bounces` or /api/bounces.
+    bounce_address: str = ""
     secret_key: str = DEV_SECRET_KEY
     admin_token: str = ""
     smtp_rate: float = 0.0  # messages/second across all workers; 0 = unlimited
@@ -120,6 +127,17 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {v!r} (an IANA name: Europe/Berlin)") from None
         return v
 
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounce_mailbox(cls, v: str) -> str:
+        v = v.strip().lower()
+        # 32 leaves room for "+", the token and a 64-octet local part (RFC 5321).
+        if v and not re.fullmatch(r"[a-z0-9._-]{1,32}@[a-z0-9-]+(\.[a-z0-9-]+)*", v):
+            raise ValueError("BOUNCE_ADDRESS must be a plain address such as "
+                             "bounces@news.example: a local part of at most 32 letters, "
+                             "digits, dots, hyphens or underscores (no '+')")
+        return v
+
     @field_validator("database_url")
     @classmethod
     def _psycopg3(cls, v: str) -> str:
@@ -165,6 +183,12 @@ class Settings(BaseSettings):
         return addr.rsplit("@", 1)[-1] or "localhost"
 
     @property
+    def bounce_mailbox(self) -> tuple[str, str]:
+        """The bounce address's local part and domain (VERP tokens go between them)."""
+        local, _, domain = (self.bounce_address or f"bounces@{self.mail_domain}").rpartition("@")
+        return local, domain.lower()
+
+    @property
     def from_email(self) -> str:
         return self.from_address.rsplit("<", 1)[-1].rstrip(">").strip()
 
@@ -207,5 +231,6 @@ def child_env(settings: Settings) -> dict[str, str]:
         NEWSLETTER_BASE_URL=settings.base_url,
         NEWSLETTER_SECRET_KEY=settings.secret_key,
         NEWSLETTER_FROM_ADDRESS=settings.from_address,
+        NEWSLETTER_BOUNCE_ADDRESS=settings.bounce_address,
     )
     return env

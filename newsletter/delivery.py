@@ -22,7 +22,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from newsletter import bounces, db, digests, events, mailer
+from newsletter import bounces, db, digests, events, mailer, verp
 from newsletter.config import get_settings
 from newsletter.content import content_versions, digest_message, personal_links, personal_message
 from newsletter.metrics import BATCH_SECONDS, EMAILS, SMTP_SECONDS
@@ -320,7 +320,6 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
     ).all())
     editions = {e.id: e for e in session.scalars(
         select(Edition).where(Edition.id.in_({c.edition_id for c in claimed})))}
-    sender = get_settings().from_email
     versions = content_versions(session, {(c.edition_id, c.content_key) for c in claimed})
     pending = {c.id: c for c in claimed}  # claimed, no outcome yet
     paused: str | None = None
@@ -339,7 +338,9 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
                     else:
                         batch.started[c.id] = time.perf_counter()
                         try:
-                            outcomes = smtp.send(sender, email, message, c)
+                            # Its own envelope sender (VERP): a bounce names this delivery.
+                            outcomes = smtp.send(verp.envelope_sender("d", c.id, email), email,
+                                                 message, c)
                         except ValueError as exc:  # an address no message can be addressed to
                             batch.add(pending.pop(c.id), "failed", f"unsendable: {exc}")
                         else:

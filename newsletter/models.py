@@ -168,6 +168,9 @@ class BounceEvent(Base):
     dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
     # When the report was written (its Date), so a backlog read late still scores correctly.
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Why the report changed nothing: it named no message we sent (a forgery, backscatter).
+    # NULL for a report about one of our deliveries or notices.
+    unmatched: Mapped[str | None] = mapped_column(String(200))
     __table_args__ = (Index("ix_bounce_events_reader", "reader_id", "kind", "received_at"),)
 
 

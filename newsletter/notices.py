@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from newsletter import db, mailer, rendering, subscriptions, tokens
+from newsletter import db, mailer, rendering, subscriptions, tokens, verp
 from newsletter.config import CONSENT_TEXT, get_settings
 from newsletter.content import common_context, compose, personal_links
 from newsletter.metrics import EMAILS
@@ -68,7 +68,9 @@ def _send(session: Session, template: str, reader: Reader,
     message_id = mailer.make_message_id(get_settings().mail_domain)
     message = compose(_rendered(template, reader), values, message_id)
     try:
-        transport.send(get_settings().from_email, reader.email, message)
+        # Its own envelope sender (VERP), so a bounce of it names this reader and notice.
+        transport.send(verp.envelope_sender(verp.NOTICE_KINDS[template], reader.id, reader.email),
+                       reader.email, message)
     except mailer.MailerError as exc:
         EMAILS.labels(template, "failed", type(exc).__name__).inc()
         raise

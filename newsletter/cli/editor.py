@@ -120,7 +120,9 @@ def import_feed(
 def ingest_bounces(
     path: Annotated[Path, typer.Argument(help="A Maildir, an mbox file or one message file")],
 ) -> None:
-    """Read bounces (RFC 3464 DSNs) and complaints (ARF): suppress the addresses they condemn."""
+    """Read bounces (RFC 3464 DSNs) and complaints (ARF) about messages we sent (VERP token or
+    Message-ID): suppress the readers they condemn; reports naming nothing we sent change
+    nothing and are counted as unmatched."""
     from newsletter import bounces
 
     with db.session_scope() as session:
@@ -130,7 +132,8 @@ def ingest_bounces(
             console.print(f"[red]nothing read:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
     console.print(f"hard {result.hard}, soft {result.soft}, complaints {result.complaints}, "
-                  f"ignored {result.ignored}, suppressed {result.suppressed}"
+                  f"unmatched {result.unmatched}, ignored {result.ignored}, "
+                  f"suppressed {result.suppressed}"
                   + (f" ({result.duplicates} already seen)" if result.duplicates else ""),
                   highlight=False)
 
