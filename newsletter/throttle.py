@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Protocol
 
-__all__ = ["LocalBucket", "Limiter", "RedisBucket", "limiter_for"]
+__all__ = ["Ceiling", "LocalBucket", "Limiter", "RedisBucket", "ceiling_for", "limiter_for"]
 
 # Tokens the bucket holds when idle: a tenth of a second of sending, at least one message.
 # Small, so that a relay with a per-second limit never sees a burst far above it.
@@ -96,3 +96,35 @@ def limiter_for(rate: float, broker_url: str) -> Limiter | None:
     if broker_url.startswith(("redis://", "rediss://", "unix://")):
         return RedisBucket(broker_url, rate)
     return LocalBucket(rate)
+
+
+class Ceiling:
+    """At most ``per_minute`` events in any sliding minute, shared through ``storage_url``.
+
+    Unlike the bucket above it never waits: ``take`` says how long until there is room, so
+    the caller can put the work off (confirmations are deferred, not slept on in a worker).
+    """
+
+    def __init__(self, per_minute: int, storage_url: str, key: str) -> None:
+        from limits import RateLimitItemPerMinute, storage, strategies
+
+        self.item = RateLimitItemPerMinute(per_minute)
+        self.key = key
+        self._limiter = strategies.MovingWindowRateLimiter(
+            storage.storage_from_string(storage_url))
+
+    def take(self) -> float:
+        """Count one event if there is room (0.0); else the seconds until there is."""
+        if self._limiter.hit(self.item, self.key):
+            return 0.0
+        reset_at = self._limiter.get_window_stats(self.item, self.key).reset_time
+        return max(1.0, reset_at - time.time())
+
+
+def ceiling_for(per_minute: int, broker_url: str, key: str) -> Ceiling | None:
+    """A Ceiling in Redis on a Redis broker (every worker shares it), else in the process;
+    None when ``per_minute`` is 0 (no ceiling)."""
+    if per_minute <= 0:
+        return None
+    shared = broker_url.startswith(("redis://", "rediss://"))
+    return Ceiling(per_minute, broker_url if shared else "memory://", key)
