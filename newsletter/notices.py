@@ -11,6 +11,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, object_session
@@ -107,7 +108,7 @@ class ConfirmationRun:
 
 
 def send_confirmation(session: Session, reader_id: int, transport: mailer.SmtpTransport,
-                      ceiling: throttle.Ceiling | None = None) -> bool:
+                      ceiling: throttle.Ceiling | throttle.FileCeiling | None = None) -> bool:
     """Email the double opt-in link if one is due (at most one a day); whether one went out.
 
     Raises OverCeiling, before anything is stamped, when ``ceiling`` has no room.
@@ -155,14 +156,16 @@ def send_confirmations(reader_ids: list[int], transport: mailer.SmtpTransport) -
     return run
 
 
-def _ceiling() -> throttle.Ceiling | None:
+def _ceiling() -> throttle.Ceiling | throttle.FileCeiling | None:
     settings = get_settings()
-    return _ceiling_for(settings.confirmation_rate_per_minute, settings.broker)
+    return _ceiling_for(settings.confirmation_rate_per_minute, settings.broker,
+                        settings.var_dir.resolve())
 
 
 @lru_cache(maxsize=4)
-def _ceiling_for(per_minute: int, broker: str) -> throttle.Ceiling | None:
-    return throttle.ceiling_for(per_minute, broker, "newsletter:confirmations")
+def _ceiling_for(per_minute: int, broker: str,
+                 folder: Path) -> throttle.Ceiling | throttle.FileCeiling | None:
+    return throttle.ceiling_for(per_minute, broker, "newsletter:confirmations", folder)
 
 
 def _failed(run: ConfirmationRun, reader_id: int, reason: str) -> None:

@@ -32,7 +32,7 @@ FREQUENCIES = ("immediate", "daily", "weekly")
 CONFIRMATION_INTERVAL = timedelta(hours=24)
 
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f<>,;:\"()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,252}\.[A-Za-z0-9-]{2,63}$")
-_LOCAL_PART_NEEDS_UTF8 = ("We cannot send email to an address with letters outside A–Z "
+LOCAL_PART_NEEDS_UTF8 = ("We cannot send email to an address with letters outside A–Z "
                           "before the @ yet. Please use another address.")
 
 
@@ -59,7 +59,7 @@ def normalise_email(raw: str) -> str:
     if len(email) > 254 or not _EMAIL.match(email) or ".." in email:
         raise SubscriptionError("Please enter a valid email address.", "email")
     if not local.isascii() and not get_settings().smtp_utf8:
-        raise SubscriptionError(_LOCAL_PART_NEEDS_UTF8, "email")
+        raise SubscriptionError(LOCAL_PART_NEEDS_UTF8, "email")
     return email
 
 
@@ -346,11 +346,19 @@ def _apply_pending_choice(session: Session, reader: Reader) -> None:
 
 def spend_form_nonce(session: Session, nonce: str, expires_at) -> bool:
     """Mark a sign-up form's token as used; False if it was used before (a replay)."""
-    spent = session.execute(db.insert_ignoring_duplicates(session, FormNonce.__table__),
-                            {"nonce": nonce, "expires_at": expires_at}).rowcount == 1
+    dialect = session.get_bind().dialect.name
+    spent = session.execute(_spend_nonce(dialect),
+                            {"nonce": nonce, "expires_at": expires_at}).first() is not None
     if spent and random.random() < _CLEANUP_CHANCE:
         session.execute(delete(FormNonce).where(FormNonce.expires_at < utcnow()))
     return spent
+
+
+@cache
+def _spend_nonce(dialect: str):
+    # RETURNING, not rowcount: the driver does not always report one for ON CONFLICT.
+    table = FormNonce.__table__
+    return db.insert_for(dialect, table).on_conflict_do_nothing().returning(table.c.nonce)
 
 
 # The spent nonces past their form's age are deleted by every so many sign-ups: cheap

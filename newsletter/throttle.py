@@ -10,12 +10,14 @@ one round trip per message, and waiters are served in the order they asked.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Ceiling", "LocalBucket", "Limiter", "RedisBucket", "ceiling_for", "limiter_for"]
+__all__ = ["Ceiling", "FileCeiling", "LocalBucket", "Limiter", "RedisBucket", "ceiling_for", "limiter_for"]
 
 # Tokens the bucket holds when idle: a tenth of a second of sending, at least one message.
 # Small, so that a relay with a per-second limit never sees a burst far above it.
@@ -121,10 +123,40 @@ class Ceiling:
         return max(1.0, reset_at - time.time())
 
 
-def ceiling_for(per_minute: int, broker_url: str, key: str) -> Ceiling | None:
-    """A Ceiling in Redis on a Redis broker (every worker shares it), else in the process;
-    None when ``per_minute`` is 0 (no ceiling)."""
+class FileCeiling:
+    """A Ceiling kept in a locked file: shared by the processes of one machine, which is
+    where the embedded (filesystem) broker's workers all run."""
+
+    def __init__(self, per_minute: int, path: Path) -> None:
+        self.per_minute, self.path = per_minute, path
+
+    def take(self) -> float:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            f.seek(0)
+            now = time.time()
+            try:
+                stamps = [t for t in json.loads(f.read() or "[]") if t > now - 60]
+            except (ValueError, TypeError):
+                stamps = []  # a torn file: forget the window rather than stop sending
+            if len(stamps) >= self.per_minute:
+                return max(1.0, min(stamps) + 60 - now)
+            stamps.append(now)
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(stamps))
+            return 0.0
+
+
+def ceiling_for(per_minute: int, broker_url: str, key: str,
+                folder: Path) -> Ceiling | FileCeiling | None:
+    """A Ceiling in Redis on a Redis broker (every worker shares it), else in a file under
+    ``folder`` (the processes of this machine share it); None when ``per_minute`` is 0."""
     if per_minute <= 0:
         return None
-    shared = broker_url.startswith(("redis://", "rediss://"))
-    return Ceiling(per_minute, broker_url if shared else "memory://", key)
+    if broker_url.startswith(("redis://", "rediss://")):
+        return Ceiling(per_minute, broker_url, key)
+    return FileCeiling(per_minute, folder / f"{key.replace(':', '-')}.json")
