@@ -110,7 +110,7 @@ def parse_row(number: int, raw: Any, topics: TopicIndex) -> ImportRow:
         raise ImportRowError("not an object")
     data = {str(k).strip().lower(): v for k, v in raw.items() if k is not None}
     try:
-        email = subscriptions.normalise_email(str(data.get("email") or ""))
+        email = subscriptions.sendable_email(str(data.get("email") or ""))
     except subscriptions.SubscriptionError as exc:
         given = str(data.get("email"))[:100]
         if str(exc) == subscriptions.LOCAL_PART_NEEDS_UTF8:

@@ -47,18 +47,26 @@ class SubscriptionError(ValueError):
 def normalise_email(raw: str) -> str:
     """The canonical form of an address; raises SubscriptionError if it is not one.
 
-    An international domain is kept in its ASCII (IDNA) form, which every relay takes. A
-    non-ASCII local part can only be sent through a relay that offers SMTPUTF8
-    (``NEWSLETTER_SMTP_UTF8``): refused here otherwise, since the email could never leave.
+    An international domain is kept in its ASCII (IDNA) form, which every relay takes.
+    For finding a reader (exports, erasure, bounces); what may sign up is sendable_email's.
     """
     email = (raw or "").strip().lower()
     local, at, domain = email.rpartition("@")
     if at and domain and not domain.isascii():
-        domain = _ascii_domain(domain)
-        email = f"{local}@{domain}"
+        email = f"{local}@{_ascii_domain(domain)}"
     if len(email) > 254 or not _EMAIL.match(email) or ".." in email:
         raise SubscriptionError("Please enter a valid email address.", "email")
-    if not local.isascii() and not get_settings().smtp_utf8:
+    return email
+
+
+def sendable_email(raw: str) -> str:
+    """normalise_email, refusing an address no message of ours could reach.
+
+    A non-ASCII local part goes only through a relay that offers SMTPUTF8
+    (``NEWSLETTER_SMTP_UTF8``); without one, the confirmation could never leave.
+    """
+    email = normalise_email(raw)
+    if not email.isascii() and not get_settings().smtp_utf8:
         raise SubscriptionError(LOCAL_PART_NEEDS_UTF8, "email")
     return email
 
@@ -112,7 +120,7 @@ def form_errors(session: Session, email: str, topics: Iterable[str], frequency: 
                 consent_given: bool) -> dict[str, str]:
     """Every problem with a sign-up at once, by form field (a form shows them together)."""
     errors: dict[str, str] = {}
-    checks = [(normalise_email, (email,)), (resolve_topics, (session, topics)),
+    checks = [(sendable_email, (email,)), (resolve_topics, (session, topics)),
               (_check_frequency, (frequency,))]
     for check, args in checks:
         try:
@@ -184,7 +192,7 @@ def subscribe(
     their topics, the consent entry and the outbox event cost more CPU than the rest of
     the request (bench/RESULTS.md, subscribe).
     """
-    email = normalise_email(email)
+    email = sendable_email(email)
     if session.get_bind().dialect.name != "postgresql":
         slugs, tag_ids = _topic_ids(session, topics)
     _check_frequency(frequency)

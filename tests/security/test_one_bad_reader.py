@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -103,3 +104,17 @@ def test_a_confirmation_that_cannot_be_sent_fails_that_reader_alone(
     assert "needs SMTPUTF8" in bad.confirmation_error
     assert bad.confirmation_sent_at is not None and bad.status == "pending"
     assert readers()["amal@example.com"].confirmation_error is None
+
+
+def test_such_a_reader_signed_up_before_can_still_be_exported_and_erased(
+        client, smtputf8_web) -> None:
+    with db.session_scope() as session:
+        subscriptions.subscribe(session, "ünal@example.com", ["syria"], "weekly",
+                                consent_given=True)
+    os.environ["NEWSLETTER_SMTP_UTF8"] = "false"
+    reload_settings()
+    address = quote("Ünal@example.com")
+    export = client.get(f"/api/subscribers/{address}", headers=AUTH)
+    assert export.status_code == 200 and "ünal@example.com" in export.text
+    assert client.delete(f"/api/subscribers/{address}", headers=AUTH).status_code == 200
+    assert "ünal@example.com" not in readers()
