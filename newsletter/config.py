@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     # A form posted sooner than this after it was served is a bot's (humans take longer).
     form_min_seconds: float = 2.0
     form_max_age_hours: float = 24.0
+    # Peers whose X-Forwarded-For names the reader (addresses or CIDRs, comma-separated).
+    # Loopback by default: a reverse proxy on the same machine; a stranger on the internet
+    # never connects from there. "" trusts nobody (every client is the socket's peer).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"])
+    # Confirmation emails sent per minute across all workers (0 = no ceiling): a sign-up
+    # flood from many addresses must not burn the sender's reputation. Over it, they wait.
+    confirmation_rate_per_minute: int = Field(default=600, ge=0)
+    # Whether the SMTP relay offers SMTPUTF8 (RFC 6531): without it, an address with
+    # non-ASCII letters before the @ cannot be written into a message, so the form refuses it.
+    smtp_utf8: bool = False
     # Processes `newsletter web` serves with: one per core. A process runs Python on one
     # core at a time (the GIL), so a single one leaves the others idle under load.
     web_workers: int = Field(default=1, ge=1)
@@ -147,7 +158,19 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + v[len(prefix):]
         return v
 
-    @field_validator("feeds", "feed_allowed_hosts", mode="before")
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or CIDR: {item!r}") from None
+        return v
+
+    @field_validator("feeds", "feed_allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _list(cls, v: object) -> object:
         if isinstance(v, str):

@@ -110,10 +110,13 @@ def parse_row(number: int, raw: Any, topics: TopicIndex) -> ImportRow:
         raise ImportRowError("not an object")
     data = {str(k).strip().lower(): v for k, v in raw.items() if k is not None}
     try:
-        email = subscriptions.normalise_email(str(data.get("email") or ""))
-    except subscriptions.SubscriptionError:
-        raise ImportRowError(f"not a valid email address: {str(data.get('email'))[:100]!r}"
-                             ) from None
+        email = subscriptions.sendable_email(str(data.get("email") or ""))
+    except subscriptions.SubscriptionError as exc:
+        given = str(data.get("email"))[:100]
+        if str(exc) == subscriptions.LOCAL_PART_NEEDS_UTF8:
+            raise ImportRowError(f"letters outside A-Z before the @ need a relay with SMTPUTF8 "
+                                 f"(NEWSLETTER_SMTP_UTF8): {given!r}") from None
+        raise ImportRowError(f"not a valid email address: {given!r}") from None
     raw_topics = data.get("topics") or []
     if isinstance(raw_topics, str):
         raw_topics = _TOPIC_SEPARATORS.split(raw_topics)

@@ -134,7 +134,33 @@ class Reader(Base):
     last_digest_at: Mapped[datetime | None]
     # A paused reader keeps their choices but gets nothing until this instant.
     paused_until: Mapped[datetime | None]
+    # Why the last confirmation email could not be sent (an address no relay takes, a
+    # message that would not build); cleared when one goes out.
+    confirmation_error: Mapped[str | None] = mapped_column(String(500))
     topics: Mapped[list[Tag]] = relationship(secondary="reader_topics", lazy="selectin")
+
+
+class PendingChoice(Base):
+    """Topics and frequency asked for on the form by an address we already know.
+
+    Kept beside the reader, not over their choices: anybody can type an address into the
+    form, so what a sign-up asks for applies only once the mailbox confirms it.
+    """
+
+    __tablename__ = "pending_choices"
+    reader_id: Mapped[int] = mapped_column(
+        ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True)
+    topics: Mapped[list[Any]] = mapped_column(JSON)  # tag slugs
+    frequency: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FormNonce(Base):
+    """A sign-up form already posted: its token is spent (kept until it would expire)."""
+
+    __tablename__ = "form_nonces"
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Suppression(Base):

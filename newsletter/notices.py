@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
-from newsletter import db, mailer, rendering, subscriptions, tokens, verp
+from newsletter import db, mailer, rendering, subscriptions, throttle, tokens, verp
 from newsletter.config import CONSENT_TEXT, get_settings
 from newsletter.content import common_context, compose, personal_links
 from newsletter.metrics import EMAILS
@@ -26,18 +29,28 @@ _cache: OrderedDict[tuple, rendering.RenderedEmail] = OrderedDict()
 
 
 def _shared_context(template: str, reader: Reader) -> dict[str, Any]:
+    topics, frequency = _choice(template, reader)
     return {
         **common_context(),
         **{name: rendering.placeholder(name) for name in _PERSONAL},
-        "topics": [t.name for t in sorted(reader.topics, key=lambda t: t.name)],
-        "frequency": reader.frequency,
+        "topics": [t.name for t in topics],
+        "frequency": frequency,
         "consent_text": CONSENT_TEXT,
     }
 
 
+def _choice(template: str, reader: Reader) -> tuple[list, str]:
+    # A confirmation asks about what the sign-up chose, which may still wait beside the
+    # reader's own choices (subscriptions.subscribe).
+    session = object_session(reader)
+    if template == "confirm" and session is not None:
+        return subscriptions.pending_choice(session, reader)
+    return sorted(reader.topics, key=lambda t: t.name), reader.frequency
+
+
 def _rendered(template: str, reader: Reader) -> rendering.RenderedEmail:
     context = _shared_context(template, reader)
-    key = (template, tuple(context["topics"]), reader.frequency)
+    key = (template, tuple(context["topics"]), context["frequency"])
     if key not in _cache:
         _cache[key] = rendering.render(template, context)
         if len(_cache) > 256:
@@ -78,33 +91,98 @@ def _send(session: Session, template: str, reader: Reader,
     log.info("%s email sent", template, extra={"reader_id": reader.id, "kind": template})
 
 
-def send_confirmation(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:
-    """Email the double opt-in link if one is due (at most one a day); whether one went out."""
+class OverCeiling(Exception):
+    """The confirmation ceiling is spent for now; there is room again in ``wait_s``."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"confirmation ceiling reached; room again in {wait_s:.0f} s")
+        self.wait_s = wait_s
+
+
+@dataclass
+class ConfirmationRun:
+    """What send_confirmations did with a burst of sign-ups."""
+
+    later: list[int] = field(default_factory=list)  # failed for now: retry with backoff
+    deferred: list[int] = field(default_factory=list)  # over the ceiling: send in wait_s
+    wait_s: float = 0.0
+    failed: dict[int, str] = field(default_factory=dict)  # given up on, with the reason
+
+
+def send_confirmation(session: Session, reader_id: int, transport: mailer.SmtpTransport,
+                      ceiling: throttle.Ceiling | throttle.FileCeiling | None = None) -> bool:
+    """Email the double opt-in link if one is due (at most one a day); whether one went out.
+
+    Raises OverCeiling, before anything is stamped, when ``ceiling`` has no room.
+    """
     reader = session.get(Reader, reader_id)
     if reader is None or not subscriptions.confirmation_due(reader):
         return False
+    if subscriptions.sign_up_refused(session, reader.email):
+        # A hard bounce or a complaint: the form answers as for anybody (no enumeration),
+        # but the mailbox that refused or reported us hears nothing more from us.
+        return False
+    if ceiling is not None and (wait := ceiling.take()):
+        raise OverCeiling(wait)
     _send_once(session, "confirm", reader, "confirmation_sent_at", transport)
+    if reader.confirmation_error is not None:
+        reader.confirmation_error = None
+        session.commit()
     return True
 
 
-def send_confirmations(reader_ids: list[int], transport: mailer.SmtpTransport) -> list[int]:
-    """send_confirmation for each reader of a burst of sign-ups, each in its own transaction;
-    returns the readers whose email failed for a temporary reason (to try again later).
+def send_confirmations(reader_ids: list[int], transport: mailer.SmtpTransport) -> ConfirmationRun:
+    """send_confirmation for each reader of a burst of sign-ups, each in its own transaction.
 
-    One reader's refused address does not stop the others: it is counted and logged, as a
-    task of its own would have been.
+    One reader's trouble never stops the others: a refused address, or any error building
+    or sending their email, fails that reader alone (the reason kept on the reader, no
+    retry); a temporary refusal is handed back to retry; and over the global ceiling
+    (NEWSLETTER_CONFIRMATION_RATE_PER_MINUTE) the rest wait for room, none dropped.
     """
-    later = []
-    for reader_id in reader_ids:
+    run = ConfirmationRun()
+    ceiling = _ceiling()
+    for k, reader_id in enumerate(reader_ids):
         try:
             with db.session_scope() as session:
-                send_confirmation(session, reader_id, transport)
+                send_confirmation(session, reader_id, transport, ceiling)
+        except OverCeiling as exc:
+            run.deferred, run.wait_s = list(reader_ids[k:]), exc.wait_s
+            break
         except mailer.TemporaryFailure:
-            later.append(reader_id)
+            run.later.append(reader_id)
         except mailer.PermanentFailure as exc:
-            log.warning("confirmation email refused",
-                        extra={"reader_id": reader_id, "reason": str(exc)})
-    return later
+            _failed(run, reader_id, f"refused by the relay: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one reader's fault, whatever it is
+            log.exception("confirmation email failed", extra={"reader_id": reader_id})
+            _failed(run, reader_id, f"{type(exc).__name__}: {exc}")
+    return run
+
+
+def _ceiling() -> throttle.Ceiling | throttle.FileCeiling | None:
+    settings = get_settings()
+    return _ceiling_for(settings.confirmation_rate_per_minute, settings.broker,
+                        settings.var_dir.resolve())
+
+
+@lru_cache(maxsize=4)
+def _ceiling_for(per_minute: int, broker: str,
+                 folder: Path) -> throttle.Ceiling | throttle.FileCeiling | None:
+    return throttle.ceiling_for(per_minute, broker, "newsletter:confirmations", folder)
+
+
+def _failed(run: ConfirmationRun, reader_id: int, reason: str) -> None:
+    """Keep why on the reader, stamped as sent so that no retry or resend loops on it."""
+    run.failed[reader_id] = reason
+    log.warning("confirmation email not sent", extra={"reader_id": reader_id, "reason": reason})
+    try:
+        with db.session_scope() as session:
+            reader = session.get(Reader, reader_id)
+            if reader is not None:
+                reader.confirmation_error = reason[:500]
+                reader.confirmation_sent_at = reader.confirmation_sent_at or utcnow()
+                session.commit()
+    except Exception:  # noqa: BLE001 - the log line above is the record then
+        log.exception("could not record a failed confirmation", extra={"reader_id": reader_id})
 
 
 def send_welcome(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:

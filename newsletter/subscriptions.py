@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterable
 from datetime import timedelta
@@ -13,14 +14,26 @@ from sqlalchemy.orm import Session
 
 from newsletter import consent, db, events, tokens
 from newsletter.config import CONSENT_TEXT_VERSION, get_settings
-from newsletter.models import ConsentEvent, Delivery, Reader, ReaderTopic, Tag, utcnow
+from newsletter.models import (
+    ConsentEvent,
+    Delivery,
+    FormNonce,
+    PendingChoice,
+    Reader,
+    ReaderTopic,
+    Suppression,
+    Tag,
+    utcnow,
+)
 
 FREQUENCIES = ("immediate", "daily", "weekly")
 # A pending reader gets at most one confirmation email a day, so the form cannot be used
 # to bomb somebody else's inbox.
 CONFIRMATION_INTERVAL = timedelta(hours=24)
 
-_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f<>,;:\"()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,252}\.[A-Za-z]{2,63}$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f<>,;:\"()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,252}\.[A-Za-z0-9-]{2,63}$")
+LOCAL_PART_NEEDS_UTF8 = ("We cannot send email to an address with letters outside A–Z "
+                          "before the @ yet. Please use another address.")
 
 
 class SubscriptionError(ValueError):
@@ -32,11 +45,39 @@ class SubscriptionError(ValueError):
 
 
 def normalise_email(raw: str) -> str:
-    """The canonical form of an address; raises SubscriptionError if it is not one."""
+    """The canonical form of an address; raises SubscriptionError if it is not one.
+
+    An international domain is kept in its ASCII (IDNA) form, which every relay takes.
+    For finding a reader (exports, erasure, bounces); what may sign up is sendable_email's.
+    """
     email = (raw or "").strip().lower()
+    local, at, domain = email.rpartition("@")
+    if at and domain and not domain.isascii():
+        email = f"{local}@{_ascii_domain(domain)}"
     if len(email) > 254 or not _EMAIL.match(email) or ".." in email:
         raise SubscriptionError("Please enter a valid email address.", "email")
     return email
+
+
+def sendable_email(raw: str) -> str:
+    """normalise_email, refusing an address no message of ours could reach.
+
+    A non-ASCII local part goes only through a relay that offers SMTPUTF8
+    (``NEWSLETTER_SMTP_UTF8``); without one, the confirmation could never leave.
+    """
+    email = normalise_email(raw)
+    if not email.isascii() and not get_settings().smtp_utf8:
+        raise SubscriptionError(LOCAL_PART_NEEDS_UTF8, "email")
+    return email
+
+
+def _ascii_domain(domain: str) -> str:
+    import idna
+
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise SubscriptionError("Please enter a valid email address.", "email") from None
 
 
 def _wanted(slugs: Iterable[str]) -> list[str]:
@@ -79,7 +120,7 @@ def form_errors(session: Session, email: str, topics: Iterable[str], frequency: 
                 consent_given: bool) -> dict[str, str]:
     """Every problem with a sign-up at once, by form field (a form shows them together)."""
     errors: dict[str, str] = {}
-    checks = [(normalise_email, (email,)), (resolve_topics, (session, topics)),
+    checks = [(sendable_email, (email,)), (resolve_topics, (session, topics)),
               (_check_frequency, (frequency,))]
     for check, args in checks:
         try:
@@ -94,6 +135,7 @@ def form_errors(session: Session, email: str, topics: Iterable[str], frequency: 
 # subscribe()'s statements, built once (per dialect) and run with parameters: building a
 # Core statement costs more CPU than PostgreSQL spends running it.
 _READERS, _LINKS, _TAGS = Reader.__table__, ReaderTopic.__table__, Tag.__table__
+_CHOICES = PendingChoice.__table__
 
 
 @cache
@@ -106,19 +148,23 @@ def _find_topics(dialect: str):
         _TAGS.c.slug.in_(bindparam("slugs", expanding=True)))
 
 
-_DROP_OTHER_TOPICS = delete(_LINKS).where(
-    _LINKS.c.reader_id == bindparam("reader_id"),
-    _LINKS.c.tag_id.not_in(bindparam("tag_ids", expanding=True)))
-
-
 @cache
 def _upsert_reader(dialect: str):
     insert = db.insert_for(dialect, _READERS)
     return insert.on_conflict_do_update(
         index_elements=[_READERS.c.email],
-        set_={"status": insert.excluded.status, "frequency": insert.excluded.frequency},
+        set_={"status": insert.excluded.status},
         where=_READERS.c.status != "active",
     ).returning(_READERS.c.id, _READERS.c.created_at)
+
+
+@cache
+def _upsert_choice(dialect: str):
+    insert = db.insert_for(dialect, _CHOICES)
+    return insert.on_conflict_do_update(
+        index_elements=[_CHOICES.c.reader_id],
+        set_={"topics": insert.excluded.topics, "frequency": insert.excluded.frequency,
+              "created_at": insert.excluded.created_at})
 
 
 def subscribe(
@@ -136,7 +182,9 @@ def subscribe(
 
     Returns the reader's id. The caller answers the same way whatever state the address was
     in (no enumeration); an already active reader is left as is — changes go through their
-    preferences link. Bad input raises SubscriptionError before anything is written (the
+    preferences link. An address we know (pending, unsubscribed) keeps its topics and
+    frequency: the new choice waits beside it (PendingChoice) until the mailbox confirms.
+    Bad input raises SubscriptionError before anything is written (the
     form relies on it).
 
     Written with Core statements, not the unit of work: this is the form a campaign or a
@@ -144,7 +192,7 @@ def subscribe(
     their topics, the consent entry and the outbox event cost more CPU than the rest of
     the request (bench/RESULTS.md, subscribe).
     """
-    email = normalise_email(email)
+    email = sendable_email(email)
     if session.get_bind().dialect.name != "postgresql":
         slugs, tag_ids = _topic_ids(session, topics)
     _check_frequency(frequency)
@@ -156,8 +204,8 @@ def subscribe(
     if dialect == "postgresql":
         return _subscribe_in_one(session, email, topics, frequency, source=source, ip=ip,
                                  user_agent=user_agent, now=now)
-    # An address seen before becomes pending again with the new choices, unless it is
-    # active: then no row comes back and nothing is written.
+    # An address seen before becomes pending again, its choice kept aside until confirmed,
+    # unless it is active: then no row comes back and nothing is written.
     row = session.execute(_upsert_reader(dialect), {
         "email": email, "status": "pending", "frequency": frequency, "source": source,
         "created_at": now}).first()
@@ -165,9 +213,12 @@ def subscribe(
         return session.scalar(select(Reader.id).where(Reader.email == email))
     reader_id, created_at = row
     if created_at != now:  # an existing row (a new one carries our own timestamp)
-        session.execute(_DROP_OTHER_TOPICS, {"reader_id": reader_id, "tag_ids": tag_ids})
-    session.execute(db.insert_ignoring_duplicates(session, _LINKS),
-                    [{"reader_id": reader_id, "tag_id": tag_id} for tag_id in tag_ids])
+        session.execute(_upsert_choice(dialect), {
+            "reader_id": reader_id, "topics": slugs, "frequency": frequency,
+            "created_at": now})
+    else:
+        session.execute(db.insert_ignoring_duplicates(session, _LINKS),
+                        [{"reader_id": reader_id, "tag_id": tag_id} for tag_id in tag_ids])
     consent.record(session, reader_id, email, "requested", source=source, ip=ip,
                    user_agent=user_agent,
                    details={"topics": slugs, "frequency": frequency})
@@ -190,7 +241,7 @@ def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequ
         "created_at": now, "email_hash": consent.email_hash(email),
         "text_version": CONSENT_TEXT_VERSION, "text_hash": get_settings().consent_text_hash,
         "ip": ip, "user_agent": (user_agent or "")[:512] or None,
-        "details": {"topics": slugs, "frequency": frequency},
+        "details": {"topics": slugs, "frequency": frequency}, "choice": slugs,
         "event": events.READER_SUBSCRIBED}).one()
     found, reader_id, event_id = row
     _check_known(slugs, found or ())
@@ -200,8 +251,8 @@ def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequ
     return reader_id
 
 
-# Sub-statements of one WITH see the same snapshot, so the DELETE and the INSERT of topics
-# cannot meet: one takes the reader's other topics, the other only the chosen ones.
+# A new reader (created_at is ours) gets the chosen topics; a known one keeps theirs and
+# the choice waits in pending_choices until confirmed (see subscribe()).
 _SUBSCRIBE = text("""
 WITH chosen AS (
   SELECT id, slug FROM tags WHERE slug = ANY(:slugs)
@@ -210,15 +261,17 @@ WITH chosen AS (
 ), reader AS (
   INSERT INTO readers (email, status, frequency, source, created_at)
   SELECT :email, 'pending', :frequency, :source, :created_at FROM known WHERE ok
-  ON CONFLICT (email) DO UPDATE SET status = excluded.status, frequency = excluded.frequency
+  ON CONFLICT (email) DO UPDATE SET status = excluded.status
   WHERE readers.status <> 'active'
-  RETURNING id
-), dropped AS (
-  DELETE FROM reader_topics WHERE reader_id IN (SELECT id FROM reader)
-  AND tag_id NOT IN (SELECT id FROM chosen)
+  RETURNING id, created_at = :created_at AS is_new
 ), linked AS (
   INSERT INTO reader_topics (reader_id, tag_id)
-  SELECT reader.id, chosen.id FROM reader, chosen ON CONFLICT DO NOTHING
+  SELECT reader.id, chosen.id FROM reader, chosen WHERE reader.is_new ON CONFLICT DO NOTHING
+), choice AS (
+  INSERT INTO pending_choices (reader_id, topics, frequency, created_at)
+  SELECT id, :choice, :frequency, :created_at FROM reader WHERE NOT reader.is_new
+  ON CONFLICT (reader_id) DO UPDATE SET topics = excluded.topics,
+    frequency = excluded.frequency, created_at = excluded.created_at
 ), consented AS (
   INSERT INTO consent_events (reader_id, email_hash, action, source, consent_text_version,
                               consent_text_hash, ip, user_agent, details, created_at)
@@ -233,7 +286,17 @@ SELECT (SELECT array_agg(slug) FROM chosen), (SELECT id FROM reader), (SELECT id
 """).bindparams(
     bindparam("slugs", type_=postgresql.ARRAY(Tag.__table__.c.slug.type)),
     bindparam("created_at", type_=Reader.__table__.c.created_at.type),
-    bindparam("details", type_=ConsentEvent.__table__.c.details.type))
+    bindparam("details", type_=ConsentEvent.__table__.c.details.type),
+    bindparam("choice", type_=PendingChoice.__table__.c.topics.type))
+
+
+def sign_up_refused(session: Session, email: str) -> bool:
+    """Whether the form must not email this address: it hard-bounced, complained, or an
+    operator blocked it. An erased reader may come back: signing up again is a fresh
+    opt-in, and confirming it lifts the erasure's suppression (see confirm())."""
+    reason = session.scalar(select(Suppression.reason).where(
+        Suppression.email_hash == consent.email_hash(email)))
+    return reason is not None and reason != "erased"
 
 
 def confirmation_due(reader: Reader) -> bool:
@@ -255,6 +318,7 @@ def confirm(session: Session, token: str, *, ip: str | None = None,
     # A link from before an unsubscribe must not silently resubscribe the reader.
     if reader.unsubscribed_at is not None and reader.unsubscribed_at > signed_at:
         raise tokens.InvalidToken("this link was replaced by a later choice")
+    _apply_pending_choice(session, reader)
     reader.status = "active"
     reader.confirmed_at = utcnow()
     consent.record(session, reader.id, reader.email, "confirmed", source="email", method="link", ip=ip,
@@ -266,6 +330,48 @@ def confirm(session: Session, token: str, *, ip: str | None = None,
     consent.unsuppress(session, reader.email, reasons=("erased", "bounce", "complaint"))
     events.record(session, events.READER_CONFIRMED, reader_id=reader.id)
     return reader
+
+
+def pending_choice(session: Session, reader: Reader) -> tuple[list[Tag], str]:
+    """What a confirmation asks the reader to confirm: the waiting choice, else their own."""
+    choice = session.get(PendingChoice, reader.id)
+    if choice is None:
+        return sorted(reader.topics, key=lambda t: t.name), reader.frequency
+    tags = session.scalars(select(Tag).where(Tag.slug.in_(choice.topics))).all()
+    return sorted(tags, key=lambda t: t.name), choice.frequency
+
+
+def _apply_pending_choice(session: Session, reader: Reader) -> None:
+    choice = session.get(PendingChoice, reader.id)
+    if choice is None:
+        return
+    tags, frequency = pending_choice(session, reader)
+    if tags:  # a topic since deleted drops out; none left keeps what the reader had
+        reader.topics = tags
+    reader.frequency = frequency
+    session.delete(choice)
+
+
+def spend_form_nonce(session: Session, nonce: str, expires_at) -> bool:
+    """Mark a sign-up form's token as used; False if it was used before (a replay)."""
+    dialect = session.get_bind().dialect.name
+    spent = session.execute(_spend_nonce(dialect),
+                            {"nonce": nonce, "expires_at": expires_at}).first() is not None
+    if spent and random.random() < _CLEANUP_CHANCE:
+        session.execute(delete(FormNonce).where(FormNonce.expires_at < utcnow()))
+    return spent
+
+
+@cache
+def _spend_nonce(dialect: str):
+    # RETURNING, not rowcount: the driver does not always report one for ON CONFLICT.
+    table = FormNonce.__table__
+    return db.insert_for(dialect, table).on_conflict_do_nothing().returning(table.c.nonce)
+
+
+# The spent nonces past their form's age are deleted by every so many sign-ups: cheap
+# (an index range), and the table stays about one day of sign-ups long.
+_CLEANUP_CHANCE = 1 / 200
 
 
 def resend_confirmation(session: Session, token: str) -> Reader | None:

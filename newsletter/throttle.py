@@ -10,12 +10,14 @@ one round trip per message, and waiters are served in the order they asked.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 
-__all__ = ["LocalBucket", "Limiter", "RedisBucket", "limiter_for"]
+__all__ = ["Ceiling", "FileCeiling", "LocalBucket", "Limiter", "RedisBucket", "ceiling_for", "limiter_for"]
 
 # Tokens the bucket holds when idle: a tenth of a second of sending, at least one message.
 # Small, so that a relay with a per-second limit never sees a burst far above it.
@@ -96,3 +98,65 @@ def limiter_for(rate: float, broker_url: str) -> Limiter | None:
     if broker_url.startswith(("redis://", "rediss://", "unix://")):
         return RedisBucket(broker_url, rate)
     return LocalBucket(rate)
+
+
+class Ceiling:
+    """At most ``per_minute`` events in any sliding minute, shared through ``storage_url``.
+
+    Unlike the bucket above it never waits: ``take`` says how long until there is room, so
+    the caller can put the work off (confirmations are deferred, not slept on in a worker).
+    """
+
+    def __init__(self, per_minute: int, storage_url: str, key: str) -> None:
+        from limits import RateLimitItemPerMinute, storage, strategies
+
+        self.item = RateLimitItemPerMinute(per_minute)
+        self.key = key
+        self._limiter = strategies.MovingWindowRateLimiter(
+            storage.storage_from_string(storage_url))
+
+    def take(self) -> float:
+        """Count one event if there is room (0.0); else the seconds until there is."""
+        if self._limiter.hit(self.item, self.key):
+            return 0.0
+        reset_at = self._limiter.get_window_stats(self.item, self.key).reset_time
+        return max(1.0, reset_at - time.time())
+
+
+class FileCeiling:
+    """A Ceiling kept in a locked file: shared by the processes of one machine, which is
+    where the embedded (filesystem) broker's workers all run."""
+
+    def __init__(self, per_minute: int, path: Path) -> None:
+        self.per_minute, self.path = per_minute, path
+
+    def take(self) -> float:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            f.seek(0)
+            now = time.time()
+            try:
+                stamps = [t for t in json.loads(f.read() or "[]") if t > now - 60]
+            except (ValueError, TypeError):
+                stamps = []  # a torn file: forget the window rather than stop sending
+            if len(stamps) >= self.per_minute:
+                return max(1.0, min(stamps) + 60 - now)
+            stamps.append(now)
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(stamps))
+            return 0.0
+
+
+def ceiling_for(per_minute: int, broker_url: str, key: str,
+                folder: Path) -> Ceiling | FileCeiling | None:
+    """A Ceiling in Redis on a Redis broker (every worker shares it), else in a file under
+    ``folder`` (the processes of this machine share it); None when ``per_minute`` is 0."""
+    if per_minute <= 0:
+        return None
+    if broker_url.startswith(("redis://", "rediss://")):
+        return Ceiling(per_minute, broker_url, key)
+    return FileCeiling(per_minute, folder / f"{key.replace(':', '-')}.json")

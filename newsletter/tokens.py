@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -79,20 +80,24 @@ def _timestamp(second: int) -> bytes:
 
 
 def make_form_token() -> str:
-    """A time-stamped token for the public form: bots that post without loading it fail."""
-    return _serializer_for(get_settings().secret_key, "form").dumps(1)
+    """A time-stamped, single-use token for the public form: bots that post without loading
+    it fail, and one served form cannot be posted twice (the nonce is spent on use)."""
+    return _serializer_for(get_settings().secret_key, "form").dumps(secrets.token_urlsafe(12))
 
 
-def form_token_age(token: str, max_age_s: float) -> float:
-    """Seconds since the form was served; raises InvalidToken/ExpiredToken."""
+def read_form_token(token: str, max_age_s: float) -> tuple[str, float]:
+    """The form's nonce and the seconds since it was served; raises InvalidToken/ExpiredToken."""
     serializer = _serializer_for(get_settings().secret_key, "form")  # every subscribe checks one
     try:
-        _, signed_at = serializer.loads(token or "", max_age=max_age_s, return_timestamp=True)
+        nonce, signed_at = serializer.loads(token or "", max_age=max_age_s,
+                                            return_timestamp=True)
     except SignatureExpired as exc:
         raise ExpiredToken("this form has expired") from exc
     except BadSignature as exc:
         raise InvalidToken("this form is not valid") from exc
-    return (datetime.now(UTC) - signed_at.astimezone(UTC)).total_seconds()
+    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 64:
+        raise InvalidToken("this form is not valid")  # one made before forms had a nonce
+    return nonce, (datetime.now(UTC) - signed_at.astimezone(UTC)).total_seconds()
 
 
 def read(purpose: str, token: str, max_age_s: float | None = None) -> tuple[dict[str, Any], datetime]:

@@ -306,5 +306,9 @@ def test_form_token_guards(client, guards_on) -> None:
     guards_on["NEWSLETTER_FORM_MIN_SECONDS"] = "30"
     reload_settings()
     r = client.post("/subscribe", data=form("toofast@example.com"))
+    # Too fast for typing, as fast as a browser's autofill: the form again, as sent.
+    assert r.status_code == 422 and "send the form again" in r.text
+    assert 'value="toofast@example.com"' in r.text
+    r = client.post("/subscribe", data=form("honey@example.com", website="https://x"))
     assert r.status_code == 200 and "Check your inbox" in r.text  # a bot is told nothing
     assert count_readers() == before

@@ -8,8 +8,15 @@ import time
 import pytest
 from sqlalchemy import func, select, update
 
-from newsletter import db, events, subscriptions
-from newsletter.models import ConsentEvent, OutboxEvent, Reader, ReaderTopic, Tag
+from newsletter import db, events, subscriptions, tokens
+from newsletter.models import (
+    ConsentEvent,
+    OutboxEvent,
+    PendingChoice,
+    Reader,
+    ReaderTopic,
+    Tag,
+)
 
 
 @pytest.fixture
@@ -71,14 +78,24 @@ def test_a_new_reader_is_pending_with_topics_consent_and_one_event(topics) -> No
     assert pending == [(stored, events.READER_SUBSCRIBED, {"reader_id": reader_id})]
 
 
-def test_subscribing_again_while_pending_replaces_topics_and_frequency(topics) -> None:
+def test_subscribing_again_while_pending_waits_for_the_confirmation(topics) -> None:
+    # Anybody can type an address: the second choice waits beside the first, on both
+    # databases alike, and the confirmation applies it.
     first, _ = subscribe("omar@example.com", ["syria", "russia"])
     again, _ = subscribe("omar@example.com", ["russia", "jordan"], "daily")
     assert again == first
     got = state("omar@example.com")
-    assert got["topics"] == ["jordan", "russia"] and got["frequency"] == "daily"
+    assert got["topics"] == ["russia", "syria"] and got["frequency"] == "weekly"
     assert [c[0] for c in got["consent"]] == ["requested", "requested"]
     assert len(got["events"]) == 2
+    with db.session_scope() as session:
+        choice = session.get(PendingChoice, first)
+        assert (choice.topics, choice.frequency) == (["jordan", "russia"], "daily")
+        subscriptions.confirm(session, tokens.make("confirm", first, "omar@example.com"))
+    got = state("omar@example.com")
+    assert got["topics"] == ["jordan", "russia"] and got["frequency"] == "daily"
+    with db.session_scope() as session:
+        assert session.get(PendingChoice, first) is None
 
 
 def test_an_active_reader_is_left_as_is(topics) -> None:
@@ -147,7 +164,7 @@ def test_confirmations_deferred_by_the_relay_are_handed_back_to_retry(topics, fr
     handler.rcpt_replies["later@example.com"] = "451 4.7.1 greylisted, try again later"
     handler.rcpt_replies["bounce@example.com"] = "550 5.1.1 no such user"
     with relay_server(handler) as relay, SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
-        later = notices.send_confirmations(list(ids.values()), t)
+        later = notices.send_confirmations(list(ids.values()), t).later
     assert later == [ids["later@example.com"]]
     assert [m[1] for m in handler.messages] == [["first@example.com"]]
     with db.session_scope() as session:

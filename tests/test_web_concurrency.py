@@ -35,14 +35,15 @@ def web(fresh, tmp_path):
 @pytest.mark.parametrize("backend", ["embedded", "postgres_redis"], indirect=True)
 def test_sixty_readers_subscribing_at_once_are_all_answered_and_stored(backend, web) -> None:
     base, log = web
-    page = httpx.get(f"{base}/subscribe").text
-    token = page.split('name="form_token" value="', 1)[1].split('"', 1)[0]
+    # Each reader's own form: a form token signs up once.
+    tokens = [httpx.get(f"{base}/subscribe").text.split(
+        'name="form_token" value="', 1)[1].split('"', 1)[0] for _ in range(CLIENTS)]
 
     async def one(i: int) -> tuple[int, float]:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             started = time.perf_counter()
             r = await client.post("/subscribe", data={
-                "form_token": token, "email": f"crowd{i}@example.org",
+                "form_token": tokens[i], "email": f"crowd{i}@example.org",
                 "topics": ["syria"], "frequency": "weekly", "consent": "on"})
             return r.status_code, time.perf_counter() - started
 
@@ -79,12 +80,12 @@ def test_sixty_readers_subscribing_at_once_are_all_answered_and_stored(backend, 
 
 
 @pytest.mark.parametrize("backend", ["embedded", "postgres_redis"], indirect=True)
-def test_subscribing_again_replaces_the_choices_of_a_pending_reader_only(backend, fresh) -> None:
-    """subscribe() is an upsert on the address: a pending or unsubscribed reader takes the
-    new topics and frequency (one more consent entry, one more confirmation); an active one
-    is left exactly as it was."""
+def test_subscribing_again_keeps_the_new_choice_of_a_pending_reader_aside(backend, fresh) -> None:
+    """subscribe() is an upsert on the address: a pending or unsubscribed reader's new topics
+    and frequency wait beside theirs until confirmed (one more consent entry, one more
+    confirmation); an active one is left exactly as it was."""
     from newsletter import subscriptions
-    from newsletter.models import ConsentEvent
+    from newsletter.models import ConsentEvent, PendingChoice
 
     events.set_dispatcher(lambda *_: True)  # no worker needed: only the rows are checked
     try:
@@ -104,8 +105,11 @@ def test_subscribing_again_replaces_the_choices_of_a_pending_reader_only(backend
         assert (again, still) == (first, calm)
         with db.session_scope() as session:
             again_reader, calm_reader = session.get(Reader, first), session.get(Reader, calm)
-            assert (again_reader.status, again_reader.frequency) == ("pending", "daily")
-            assert sorted(t.slug for t in again_reader.topics) == ["iraq", "jordan"]
+            assert (again_reader.status, again_reader.frequency) == ("pending", "weekly")
+            assert sorted(t.slug for t in again_reader.topics) == ["jordan", "syria"]
+            choice = session.get(PendingChoice, first)
+            assert (choice.topics, choice.frequency) == (["iraq", "jordan"], "daily")
+            assert session.get(PendingChoice, calm) is None
             assert (calm_reader.status, calm_reader.frequency) == ("active", "weekly")
             assert [t.slug for t in calm_reader.topics] == ["syria"]
             ledger = session.execute(select(ConsentEvent.reader_id, ConsentEvent.details)

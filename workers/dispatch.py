@@ -13,7 +13,8 @@ from workers.celery_app import get_app
 # event name → (task name, payload → args). Events without a consumer yet are simply
 # marked dispatched.
 ROUTES: dict[str, tuple[str, Any]] = {
-    "reader.subscribed": ("newsletter.send_confirmation", lambda p: [p["reader_id"]]),
+    # The list task even for one reader: it is the one that keeps to the confirmation ceiling.
+    "reader.subscribed": ("newsletter.send_confirmations", lambda p: [[p["reader_id"]]]),
     "reader.confirmed": ("newsletter.send_welcome", lambda p: [p["reader_id"]]),
     "edition.requested": ("newsletter.plan_edition", lambda p: [p["edition_id"]]),
     "deliveries.queued": ("newsletter.send_batch", lambda p: [p["delivery_ids"]]),

@@ -23,21 +23,26 @@ def _transport() -> mailer.SmtpTransport:
     return mailer.get_transport(get_settings().smtp)
 
 
-@app.task(name="newsletter.send_confirmation", autoretry_for=(mailer.TemporaryFailure,),
-          retry_backoff=30, max_retries=5)
+@app.task(name="newsletter.send_confirmation")
 def send_confirmation(reader_id: int) -> None:
-    with db.session_scope() as session:
-        notices.send_confirmation(session, reader_id, _transport())
+    # Kept for tasks published before events went to send_confirmations, which keeps to
+    # the confirmation ceiling; they join it.
+    send_confirmations.delay([reader_id])
 
 
 @app.task(name="newsletter.send_confirmations", bind=True, max_retries=5)
 def send_confirmations(self, reader_ids: list[int]) -> None:
-    later = notices.send_confirmations(reader_ids, _transport())
-    if later:
+    run = notices.send_confirmations(reader_ids, _transport())
+    if run.deferred:
+        # Over the confirmation ceiling: a task of their own when there is room again,
+        # with fresh retries (waiting for room is not failing), spread over a few seconds.
+        send_confirmations.apply_async(args=[run.deferred],
+                                       countdown=run.wait_s + random.uniform(0, 5))
+    if run.later:
         # The readers whose email failed for now, with send_confirmation's backoff: full
         # jitter up to 30 s × 2^retries by default (half the operator's retry base), ≤ 10 min.
         ceiling = min(600.0, get_settings().retry_base_s / 2 * 2 ** self.request.retries)
-        raise self.retry(args=[later], countdown=random.uniform(0, ceiling))
+        raise self.retry(args=[run.later], countdown=random.uniform(0, ceiling))
 
 
 @app.task(name="newsletter.send_welcome", autoretry_for=(mailer.TemporaryFailure,),

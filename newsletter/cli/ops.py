@@ -68,6 +68,7 @@ def run(host: str = "127.0.0.1", port: int = 8000,
 
     from newsletter.capture import CaptureServer
     from newsletter.config import LOCAL_SMTP_URL
+    from newsletter.web.serve import proxy_options
 
     settings = get_settings()
     settings.ensure_var()
@@ -82,7 +83,7 @@ def run(host: str = "127.0.0.1", port: int = 8000,
                 processes.start_beat(child_env(settings), logfile=settings.var_dir / "beat.log")]
     console.print(f"worker and beat logging to {settings.var_dir}/worker.log, beat.log")
     try:
-        uvicorn.run("newsletter.web.app:app", host=host, port=port)
+        uvicorn.run("newsletter.web.app:app", host=host, port=port, **proxy_options())
     finally:
         for child in children:
             processes.stop(child)

@@ -19,6 +19,7 @@ from newsletter import db, editions, events, logs, privacy, reconcile, tokens
 from newsletter.config import DEV_SECRET_KEY, get_settings
 from newsletter.metrics import exposition
 from newsletter.web import api, api_bounces, api_privacy, pages
+from newsletter.web.bodies import BodyLimit
 from newsletter.web.deps import HERE, SessionDep, invalid_link
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def create_app() -> FastAPI:
     if settings.secret_key == DEV_SECRET_KEY:
         log.warning("NEWSLETTER_SECRET_KEY is not set: links are signed with a development key")
     app = FastAPI(title="newsletter", version="0.1.0", lifespan=_lifespan)
+    app.add_middleware(BodyLimit)  # every body is counted before anything parses it
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     # A bad, expired or foreign link anywhere: the same 400 page, and nothing changed (the
     # request's session is closed, rolling back, before this answer is built).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated
 from urllib.parse import parse_qsl
@@ -21,7 +22,7 @@ from newsletter import db, notices, privacy, subscriptions, tokens
 from newsletter.archive import edition_archive
 from newsletter.config import CONSENT_TEXT, get_settings
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
-from newsletter.models import Reader, Tag
+from newsletter.models import Reader, Tag, utcnow
 from newsletter.web import ratelimit
 from newsletter.web.deps import (
     MAX_ROW_ID,
@@ -156,6 +157,11 @@ def _unreadable(request: Request, form: dict) -> HTMLResponse:
                                        "check your choices and send it again."}, 422)
 
 
+_CHECK_AND_SEND = "Please check your choices and send the form again."
+_SENT_ALREADY = ("This form was sent already. If you meant to send it again, please check "
+                 "your choices and send it once more.")
+
+
 def _subscribe(request: Request, form: dict, website: str, form_token: str) -> HTMLResponse:
     settings = get_settings()
     who = client(request)
@@ -164,16 +170,27 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str) -> H
         return message(request, "Too many attempts",
                        "Please wait a few minutes before trying again.", status=429)
     with request_session() as session:
+        max_age = settings.form_max_age_hours * 3600
         try:
-            age = tokens.form_token_age(form_token, settings.form_max_age_hours * 3600)
+            nonce, age = tokens.read_form_token(form_token, max_age)
         except tokens.InvalidToken:
             SUBSCRIBE_REQUESTS.labels("form_expired").inc()
             return subscribe_form(request, session, form,
                                   {"form": "This form has expired. Please check your choices "
                                            "and send it again."}, 422)
-        if website or age < settings.form_min_seconds:
+        if website:
             SUBSCRIBE_REQUESTS.labels("bot").inc()
             return check_inbox(request)  # a bot: answer as if all went well, store nothing
+        if age < settings.form_min_seconds:
+            # Faster than people type; but a browser that filled the form in is as quick,
+            # and its reader must not be lost: the form again, as they sent it.
+            SUBSCRIBE_REQUESTS.labels("too_fast").inc()
+            return subscribe_form(request, session, form, {"form": _CHECK_AND_SEND}, 422)
+        expires = utcnow() + timedelta(seconds=max_age - age + 60)
+        if not subscriptions.spend_form_nonce(session, nonce, expires):
+            session.rollback()
+            SUBSCRIBE_REQUESTS.labels("form_replayed").inc()
+            return subscribe_form(request, session, form, {"form": _SENT_ALREADY}, 422)
         fields = form["email"], form["topics"], form["frequency"]
         try:
             subscriptions.subscribe(session, *fields, consent_given=form["consent"],
@@ -181,6 +198,8 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str) -> H
         except subscriptions.SubscriptionError as exc:
             # subscribe() checks its input before it writes anything, so a bad form costs a
             # second look here (to show every problem at once) and a good one only one.
+            # Rolled back with the nonce: a refused form changes nothing, and what it could
+            # still be posted with is only another refusal or one sign-up.
             session.rollback()
             if errors := subscriptions.form_errors(session, *fields, form["consent"]):
                 SUBSCRIBE_REQUESTS.labels("invalid").inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 
 from limits import RateLimitItem, parse_many, storage, strategies
@@ -28,4 +29,22 @@ def allow(scope: str, client: str, spec: str | None = None) -> bool:
     # Shared across web processes through Redis, so N replicas do not allow N times more.
     url = settings.broker if settings.broker.startswith(("redis://", "rediss://")) else "memory://"
     limiter = _limiter(url)
-    return all(limiter.hit(item, scope, client) for item in items)
+    key = client_key(client)
+    return all(limiter.hit(item, scope, key) for item in items)
+
+
+def client_key(client: str) -> str:
+    """Whom a limit counts: an IPv4 address, or an IPv6 client's /64.
+
+    One IPv6 subscriber line is a /64 (or more): counted by address, it could take a new
+    one for every request and never meet the limit.
+    """
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

@@ -36,12 +36,22 @@ def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
-        uvicorn.run(APP, host=host, port=port, proxy_headers=True, workers=workers)
+        uvicorn.run(APP, host=host, port=port, workers=workers, **proxy_options())
         return
     if port == 0:  # every process must bind the same port: choose it here
         with _socket(host, 0) as probe:
             port = probe.getsockname()[1]
     _Supervisor(host, port, workers).run()
+
+
+def proxy_options() -> dict[str, Any]:
+    """Whose X-Forwarded-For uvicorn believes: only NEWSLETTER_TRUSTED_PROXIES' (the
+    reader's address keys the rate limits and goes in the consent ledger)."""
+    from newsletter.config import get_settings
+
+    trusted = get_settings().trusted_proxies
+    # An empty list, not None: None would fall back to uvicorn's own default (loopback).
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": list(trusted)}
 
 
 def _socket(host: str, port: int) -> socket.socket:
@@ -58,7 +68,7 @@ def _serve_one(host: str, port: int) -> None:
     import uvicorn
 
     sock = _socket(host, port)
-    config = uvicorn.Config(APP, host=host, port=port, proxy_headers=True)
+    config = uvicorn.Config(APP, host=host, port=port, **proxy_options())
     sock.listen(config.backlog)
     uvicorn.Server(config).run(sockets=[sock])
 
