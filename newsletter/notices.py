@@ -1,4 +1,5 @@
-"""Transactional emails to one reader: the double opt-in confirmation and the welcome.
+"""Transactional emails to one reader: the double opt-in confirmation, the welcome, and the
+short-lived link to their own data.
 
 Their content depends only on the reader's topics and frequency, so each variant is
 rendered (Jinja2 + premailer) once per process and personalised by substitution, like
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from newsletter import db, mailer, rendering, subscriptions, tokens
+from newsletter import db, mailer, privacy, rendering, subscriptions, tokens
 from newsletter.config import CONSENT_TEXT, get_settings
 from newsletter.content import common_context, compose, personal_links
 from newsletter.metrics import EMAILS
@@ -103,6 +104,42 @@ def send_confirmations(reader_ids: list[int], transport: mailer.SmtpTransport) -
             log.warning("confirmation email refused",
                         extra={"reader_id": reader_id, "reason": str(exc)})
     return later
+
+
+def _data_link_email() -> rendering.RenderedEmail:
+    # Not a NOTICE: it has no "view in browser" link, whose long-lived token would hand a
+    # fresh data link to anyone who holds the email.
+    lifetime = privacy.data_link_lifetime()
+    key = ("data_access", lifetime)
+    if key not in _cache:
+        _cache[key] = rendering.render("data_access", {
+            **common_context(), "data_url": rendering.placeholder("data_url"),
+            "lifetime": lifetime})
+    return _cache[key]
+
+
+def send_data_link(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:
+    """Email the reader the short-lived link to their data, unless one went out just now."""
+    reader = session.get(Reader, reader_id)
+    if reader is None or not privacy.data_link_due(reader):
+        return False
+    reader.data_link_sent_at = utcnow()
+    session.commit()
+    values = {**personal_links(reader.id, reader.email),
+              "data_url": privacy.data_link_url(reader)}
+    message = compose(_data_link_email(), values,
+                      mailer.make_message_id(get_settings().mail_domain))
+    try:
+        transport.send(get_settings().from_email, reader.email, message)
+    except mailer.MailerError as exc:
+        EMAILS.labels("data_access", "failed", type(exc).__name__).inc()
+        if isinstance(exc, mailer.TemporaryFailure):
+            reader.data_link_sent_at = None  # the retried task may send it
+            session.commit()
+        raise
+    EMAILS.labels("data_access", "sent", "").inc()
+    log.info("data_access email sent", extra={"reader_id": reader.id, "kind": "data_access"})
+    return True
 
 
 def send_welcome(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:

@@ -15,6 +15,7 @@ from workers.celery_app import get_app
 ROUTES: dict[str, tuple[str, Any]] = {
     "reader.subscribed": ("newsletter.send_confirmation", lambda p: [p["reader_id"]]),
     "reader.confirmed": ("newsletter.send_welcome", lambda p: [p["reader_id"]]),
+    "reader.data_link_requested": ("newsletter.send_data_link", lambda p: [p["reader_id"]]),
     "edition.requested": ("newsletter.plan_edition", lambda p: [p["edition_id"]]),
     "deliveries.queued": ("newsletter.send_batch", lambda p: [p["delivery_ids"]]),
     "article.published": ("newsletter.alert_article", lambda p: [p["article_id"]]),
