@@ -5,6 +5,7 @@ Migrated step by step on SQLite and PostgreSQL, then driven through the admin AP
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import timedelta
 
 import pytest
@@ -13,9 +14,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from newsletter import consent, db
+from newsletter.config import reload_settings
 from newsletter.models import utcnow
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, _fresh_postgres, configure
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY, _fresh_postgres, configure
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 GONE = "erased.long.ago@example.com"  # erased before the upgrade: only its hash is left
@@ -100,6 +102,17 @@ def test_suppressions_from_before_the_upgrade_still_block(old_database) -> None:
         (consent.email_hash(GONE), "hmac-sha256"), (consent.email_hash(KNOWN), "hmac-sha256")])
     assert consent.email_hash(GONE) != bare(GONE)
     assert import_reader(client, "someone.else@example.com")["created"] == 1
+
+    # The fingerprint is keyed by HASH_KEY, not SECRET_KEY: rotating the signing key
+    # (as operators do) must not let a suppressed address through.
+    os.environ["NEWSLETTER_SECRET_KEY"] = "a-rotated-secret-key-0123456789abcdef0123"
+    try:
+        reload_settings()
+        result = import_reader(TestClient(create_app()), GONE)
+        assert result["created"] == 0 and "suppressed" in result["errors"][0]["reason"]
+    finally:
+        os.environ["NEWSLETTER_SECRET_KEY"] = SECRET_KEY
+        reload_settings()
 
     # Erasing the reader whose rows were migrated leaves no bare hash of them either.
     assert client.delete(f"/api/subscribers/{KNOWN}", headers=AUTH).status_code == 200
