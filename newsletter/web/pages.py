@@ -253,15 +253,14 @@ def _csrf_ok(reader: Reader, token: str) -> bool:
 
 def preferences_form(request: Request, session: Session, reader: Reader, token: str, *,
                      form: dict | None = None, errors: dict | None = None, saved: bool = False,
-                     link_sent: bool = False, status: int = 200) -> HTMLResponse:
+                     status: int = 200) -> HTMLResponse:
     form = form or {"topics": [t.slug for t in reader.topics], "frequency": reader.frequency,
                     "pause": ""}
     receipt = privacy.consent_receipt(session, reader)
     return page(request, "preferences.html", status, reader=reader, token=token, form=form,
-                errors=errors or {}, saved=saved, link_sent=link_sent,
-                groups=topic_groups(session), frequencies=FREQUENCY_LABELS, pauses=PAUSE_LABELS,
-                csrf=_csrf(reader), history=receipt["events"],
-                link_lifetime=privacy.data_link_lifetime())
+                errors=errors or {}, saved=saved, groups=topic_groups(session),
+                frequencies=FREQUENCY_LABELS, pauses=PAUSE_LABELS, csrf=_csrf(reader),
+                history=receipt["events"], link_lifetime=privacy.data_link_lifetime())
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
