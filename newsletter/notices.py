@@ -120,11 +120,12 @@ def _data_link_email() -> rendering.RenderedEmail:
 
 def send_data_link(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:
     """Email the reader the short-lived link to their data, unless one went out just now."""
-    reader = session.get(Reader, reader_id)
-    if reader is None or not privacy.data_link_due(reader):
-        return False
-    reader.data_link_sent_at = utcnow()
+    if not privacy.claim_data_link(session, reader_id):
+        return False  # no such reader, or one went out just now
     session.commit()
+    reader = session.get(Reader, reader_id)
+    if reader is None:  # erased since
+        return False
     values = {**personal_links(reader.id, reader.email),
               "data_url": privacy.data_link_url(reader)}
     message = compose(_data_link_email(), values,

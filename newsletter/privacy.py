@@ -56,6 +56,20 @@ def data_link_due(reader: Reader) -> bool:
     return sent is None or utcnow() - sent >= DATA_LINK_INTERVAL
 
 
+def claim_data_link(session: Session, reader_id: int) -> bool:
+    """Stamp the reader's data link as sent now, if one is due; whether this caller did.
+
+    One conditional UPDATE, so two workers handed two requests of one reader at once send
+    one email between them, not one each.
+    """
+    now = utcnow()
+    claimed = session.execute(update(Reader).where(
+        Reader.id == reader_id, or_(Reader.data_link_sent_at.is_(None),
+                                    Reader.data_link_sent_at <= now - DATA_LINK_INTERVAL))
+        .values(data_link_sent_at=now).execution_options(synchronize_session=False))
+    return claimed.rowcount == 1
+
+
 def request_data_link(session: Session, reader: Reader) -> None:
     """Have the worker email the reader a short-lived link to their data (if one is due)."""
     if data_link_due(reader):
