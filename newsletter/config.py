@@ -21,6 +21,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # Used only when NEWSLETTER_SECRET_KEY is unset: good enough for a laptop demo, and the
 # web process logs a warning so nobody runs production on it unknowingly.
 DEV_SECRET_KEY = "dev-only-secret-change-me"
+# The key of the address fingerprints (suppressions, consent ledger, bounce reports) when
+# NEWSLETTER_HASH_KEY is unset: a constant, not derived from SECRET_KEY, because those
+# fingerprints must outlive key rotation. Only for loopback and demos.
+DEV_HASH_KEY = "dev-only-hash-key-change-me"
 
 CONSENT_TEXT = (
     "I agree to receive email newsletters about the topics I selected, at the frequency I "
@@ -47,6 +51,10 @@ class Settings(BaseSettings):
     # recipient_delimiter = +) and hand what arrives to `newsletter bounces` or /api/bounces.
     bounce_address: str = ""
     secret_key: str = DEV_SECRET_KEY
+    # Keys the HMAC of the address fingerprints we keep after erasure, bounce or complaint
+    # (so a list of addresses cannot be hashed to reverse them). Never rotated: changing it
+    # lets every suppressed address be mailed again.
+    hash_key: str = DEV_HASH_KEY
     admin_token: str = ""
     smtp_rate: float = 0.0  # messages/second across all workers; 0 = unlimited
     site_name: str = "The Levant Ledger"
@@ -59,6 +67,9 @@ class Settings(BaseSettings):
     # enough that a crashed batch redelivers only seconds of work.
     batch_size: int = 200
     confirm_max_age_days: int = 7
+    # The link emailed to a reader to download or delete their data, or subscribe again,
+    # works this long: the long-lived links in every email (forwarded, shared) cannot do it.
+    data_link_max_age_minutes: float = Field(default=60.0, gt=0)
     relay_interval_s: float = 10.0
     # A delivery 'sending' longer than this belongs to a dead worker (the reconciler puts it
     # back in the queue); a 'queued' one untouched this long lost its task. Longer than the
@@ -253,6 +264,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         NEWSLETTER_SMTP_URL=settings.smtp,
         NEWSLETTER_BASE_URL=settings.base_url,
         NEWSLETTER_SECRET_KEY=settings.secret_key,
+        NEWSLETTER_HASH_KEY=settings.hash_key,
         NEWSLETTER_FROM_ADDRESS=settings.from_address,
         NEWSLETTER_BOUNCE_ADDRESS=settings.bounce_address,
     )

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 READER_SUBSCRIBED = "reader.subscribed"  # {reader_id}: send the confirmation email
 READER_CONFIRMED = "reader.confirmed"  # {reader_id}: send the welcome email
+DATA_LINK_REQUESTED = "reader.data_link_requested"  # {reader_id}: email the link to their data
 EDITION_REQUESTED = "edition.requested"  # {edition_id}: plan it
 DELIVERIES_QUEUED = "deliveries.queued"  # {edition_id, delivery_ids}: send them
 ARTICLE_PUBLISHED = "article.published"  # {article_id}: open or join an alert window

@@ -30,10 +30,10 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter import events, subscriptions
+from newsletter import consent, events, subscriptions
 from newsletter.articles import slugify
 from newsletter.consent import email_hash
-from newsletter.models import ConsentEvent, Reader, ReaderTopic, Suppression, Tag, utcnow
+from newsletter.models import ConsentEvent, Reader, ReaderTopic, Tag, utcnow
 
 # Rows per round of bulk queries: a thousand keeps each IN list and executemany well under
 # the drivers' parameter limits while making the per-query cost noise next to the rows.
@@ -192,12 +192,10 @@ def import_readers(
 
 def _import_chunk(session: Session, rows: list[ImportRow], result: ImportResult,
                   source: str) -> None:
-    hashes = {r.email: email_hash(r.email) for r in rows}
-    suppressed = set(session.scalars(
-        select(Suppression.email_hash).where(Suppression.email_hash.in_(list(hashes.values())))))
+    suppressed = consent.suppressed_among(session, (r.email for r in rows))
     todo = []
     for row in rows:
-        if hashes[row.email] in suppressed:
+        if row.email in suppressed:
             result.skip(row.number, "address is suppressed (erased, bounced or complained); "
                                     "only the reader can sign up again")
         else:

@@ -130,6 +130,9 @@ class Reader(Base):
     unsubscribed_at: Mapped[datetime | None]
     confirmation_sent_at: Mapped[datetime | None]
     welcome_sent_at: Mapped[datetime | None]
+    # The last link to their own data we emailed (at most one every few minutes, so a
+    # forwarded email cannot be used to flood the reader's inbox).
+    data_link_sent_at: Mapped[datetime | None]
     # Upper bound of what the reader's last digest covered; the next one starts there.
     last_digest_at: Mapped[datetime | None]
     # A paused reader keeps their choices but gets nothing until this instant.
@@ -169,6 +172,10 @@ class Suppression(Base):
     __tablename__ = "suppressions"
     id: Mapped[int] = mapped_column(primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # 'hmac-sha256' (keyed with HASH_KEY), or 'sha256' for a bare hash written before keyed
+    # hashes that could not be rewritten (its address was gone); see consent.suppressed_among.
+    hash_scheme: Mapped[str] = mapped_column(String(16), default="hmac-sha256",
+                                             server_default="hmac-sha256")
     reason: Mapped[str] = mapped_column(String(32))  # erased|bounce|complaint|admin
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

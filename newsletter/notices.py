@@ -1,4 +1,5 @@
-"""Transactional emails to one reader: the double opt-in confirmation and the welcome.
+"""Transactional emails to one reader: the double opt-in confirmation, the welcome, and the
+short-lived link to their own data.
 
 Their content depends only on the reader's topics and frequency, so each variant is
 rendered (Jinja2 + premailer) once per process and personalised by substitution, like
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, object_session
 
-from newsletter import db, mailer, rendering, subscriptions, throttle, tokens, verp
+from newsletter import db, mailer, privacy, rendering, subscriptions, throttle, tokens, verp
 from newsletter.config import CONSENT_TEXT, get_settings
 from newsletter.content import common_context, compose, personal_links
 from newsletter.metrics import EMAILS
@@ -183,6 +184,43 @@ def _failed(run: ConfirmationRun, reader_id: int, reason: str) -> None:
                 session.commit()
     except Exception:  # noqa: BLE001 - the log line above is the record then
         log.exception("could not record a failed confirmation", extra={"reader_id": reader_id})
+
+
+def _data_link_email() -> rendering.RenderedEmail:
+    # Not a NOTICE: it has no "view in browser" link, whose long-lived token would hand a
+    # fresh data link to anyone who holds the email.
+    lifetime = privacy.data_link_lifetime()
+    key = ("data_access", lifetime)
+    if key not in _cache:
+        _cache[key] = rendering.render("data_access", {
+            **common_context(), "data_url": rendering.placeholder("data_url"),
+            "lifetime": lifetime})
+    return _cache[key]
+
+
+def send_data_link(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:
+    """Email the reader the short-lived link to their data, unless one went out just now."""
+    if not privacy.claim_data_link(session, reader_id):
+        return False  # no such reader, or one went out just now
+    session.commit()
+    reader = session.get(Reader, reader_id)
+    if reader is None:  # erased since
+        return False
+    values = {**personal_links(reader.id, reader.email),
+              "data_url": privacy.data_link_url(reader)}
+    message = compose(_data_link_email(), values,
+                      mailer.make_message_id(get_settings().mail_domain))
+    try:
+        transport.send(get_settings().from_email, reader.email, message)
+    except mailer.MailerError as exc:
+        EMAILS.labels("data_access", "failed", type(exc).__name__).inc()
+        if isinstance(exc, mailer.TemporaryFailure):
+            reader.data_link_sent_at = None  # the retried task may send it
+            session.commit()
+        raise
+    EMAILS.labels("data_access", "sent", "").inc()
+    log.info("data_access email sent", extra={"reader_id": reader.id, "kind": "data_access"})
+    return True
 
 
 def send_welcome(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:

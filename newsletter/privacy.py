@@ -1,14 +1,22 @@
-"""A reader's rights over their data: export everything we hold, or erase it."""
+"""A reader's rights over their data: export everything we hold, or erase it.
+
+The links in every email (preferences, unsubscribe) are long-lived and get forwarded, so
+they only change topics or unsubscribe. Reading or erasing the data, or subscribing again,
+takes a link we email to the address on request, which works for an hour by default
+(``data_link_max_age_minutes``): holding the mailbox, not an old email, is the proof.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import Text, and_, case, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import consent
-from newsletter.config import CONSENT_TEXT, CONSENT_TEXT_VERSION
+from newsletter import consent, events, subscriptions, tokens
+from newsletter.config import CONSENT_TEXT, CONSENT_TEXT_VERSION, get_settings
 from newsletter.models import (
     Article,
     BounceEvent,
@@ -16,10 +24,15 @@ from newsletter.models import (
     Delivery,
     Edition,
     EditionDigest,
+    OutboxEvent,
     Reader,
     utcnow,
 )
 from newsletter.subscriptions import normalise_email
+
+# At most one link to their data a reader gets in this time, however often someone holding
+# one of their emails asks: enough to ask again if one went astray, too little to flood.
+DATA_LINK_INTERVAL = timedelta(minutes=5)
 
 
 class ReaderNotFound(LookupError):
@@ -35,6 +48,50 @@ def _reader(session: Session, email: str) -> Reader:
     if reader is None:
         raise ReaderNotFound("no reader with that address")
     return reader
+
+
+def data_link_due(reader: Reader) -> bool:
+    """Whether a link to their data may be emailed to the reader now."""
+    sent = reader.data_link_sent_at
+    return sent is None or utcnow() - sent >= DATA_LINK_INTERVAL
+
+
+def claim_data_link(session: Session, reader_id: int) -> bool:
+    """Stamp the reader's data link as sent now, if one is due; whether this caller did.
+
+    One conditional UPDATE, so two workers handed two requests of one reader at once send
+    one email between them, not one each.
+    """
+    now = utcnow()
+    claimed = session.execute(update(Reader).where(
+        Reader.id == reader_id, or_(Reader.data_link_sent_at.is_(None),
+                                    Reader.data_link_sent_at <= now - DATA_LINK_INTERVAL))
+        .values(data_link_sent_at=now).execution_options(synchronize_session=False))
+    return claimed.rowcount == 1
+
+
+def request_data_link(session: Session, reader: Reader) -> None:
+    """Have the worker email the reader a short-lived link to their data (if one is due)."""
+    if data_link_due(reader):
+        events.record(session, events.DATA_LINK_REQUESTED, reader_id=reader.id)
+
+
+def data_link_lifetime() -> str:
+    """How long a data link works, as the page and the email say it ("1 hour")."""
+    minutes = get_settings().data_link_max_age_minutes
+    if minutes % 60:
+        return f"{minutes:g} minutes"
+    return "1 hour" if minutes == 60 else f"{minutes / 60:g} hours"
+
+
+def data_link_url(reader: Reader) -> str:
+    return f"{get_settings().base_url}/my-data/{tokens.make('data', reader.id, reader.email)}"
+
+
+def reader_from_data_link(session: Session, token: str) -> Reader:
+    """The reader a data link names; raises tokens.ExpiredToken past its lifetime."""
+    tokens.read("data", token, max_age_s=get_settings().data_link_max_age_minutes * 60)
+    return subscriptions.reader_from_token(session, "data", token)
 
 
 def _iso(value) -> str | None:
@@ -94,7 +151,7 @@ def export(session: Session, email: str) -> dict[str, Any]:
              "message_id": b.message_id, "received_at": _iso(b.received_at)}
             for b in session.scalars(select(BounceEvent).where(or_(
                 BounceEvent.reader_id == reader.id,
-                BounceEvent.email_hash == consent.email_hash(reader.email)))
+                consent.matches(BounceEvent.email_hash, reader.email)))
                 .order_by(BounceEvent.id))
         ],
         "deliveries": [
@@ -108,23 +165,40 @@ def export(session: Session, email: str) -> dict[str, Any]:
 
 
 def erase(session: Session, email: str) -> None:
-    """Delete the reader and their history, keeping only a hashed suppression entry.
+    """Delete the reader and their history, keeping only a keyed-hash suppression entry.
 
-    Delivery rows stay for the edition's counts but lose the link to the reader; the
-    ledger entries and bounce reports go too (they hold the IP, user agent, diagnostics).
+    Delivery rows stay for the edition's counts but lose the link to the reader and any
+    error text (an SMTP reply quotes the address); the ledger entries and bounce reports go
+    too (they hold the IP, user agent, diagnostics), and so do outbox events naming the
+    address (an editor's test send to it).
     """
     reader = _reader(session, email)
+    email = reader.email
     session.execute(
-        update(Delivery).where(Delivery.reader_id == reader.id, Delivery.status.in_(
-            ("queued", "retry"))).values(status="suppressed", last_error="reader erased"))
+        update(Delivery).where(Delivery.reader_id == reader.id, or_(
+            Delivery.status.in_(("queued", "retry")), Delivery.last_error.is_not(None)))
+        .values(status=case((Delivery.status.in_(("queued", "retry")), "suppressed"),
+                            else_=Delivery.status),
+                last_error="reader erased"))
     session.execute(update(Delivery).where(Delivery.reader_id == reader.id)
                     .values(reader_id=None))
     session.execute(delete(ConsentEvent).where(or_(
-        ConsentEvent.reader_id == reader.id,
-        ConsentEvent.email_hash == consent.email_hash(reader.email))))
+        ConsentEvent.reader_id == reader.id, consent.matches(ConsentEvent.email_hash, email))))
     session.execute(delete(BounceEvent).where(or_(
-        BounceEvent.reader_id == reader.id,
-        BounceEvent.email_hash == consent.email_hash(reader.email))))
-    consent.suppress(session, reader.email, "erased")
+        BounceEvent.reader_id == reader.id, consent.matches(BounceEvent.email_hash, email),
+        _mentions(BounceEvent.diagnostic, email))))
+    session.execute(delete(OutboxEvent).where(
+        _mentions(cast(OutboxEvent.payload, Text), email)))
+    consent.suppress(session, email, "erased")
     session.delete(reader)
     session.flush()
+
+
+def _mentions(column: Any, email: str):
+    """``column`` contains the address, as typed in any case or as JSON escapes it."""
+    forms = {email.lower(), json.dumps(email.lower())[1:-1]}
+    return or_(*(func.lower(column).like(f"%{_like_escaped(f)}%", escape="\\") for f in forms))
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

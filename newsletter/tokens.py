@@ -22,7 +22,10 @@ from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from newsletter.config import get_settings
 
-PURPOSES = ("confirm", "unsubscribe", "preferences", "csrf", "view")
+# "data": the short-lived link emailed on request to download or erase a reader's data or
+# subscribe again (max age: settings.data_link_max_age_minutes); the long-lived links in
+# every email (unsubscribe, preferences) never can.
+PURPOSES = ("confirm", "unsubscribe", "preferences", "csrf", "view", "data")
 
 
 class InvalidToken(Exception):

@@ -140,7 +140,15 @@ def test_a_readers_journey(backend, live_server, browser, tmp_path) -> None:
             ConsentEvent.reader_id == reader.id, ConsentEvent.action == "withdrawn")).one()
         assert withdrawn.details == {"reason": "Too many emails; Back after the holidays"}
 
-    # 6. Resubscribe: consent is asked for again.
+    # 6. Resubscribe: by a link emailed to the address (the unsubscribe link may have been
+    # forwarded), and consent is asked for again.
+    page.get_by_role("button", name="Email me a link to subscribe again").click()
+    assert page.get_by_role("heading", name="We've emailed you a link").is_visible()
+    with db.session_scope() as session:
+        assert session.get(Reader, reader.id).status == "unsubscribed"
+    data_mail = backend.smtp.wait_for(3)[2]
+    assert str(data_mail["To"]) == "reader@example.com"
+    page.goto(live_server + link_in(data_mail, r"https?://\S+/my-data/\S+"))
     page.get_by_role("button", name="Resubscribe").click()
     assert "tick the box" in page.locator(".error-summary").inner_text()
     page.get_by_label("I agree to receive").check()

@@ -177,7 +177,8 @@ def test_export_holds_everything_and_erasure_leaves_only_the_hash(client) -> Non
     [mine] = [d for d in export["deliveries"] if d["edition_id"] == edition_id]
     assert mine["message_id"].startswith("<") and sorted(mine["articles"]) == [
         "https://news.example/a/0", "https://news.example/a/1"]
-    assert client.get(links(reader)["prefs"] + "/export.json").json()["reader"] == export["reader"]
+    data_page = f"/my-data/{tokens.make('data', reader.id, email)}"
+    assert client.get(data_page + "/export.json").json()["reader"] == export["reader"]
 
     assert client.delete(f"/api/subscribers/{email}", headers=AUTH).json() == {"status": "erased"}
     assert client.get(f"/api/subscribers/{email}", headers=AUTH).status_code == 404
@@ -208,7 +209,7 @@ def test_export_holds_everything_and_erasure_leaves_only_the_hash(client) -> Non
 
 def test_self_service_erasure_needs_confirmation_and_csrf(client) -> None:
     reader = signup(client, "self.erase@example.com")
-    prefs = links(reader)["prefs"]
+    prefs = f"/my-data/{tokens.make('data', reader.id, reader.email)}"  # the emailed link
     csrf = csrf_of(client.get(prefs).text)
     assert client.post(prefs + "/erase", data={"csrf": csrf}).status_code == 422
     assert client.post(prefs + "/erase", data={"confirm": "yes", "csrf": "x"}).status_code == 422

@@ -118,9 +118,15 @@ def alert_context() -> dict[str, Any]:
     return ctx
 
 
+def data_access_context() -> dict[str, Any]:
+    return {**SITE, **placeholders(), "data_url": "https://news.example.com/my-data/eyJyIjo0Mn0.d",
+            "lifetime": "1 hour"}
+
+
 # A new template needs a sample context here: the parametrised tests cover every folder.
 SAMPLE_CONTEXTS = {"confirm": confirm_context, "digest": digest_with_corrections_context,
-                   "welcome": welcome_context, "alert": alert_context}
+                   "welcome": welcome_context, "alert": alert_context,
+                   "data_access": data_access_context}
 
 
 def sample(name: str) -> dict[str, Any]:

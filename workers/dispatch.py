@@ -16,6 +16,7 @@ ROUTES: dict[str, tuple[str, Any]] = {
     # The list task even for one reader: it is the one that keeps to the confirmation ceiling.
     "reader.subscribed": ("newsletter.send_confirmations", lambda p: [[p["reader_id"]]]),
     "reader.confirmed": ("newsletter.send_welcome", lambda p: [p["reader_id"]]),
+    "reader.data_link_requested": ("newsletter.send_data_link", lambda p: [p["reader_id"]]),
     "edition.requested": ("newsletter.plan_edition", lambda p: [p["edition_id"]]),
     "deliveries.queued": ("newsletter.send_batch", lambda p: [p["delivery_ids"]]),
     "article.published": ("newsletter.alert_article", lambda p: [p["article_id"]]),

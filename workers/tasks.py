@@ -52,6 +52,13 @@ def send_welcome(reader_id: int) -> None:
         notices.send_welcome(session, reader_id, _transport())
 
 
+@app.task(name="newsletter.send_data_link", autoretry_for=(mailer.TemporaryFailure,),
+          retry_backoff=30, max_retries=5)
+def send_data_link(reader_id: int) -> None:
+    with db.session_scope() as session:
+        notices.send_data_link(session, reader_id, _transport())
+
+
 @app.task(name="newsletter.plan_edition")
 def plan_edition(edition_id: int) -> None:
     with db.session_scope() as session:

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from newsletter import db, editions, events, logs, privacy, reconcile, tokens
 from newsletter.config import DEV_SECRET_KEY, get_settings
 from newsletter.metrics import exposition
-from newsletter.web import api, api_bounces, api_privacy, pages
+from newsletter.web import api, api_bounces, api_privacy, pages, reader_data
 from newsletter.web.bodies import BodyLimit
 from newsletter.web.deps import HERE, SessionDep, invalid_link
 
@@ -43,6 +43,7 @@ def create_app() -> FastAPI:
                           (reconcile.NotPaused, 409)):
         app.add_exception_handler(error, _json_error(status))
     app.include_router(pages.router)
+    app.include_router(reader_data.router)
     app.include_router(api.router)
     app.include_router(api_privacy.router)
     app.include_router(api_bounces.router)

@@ -14,7 +14,7 @@ from typing import Annotated
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -279,7 +279,7 @@ def preferences_form(request: Request, session: Session, reader: Reader, token: 
     return page(request, "preferences.html", status, reader=reader, token=token, form=form,
                 errors=errors or {}, saved=saved, groups=topic_groups(session),
                 frequencies=FREQUENCY_LABELS, pauses=PAUSE_LABELS, csrf=_csrf(reader),
-                history=receipt["events"], consent_text=CONSENT_TEXT)
+                history=receipt["events"], link_lifetime=privacy.data_link_lifetime())
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
@@ -296,7 +296,6 @@ def preferences_save(
     topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI form default
     frequency: Annotated[str, Form(max_length=16)] = "",
     pause: Annotated[str, Form(max_length=8)] = "",
-    consent: Annotated[str, Form(max_length=8)] = "",
     csrf: Annotated[str, Form(max_length=300)] = "",
 ) -> HTMLResponse:
     reader = subscriptions.reader_from_token(session, "preferences", token)
@@ -305,14 +304,11 @@ def preferences_save(
         return preferences_form(request, session, reader, token, form=form, status=403,
                                 errors={"form": "This page is out of date. Please reload it "
                                                 "and make your changes again."})
+    # An unsubscribed reader's choices are kept here, but subscribing again takes the link
+    # we email them (this page's link may be in a forwarded email).
     try:
         subscriptions.change_preferences(session, reader, topics=topics, frequency=frequency,
                                          pause=pause, **client(request))
-        if reader.status == "unsubscribed":
-            # Choosing new preferences after leaving is a way back in, with consent again.
-            unsub = tokens.make("unsubscribe", reader.id, reader.email)
-            subscriptions.resubscribe(session, unsub, consent_given=bool(consent),
-                                      **client(request))
     except subscriptions.SubscriptionError as exc:
         session.rollback()
         session.refresh(reader)
@@ -322,39 +318,59 @@ def preferences_save(
     return preferences_form(request, session, reader, token, saved=True)
 
 
-@router.get("/preferences/{token}/consent.json")
-def consent_receipt(request: Request, token: str, session: SessionDep):
-    reader = subscriptions.reader_from_token(session, "preferences", token)
-    return JSONResponse(privacy.consent_receipt(session, reader), headers={
-        "Content-Disposition": 'attachment; filename="consent-receipt.json"'})
+def link_emailed(request: Request, purpose: str) -> HTMLResponse:
+    """The answer to every ask for a data link: the link goes to the mailbox, never the page."""
+    return message(
+        request, "We've emailed you a link",
+        f"To {purpose}, use the link we have sent to the address this newsletter goes to. "
+        f"It works for {privacy.data_link_lifetime()}.",
+        "We send it by email so that someone who was forwarded one of our newsletters "
+        "cannot read or delete your data. If it has not arrived in a few minutes, check "
+        "your spam folder or ask again.")
 
 
-@router.get("/preferences/{token}/export.json")
-def export_mine(request: Request, token: str, session: SessionDep):
+def _ask_for_link(request: Request, session: Session, reader: Reader, token: str, csrf: str,
+                  purpose: str) -> HTMLResponse:
+    if not _csrf_ok(reader, csrf):
+        return preferences_form(request, session, reader, token, status=403, errors={
+            "form": "This page is out of date. Please reload it and try again."})
+    privacy.request_data_link(session, reader)
+    session.commit()
+    return link_emailed(request, purpose)
+
+
+@router.post("/preferences/{token}/data-link", response_class=HTMLResponse)
+def data_link(request: Request, token: str, session: SessionDep,
+              csrf: Annotated[str, Form(max_length=300)] = "") -> HTMLResponse:
     reader = subscriptions.reader_from_token(session, "preferences", token)
-    return JSONResponse(privacy.export(session, reader.email), headers={
-        "Content-Disposition": 'attachment; filename="my-newsletter-data.json"'})
+    return _ask_for_link(request, session, reader, token, csrf,
+                         "download or delete your data, or subscribe again")
+
+
+def _data_by_email(request: Request, session: Session, token: str) -> HTMLResponse:
+    # Links from before data links existed, or typed in: no data in the answer, only the
+    # way to ask for it by email.
+    reader = subscriptions.reader_from_token(session, "preferences", token)
+    return page(request, "data_link.html", 403, token=token, csrf=_csrf(reader),
+                link_lifetime=privacy.data_link_lifetime())
+
+
+@router.get("/preferences/{token}/consent.json", response_class=HTMLResponse)
+def consent_receipt(request: Request, token: str, session: SessionDep) -> HTMLResponse:
+    return _data_by_email(request, session, token)
+
+
+@router.get("/preferences/{token}/export.json", response_class=HTMLResponse)
+def export_mine(request: Request, token: str, session: SessionDep) -> HTMLResponse:
+    return _data_by_email(request, session, token)
 
 
 @router.post("/preferences/{token}/erase", response_class=HTMLResponse)
-def erase_mine(
-    request: Request,
-    token: str,
-    session: SessionDep,
-    confirm: Annotated[str, Form(max_length=8)] = "",
-    csrf: Annotated[str, Form(max_length=300)] = "",
-) -> HTMLResponse:
+def erase_mine(request: Request, token: str, session: SessionDep,
+               csrf: Annotated[str, Form(max_length=300)] = "") -> HTMLResponse:
+    # The form of a page served before data links: it now asks for the link instead.
     reader = subscriptions.reader_from_token(session, "preferences", token)
-    if not _csrf_ok(reader, csrf) or not confirm:
-        return preferences_form(request, session, reader, token, status=422, errors={
-            "erase": "Tick the box to confirm that you want everything deleted."})
-    privacy.erase(session, reader.email)
-    session.commit()
-    return message(request, "Your data has been deleted",
-                   "We have deleted your address, your choices and your history. We keep "
-                   "only a one-way fingerprint of the address so that we never email it "
-                   "again unless you sign up afresh.",
-                   link={"url": "/subscribe", "label": "Back to the sign-up page"})
+    return _ask_for_link(request, session, reader, token, csrf, "delete your data")
 
 
 # ---------------------------------------------------------------- unsubscribe
@@ -390,29 +406,16 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
 
 
 @router.post("/resubscribe/{token}", response_class=HTMLResponse)
-def resubscribe(
-    request: Request,
-    token: str,
-    session: SessionDep,
-    consent: Annotated[str, Form(max_length=8)] = "",
-) -> HTMLResponse:
+def resubscribe(request: Request, token: str, session: SessionDep) -> HTMLResponse:
+    # The unsubscribe link is in every email, forwarded ones too: subscribing again takes
+    # the link we email to the address (privacy.request_data_link).
     try:
-        reader = subscriptions.resubscribe(session, token, consent_given=bool(consent),
-                                           **client(request))
-    except tokens.InvalidToken as exc:
-        session.rollback()
-        return invalid_link(request, exc)
-    except subscriptions.SubscriptionError as exc:
-        session.rollback()
         reader = subscriptions.reader_from_token(session, "unsubscribe", token)
-        prefs = tokens.make("preferences", reader.id, reader.email)
-        return page(request, "unsubscribed.html", 422, token=token, consent_text=CONSENT_TEXT,
-                    preferences_url=f"/preferences/{prefs}", errors={"consent": str(exc)})
+    except tokens.InvalidToken as exc:
+        return invalid_link(request, exc)
+    privacy.request_data_link(session, reader)
     session.commit()
-    prefs = tokens.make("preferences", reader.id, reader.email)
-    return message(request, "Welcome back",
-                   "You're subscribed again, with the topics and frequency you had before.",
-                   link={"url": f"/preferences/{prefs}", "label": "Change preferences"})
+    return link_emailed(request, "subscribe again")
 
 
 # ---------------------------------------------------------------- web versions
