@@ -211,7 +211,8 @@ def send_data_link(session: Session, reader_id: int, transport: mailer.SmtpTrans
     message = compose(_data_link_email(), values,
                       mailer.make_message_id(get_settings().mail_domain))
     try:
-        transport.send(get_settings().from_email, reader.email, message)
+        transport.send(verp.envelope_sender(verp.NOTICE_KINDS["data_access"], reader.id,
+                                            reader.email), reader.email, message)
     except mailer.MailerError as exc:
         EMAILS.labels("data_access", "failed", type(exc).__name__).inc()
         if isinstance(exc, mailer.TemporaryFailure):

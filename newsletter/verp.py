@@ -7,7 +7,7 @@ anyone can write a report that names a reader's address, but nobody without our 
 name one of our deliveries.
 
 TOKEN is a kind letter (``d`` a delivery of an edition, ``c`` a confirmation, ``w`` a
-welcome), the delivery's or reader's id, a hyphen and 16 base-32 characters (80 bits) of an
+welcome, ``a`` the link to a reader's own data), the delivery's or reader's id, a hyphen and 16 base-32 characters (80 bits) of an
 HMAC over kind, id and the address the message went to: an id reused after an erasure
 never matches an old bounce. All lower case, since some relays fold a local part's case.
 """
@@ -23,10 +23,10 @@ from functools import lru_cache
 
 from newsletter.config import get_settings
 
-KINDS = {"d": "delivery", "c": "confirm", "w": "welcome"}
-NOTICE_KINDS = {"confirm": "c", "welcome": "w"}
+KINDS = {"d": "delivery", "c": "confirm", "w": "welcome", "a": "data_access"}
+NOTICE_KINDS = {"confirm": "c", "welcome": "w", "data_access": "a"}
 SIGNATURE_CHARS = 16
-_TOKEN = re.compile(r"([dcw])([0-9]{1,12})-([a-z2-7]{16})")
+_TOKEN = re.compile(r"([dcwa])([0-9]{1,12})-([a-z2-7]{16})")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """sign-up guards: spent form nonces, pending choices, the confirmation's failure reason
 
 Revision ID: 0013_signup_guards
-Revises: 0011
+Revises: 0012_keyed_hashes
 Create Date: 2026-12-04 19:00:00.000000
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013_signup_guards'
-down_revision = '0011'
+down_revision = '0012_keyed_hashes'
 branch_labels = None
 depends_on = None
 

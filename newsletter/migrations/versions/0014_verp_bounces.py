@@ -1,7 +1,7 @@
 """bounce_events.unmatched: why a report that names no message we sent was ignored
 
 Revision ID: 0014_verp_bounces
-Revises: 0011
+Revises: 0013_signup_guards
 Create Date: 2026-11-29 10:00:00.000000
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0014_verp_bounces'
-down_revision = '0011'
+down_revision = '0013_signup_guards'
 branch_labels = None
 depends_on = None
 
