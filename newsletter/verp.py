@@ -7,9 +7,10 @@ anyone can write a report that names a reader's address, but nobody without our 
 name one of our deliveries.
 
 TOKEN is a kind letter (``d`` a delivery of an edition, ``c`` a confirmation, ``w`` a
-welcome, ``a`` the link to a reader's own data), the delivery's or reader's id, a hyphen and 16 base-32 characters (80 bits) of an
-HMAC over kind, id and the address the message went to: an id reused after an erasure
-never matches an old bounce. All lower case, since some relays fold a local part's case.
+welcome, ``a`` the link to a reader's own data), the delivery's or reader's id, a hyphen
+and 16 base-32 characters (80 bits) of an HMAC over kind, id and the address the message
+went to: an id reused after an erasure never matches an old bounce. All lower case, since
+some relays fold a local part's case.
 """
 
 from __future__ import annotations
