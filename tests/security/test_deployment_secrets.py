@@ -98,8 +98,11 @@ def test_a_deployment_on_a_default_or_short_secret_refuses_to_start(
     settings, named = UNSAFE[case]
     port = free_port("127.0.0.1")
     args = [command, "--port", str(port)] if command in ("web", "run") else [command]
-    done = subprocess.run([NEWSLETTER, *args], env=operator_env(
-        tmp_path, BASE_URL=PUBLIC, **settings), capture_output=True, text=True, timeout=60)
+    try:
+        done = subprocess.run([NEWSLETTER, *args], env=operator_env(
+            tmp_path, BASE_URL=PUBLIC, **settings), capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`newsletter {command}` started on {case} instead of refusing")
     assert done.returncode == 2, done.stdout + done.stderr
     assert named in done.stderr and "32+ random characters" in done.stderr
     assert "refusing to start" in done.stderr
