@@ -22,6 +22,7 @@ from newsletter.config import child_env, get_settings, reload_settings
 from newsletter.models import Reader
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, live_web
+from tests.test_browser import browser  # noqa: F401 - the fixture: real headless Chromium
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 NEWSLETTER = str(Path(sys.executable).with_name("newsletter"))
@@ -168,6 +169,31 @@ def test_frame_ancestors_comes_from_one_setting(fresh, monkeypatch) -> None:
     finally:
         monkeypatch.undo()
         reload_settings()
+
+
+def test_a_real_browser_shows_our_pages_under_their_policy_and_refuses_to_frame_them(
+        fresh, tmp_path, browser) -> None:  # noqa: F811
+    found = secrets_of(reader())
+    with live_web(tmp_path / "web.log") as base:
+        page = browser.new_page()
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        for path in ("/subscribe", f"/preferences/{found['preferences']}",
+                     f"/unsubscribe/{found['unsubscribe']}", f"/emails/{found['view']}"):
+            assert page.goto(base + path).status == 200, path
+            page.wait_for_load_state("load")
+            assert not [m for m in console if "Content Security Policy" in m], (path, console)
+        page.goto(base + "/subscribe")
+        # Our stylesheet applied (the masthead is not the browser's default block).
+        assert page.evaluate("getComputedStyle(document.querySelector('.brand')).fontWeight"
+                             ) == "700"
+        # Another site framing the form (clickjacking) gets nothing.
+        page.goto("about:blank")
+        page.set_content(f'<iframe src="{base}/subscribe" width="600" height="400"></iframe>')
+        page.wait_for_timeout(1500)
+        framed = page.frames[1]
+        assert framed.url.startswith("chrome-error://"), framed.url  # refused, not loaded
+        assert "<form" not in framed.content()
 
 
 # ---------------------------------------------------------------- operator pages
