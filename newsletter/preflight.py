@@ -44,8 +44,10 @@ def is_loopback(base_url: str) -> bool:
 def checked_secrets(settings: Settings) -> list[tuple[str, str]]:
     """(setting, value) for every secret to judge: each signing key, and each optional
     secret that is set."""
-    keys_name = "SECRET_KEYS" if settings.secret_keys else "SECRET_KEY"
-    pairs = [(keys_name, key) for key in settings.signing_keys]
+    keys = settings.signing_keys
+    pairs = ([(f"SECRET_KEYS (key {n} of {len(keys)}, newest first)", key)
+              for n, key in enumerate(keys, 1)] if settings.secret_keys
+             else [("SECRET_KEY", keys[0])])
     for name in OPTIONAL_SECRETS:
         value = getattr(settings, name, "")
         if value:
