@@ -8,7 +8,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
@@ -171,6 +175,31 @@ def test_frame_ancestors_comes_from_one_setting(fresh, monkeypatch) -> None:
         reload_settings()
 
 
+@contextmanager
+def other_site(html: str) -> Iterator[str]:
+    """A page on another origin, served by a plain HTTP server on loopback."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_real_browser_shows_our_pages_under_their_policy_and_refuses_to_frame_them(
         fresh, tmp_path, browser) -> None:  # noqa: F811
     found = secrets_of(reader())
@@ -187,10 +216,12 @@ def test_a_real_browser_shows_our_pages_under_their_policy_and_refuses_to_frame_
         # Our stylesheet applied (the masthead is not the browser's default block).
         assert page.evaluate("getComputedStyle(document.querySelector('.brand')).fontWeight"
                              ) == "700"
-        # Another site framing the form (clickjacking) gets nothing.
-        page.goto("about:blank")
-        page.set_content(f'<iframe src="{base}/subscribe" width="600" height="400"></iframe>')
-        page.wait_for_timeout(1500)
+        # Another site framing the form (clickjacking) gets nothing: a page of another
+        # origin (another port on this machine) that puts our form in an iframe.
+        with other_site(f'<iframe src="{base}/subscribe" width="600" height="400"></iframe>'
+                        ) as elsewhere:
+            page.goto(elsewhere)
+            page.wait_for_timeout(1500)
         framed = page.frames[1]
         assert framed.url.startswith("chrome-error://"), framed.url  # refused, not loaded
         assert "<form" not in framed.content()
