@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Used only when NEWSLETTER_SECRET_KEY is unset: good enough for a laptop demo, and the
-# web process logs a warning so nobody runs production on it unknowingly.
+# web process logs a warning so nobody runs production on it unknowingly. Behind a public
+# BASE_URL, web, worker and beat refuse to start on it (newsletter.preflight).
 DEV_SECRET_KEY = "dev-only-secret-change-me"
 # The key of the address fingerprints (suppressions, consent ledger, bounce reports) when
 # NEWSLETTER_HASH_KEY is unset: a constant, not derived from SECRET_KEY, because those
@@ -51,11 +52,23 @@ class Settings(BaseSettings):
     # recipient_delimiter = +) and hand what arrives to `newsletter bounces` or /api/bounces.
     bounce_address: str = ""
     secret_key: str = DEV_SECRET_KEY
+    # Key rotation: every key that still verifies links, newest first; new links are signed
+    # with the first. SECRET_KEY is the one-key shorthand (and, when this is set, its first).
+    secret_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    _secret_key_outside_keys: bool = PrivateAttr(default=False)
     # Keys the HMAC of the address fingerprints we keep after erasure, bounce or complaint
     # (so a list of addresses cannot be hashed to reverse them). Never rotated: changing it
     # lets every suppressed address be mailed again.
     hash_key: str = DEV_HASH_KEY
     admin_token: str = ""
+    # /metrics answers to the admin token or to this one (a Prometheus scraper's), or to
+    # anyone when metrics_public; /docs, /redoc and /openapi.json likewise with docs_public.
+    metrics_token: str = ""
+    metrics_public: bool = False
+    docs_public: bool = False
+    # Who may frame our pages (CSP frame-ancestors): "'none'", or sources such as
+    # "https://www.example.com" for an embedded sign-up form.
+    frame_ancestors: str = "'none'"
     smtp_rate: float = 0.0  # messages/second across all workers; 0 = unlimited
     site_name: str = "The Levant Ledger"
     # A digest shows this many stories per topic whole (picture, byline, summary) and lists
@@ -181,7 +194,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an address or CIDR: {item!r}") from None
         return v
 
-    @field_validator("feeds", "feed_allowed_hosts", "trusted_proxies", mode="before")
+    @field_validator("feeds", "feed_allowed_hosts", "secret_keys", "trusted_proxies",
+                     mode="before")
     @classmethod
     def _list(cls, v: object) -> object:
         if isinstance(v, str):
@@ -190,6 +204,22 @@ class Settings(BaseSettings):
                 return json.loads(v)
             return [item.strip() for item in v.split(",") if item.strip()]
         return v
+
+    @model_validator(mode="after")
+    def _newest_key_signs(self) -> Settings:
+        # Everything that reads secret_key (child processes included) sees the signing key.
+        # A SECRET_KEY set beside a list that lacks it is a mistake preflight reports (an
+        # exception here would print the values, secrets included).
+        if self.secret_keys:
+            self._secret_key_outside_keys = ("secret_key" in self.model_fields_set
+                                             and self.secret_key not in self.secret_keys)
+            self.secret_key = self.secret_keys[0]
+        return self
+
+    @property
+    def signing_keys(self) -> tuple[str, ...]:
+        """The keys links verify with, newest (the one that signs) first."""
+        return tuple(self.secret_keys) or (self.secret_key,)
 
     @property
     def db_url(self) -> str:

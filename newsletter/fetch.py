@@ -60,9 +60,41 @@ class Fetched:
     content_type: str
 
 
-def _why_not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+# IPv6 prefixes that carry an IPv4 address a gateway or relay will connect to for us, and
+# where in the 128 bits it sits (the bit offset from the left, and whether it is inverted).
+_EMBEDDING_V4 = (
+    (ipaddress.IPv6Network("::ffff:0:0/96"), 96, False),      # IPv4-mapped
+    (ipaddress.IPv6Network("::/96"), 96, False),              # IPv4-compatible (deprecated)
+    (ipaddress.IPv6Network("64:ff9b::/96"), 96, False),       # NAT64, well-known prefix
+    (ipaddress.IPv6Network("64:ff9b:1::/48"), 96, False),     # NAT64, local-use (RFC 8215)
+    (ipaddress.IPv6Network("2002::/16"), 16, False),          # 6to4
+)
+_TEREDO = ipaddress.IPv6Network("2001::/32")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to through mapping, NAT64, 6to4 or Teredo."""
+    value = int(ip)
+    found = []
+    for network, offset, _ in _EMBEDDING_V4:
+        if ip in network:
+            found.append(ipaddress.IPv4Address((value >> (96 - offset)) & 0xFFFFFFFF))
+    if ip in _TEREDO:  # server in bits 32-64; the client's address inverted in the last 32
+        found.append(ipaddress.IPv4Address((value >> 64) & 0xFFFFFFFF))
+        found.append(ipaddress.IPv4Address(~value & 0xFFFFFFFF))
+    return found
+
+
+def why_not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why an address must not be fetched from (its kind), or None for a public one."""
+    if isinstance(ip, ipaddress.IPv6Address) and not (ip.is_unspecified or ip.is_loopback):
+        embedded = embedded_ipv4(ip)
+        for v4 in embedded:
+            why = why_not_public(v4)  # ::ffff:127.0.0.1 is 127.0.0.1
+            if why:
+                return why
+        if embedded and ip not in _TEREDO:
+            return None  # a translation of a public IPv4 address (NAT64 in an IPv6-only net)
     # Most specific first: 127.0.0.1 and 169.254.x are "private" to Python as well.
     for attribute, label in (("is_unspecified", "unspecified"), ("is_loopback", "loopback"),
                              ("is_link_local", "link-local"), ("is_multicast", "multicast"),
@@ -94,7 +126,7 @@ def check(url: str, guard: Guard) -> str:
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not (guard.allow_private or host in guard.allowed_hosts):
         for address in addresses:
-            why = _why_not_public(ipaddress.ip_address(address.split("%", 1)[0]))
+            why = why_not_public(ipaddress.ip_address(address.split("%", 1)[0]))
             if why:
                 # Refuse if ANY answer is internal: a host that resolves both ways could
                 # be steered to the internal one.

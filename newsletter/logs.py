@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, datetime
 
 from newsletter.config import get_settings
+from newsletter.redaction import RedactLinks
 
 # Fields callers pass with ``extra=`` that belong in the JSON line.
 CONTEXT = ("edition_id", "delivery_id", "delivery_ids", "reader_id", "event", "task",
@@ -103,6 +104,7 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactLinks())  # tokens in quoted links, as in the access log
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or settings.log_level).upper())

@@ -72,10 +72,13 @@ class SmtpConfig:
     ssl: bool = False
     starttls: bool = False
     timeout: float = 30.0
+    # Credentials over a plain connection, allowed only when the URL says so.
+    insecure: bool = False
 
     @classmethod
     def from_url(cls, url: str) -> SmtpConfig:
-        """Parse ``smtp://user:pass@host:port``, ``smtps://…`` or ``smtp://host?starttls=true``."""
+        """Parse ``smtp://user:pass@host:port``, ``smtps://…`` or ``smtp://host?starttls=true``
+        (``?insecure=true`` lets credentials travel without TLS)."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("smtp", "smtps"):  # (never echo the URL: it may hold a password)
@@ -91,6 +94,9 @@ class SmtpConfig:
         starttls = _BOOL.get(options.pop("starttls", "false").lower())
         if starttls is None:
             raise ValueError("SMTP URL option starttls must be true or false")
+        insecure = _BOOL.get(options.pop("insecure", "false").lower())
+        if insecure is None:
+            raise ValueError("SMTP URL option insecure must be true or false")
         timeout = float(options.pop("timeout", 30.0))
         if options:
             raise ValueError(f"unknown SMTP URL option(s): {', '.join(sorted(options))}")
@@ -98,7 +104,7 @@ class SmtpConfig:
             raise ValueError(
                 "smtps:// is TLS from the start; starttls=true applies to smtp:// only"
             )
-        return cls(
+        config = cls(
             host=parts.hostname,
             port=port or (465 if scheme == "smtps" else 25),
             username=unquote(parts.username) if parts.username else None,
@@ -106,7 +112,22 @@ class SmtpConfig:
             ssl=scheme == "smtps",
             starttls=starttls,
             timeout=timeout,
+            insecure=insecure,
         )
+        if config.sends_password_in_clear:
+            raise ValueError(PLAIN_AUTH)
+        return config
+
+    @property
+    def sends_password_in_clear(self) -> bool:
+        return bool(self.username) and not (self.ssl or self.starttls or self.insecure)
+
+
+# Anyone on the path (a shared network, a compromised hop) reads an AUTH PLAIN/LOGIN
+# exchange on a plain connection: the relay's password, good for sending as us.
+PLAIN_AUTH = ("SMTP URL has a username and password on plain smtp:// without TLS: use "
+              "smtps://host:465, add ?starttls=true, or add ?insecure=true for a relay you "
+              "reach over a network you trust")
 
 
 # --- transport ---------------------------------------------------------------------------
@@ -149,6 +170,8 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         cfg, stage = self.config, "connect"
+        if cfg.sends_password_in_clear:  # a config built by hand, not by from_url
+            raise AuthenticationFailure(PLAIN_AUTH, stage="auth")
         conn: smtplib.SMTP | None = None
         try:
             if cfg.ssl:

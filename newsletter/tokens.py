@@ -4,6 +4,10 @@ A token names a reader by id and by a short hash of their address, so a link kee
 only for the reader it was made for (ids can be reused after erasure on SQLite). The
 purpose is the signing salt: an unsubscribe token cannot confirm, a confirm token cannot
 open preferences.
+
+Keys rotate (``SECRET_KEYS``, newest first): new tokens are signed with the newest key and
+a token verifies with any listed key, newest first, so a rotation never breaks a link
+already in an inbox; a key taken off the list stops verifying its links.
 """
 
 from __future__ import annotations
@@ -39,14 +43,15 @@ class ExpiredToken(InvalidToken):
 def _serializer(purpose: str) -> URLSafeTimedSerializer:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
-    return _serializer_for(get_settings().secret_key, purpose)
+    return _serializer_for(get_settings().signing_keys, purpose)
 
 
 @lru_cache(maxsize=32)
-def _serializer_for(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
-    # Made once per key and purpose: every email carries two tokens, and building the
-    # serializer (key derivation included) cost a third of making one.
-    return URLSafeTimedSerializer(secret_key, salt=f"newsletter.{purpose}")
+def _serializer_for(keys: tuple[str, ...], purpose: str) -> URLSafeTimedSerializer:
+    # Made once per key list and purpose: every email carries two tokens, and building the
+    # serializer (key derivation included) cost a third of making one. itsdangerous wants
+    # the keys oldest first; it signs with the last and verifies from the last backwards.
+    return URLSafeTimedSerializer(list(reversed(keys)), salt=f"newsletter.{purpose}")
 
 
 def email_tag(email: str) -> str:
@@ -64,7 +69,7 @@ def make(purpose: str, reader_id: int, email: str, **extra: Any) -> str:
     """
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
-    key, digest = _signing(get_settings().secret_key, purpose)
+    key, digest = _signing(get_settings().signing_keys[0], purpose)
     payload = json.dumps({"r": reader_id, "h": email_tag(email), **extra},
                          separators=(",", ":")).encode()
     value = base64_encode(payload) + b"." + _timestamp(int(time.time()))
@@ -73,7 +78,7 @@ def make(purpose: str, reader_id: int, email: str, **extra: Any) -> str:
 
 @lru_cache(maxsize=32)
 def _signing(secret_key: str, purpose: str) -> tuple[bytes, Any]:
-    signer = _serializer_for(secret_key, purpose).make_signer()
+    signer = _serializer_for((secret_key,), purpose).make_signer()
     return signer.derive_key(), signer.algorithm.digest_method  # type: ignore[attr-defined]
 
 
@@ -85,12 +90,12 @@ def _timestamp(second: int) -> bytes:
 def make_form_token() -> str:
     """A time-stamped, single-use token for the public form: bots that post without loading
     it fail, and one served form cannot be posted twice (the nonce is spent on use)."""
-    return _serializer_for(get_settings().secret_key, "form").dumps(secrets.token_urlsafe(12))
+    return _serializer_for(get_settings().signing_keys, "form").dumps(secrets.token_urlsafe(12))
 
 
 def read_form_token(token: str, max_age_s: float) -> tuple[str, float]:
     """The form's nonce and the seconds since it was served; raises InvalidToken/ExpiredToken."""
-    serializer = _serializer_for(get_settings().secret_key, "form")  # every subscribe checks one
+    serializer = _serializer_for(get_settings().signing_keys, "form")  # every subscribe checks one
     try:
         nonce, signed_at = serializer.loads(token or "", max_age=max_age_s,
                                             return_timestamp=True)

@@ -39,7 +39,7 @@ def worker_metrics() -> dict:
 def test_metrics_move_when_mail_is_sent_and_fails(fresh) -> None:
     backend = fresh
     client = TestClient(create_app())
-    before_worker, before_web = worker_metrics(), samples(client.get("/metrics").text)
+    before_worker, before_web = worker_metrics(), samples(client.get("/metrics", headers=AUTH).text)
     client.post("/api/articles", headers=AUTH, json={
         "url": "https://news.example/a/seed", "title": "Seed", "tags": ["Syria"],
         "published_at": "2026-01-01T00:00:00Z"})
@@ -73,7 +73,7 @@ def test_metrics_move_when_mail_is_sent_and_fails(fresh) -> None:
     assert delta("newsletter_smtp_send_seconds_count") == 2
     assert delta("newsletter_batch_seconds_count") >= 1
 
-    web = samples(client.get("/metrics").text)
+    web = samples(client.get("/metrics", headers=AUTH).text)
     assert value(web, "newsletter_subscribe_requests_total", outcome="accepted") - value(
         before_web, "newsletter_subscribe_requests_total", outcome="accepted") == 2
     assert value(web, "newsletter_edition_deliveries", edition_id=str(edition_id),

@@ -512,7 +512,7 @@ def test_fuzzed_api_never_answers_5xx(web) -> None:
     from schemathesis import GenerationMode
     from schemathesis.core.failures import FailureGroup
 
-    schema = schemathesis.openapi.from_asgi("/openapi.json", web.app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", web.app, headers=AUTH)
     failures: dict[str, str] = {}
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20, [op.label for op in operations]

@@ -225,7 +225,8 @@ def test_editions_api(client) -> None:
 
 def test_health_and_openapi(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
-    paths = client.get("/openapi.json").json()["paths"]
+    assert client.get("/openapi.json").status_code == 401  # the admin token opens it
+    paths = client.get("/openapi.json", headers=AUTH).json()["paths"]
     assert {"/subscribe", "/api/articles", "/api/editions", "/api/editions/{edition_id}"} <= set(paths)
 
 

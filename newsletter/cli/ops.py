@@ -7,9 +7,20 @@ from typing import Annotated
 
 import typer
 
-from newsletter import db, processes
+from newsletter import db, preflight, processes
 from newsletter.cli.app import app, console, db_app
-from newsletter.config import child_env, get_settings
+from newsletter.config import Settings, child_env, get_settings
+
+
+def _safe_settings() -> Settings:
+    """The settings, once preflight has found them safe to serve with; else exit 2."""
+    settings = get_settings()
+    try:
+        preflight.check(settings)
+    except preflight.UnsafeSettings as exc:
+        typer.echo(f"newsletter: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return settings
 
 
 @app.command()
@@ -37,7 +48,7 @@ def web(host: str = "127.0.0.1", port: int = 8000,
     """Serve the reader pages and the admin API."""
     from newsletter.web import serve
 
-    settings = get_settings()
+    settings = _safe_settings()
     settings.ensure_var()
     serve.serve(host, port, workers or settings.web_workers)
 
@@ -45,7 +56,7 @@ def web(host: str = "127.0.0.1", port: int = 8000,
 @app.command()
 def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
     """Run a Celery worker (planning and sending)."""
-    settings = get_settings()
+    settings = _safe_settings()
     settings.ensure_var()
     cmd = processes.worker_command(concurrency)
     os.execve(cmd[0], cmd, processes.worker_env(child_env(settings), settings.var_dir))
@@ -54,7 +65,7 @@ def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
 @app.command()
 def beat() -> None:
     """Run the scheduler (daily/weekly editions, the outbox relay)."""
-    settings = get_settings()
+    settings = _safe_settings()
     settings.ensure_var()
     cmd = processes.beat_command()
     os.execve(cmd[0], cmd, child_env(settings))
@@ -70,7 +81,7 @@ def run(host: str = "127.0.0.1", port: int = 8000,
     from newsletter.config import LOCAL_SMTP_URL
     from newsletter.web.serve import proxy_options
 
-    settings = get_settings()
+    settings = _safe_settings()
     settings.ensure_var()
     db.upgrade()
     capture = None

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -18,7 +18,7 @@ from sqlalchemy import text
 from newsletter import db, editions, events, logs, privacy, reconcile, tokens
 from newsletter.config import DEV_SECRET_KEY, get_settings
 from newsletter.metrics import exposition
-from newsletter.web import api, api_bounces, api_privacy, pages, reader_data
+from newsletter.web import api, api_bounces, api_privacy, hardening, pages, reader_data
 from newsletter.web.bodies import BodyLimit
 from newsletter.web.deps import HERE, SessionDep, invalid_link
 
@@ -31,8 +31,12 @@ def create_app() -> FastAPI:
     settings.ensure_var()
     if settings.secret_key == DEV_SECRET_KEY:
         log.warning("NEWSLETTER_SECRET_KEY is not set: links are signed with a development key")
-    app = FastAPI(title="newsletter", version="0.1.0", lifespan=_lifespan)
+    # The API description and its pages are served by hardening, behind the admin token.
+    app = FastAPI(title="newsletter", version="0.1.0", lifespan=_lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit)  # every body is counted before anything parses it
+    # Installed after, so its headers wrap every answer, a 413 of BodyLimit's included.
+    hardening.install(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     # A bad, expired or foreign link anywhere: the same 400 page, and nothing changed (the
     # request's session is closed, rolling back, before this answer is built).
@@ -66,7 +70,8 @@ def create_app() -> FastAPI:
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ok else "unready", **checks}, 200 if ok else 503)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False,
+             dependencies=[Depends(hardening.metrics_reader)])
     def metrics() -> Response:
         return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
