@@ -48,7 +48,7 @@ def envelope_sender(kind: str, ident: int, email: str) -> str:
 def token(kind: str, ident: int, email: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown VERP kind {kind!r}")
-    return f"{kind}{ident}-{_signature(get_settings().secret_key, kind, ident, email)}"
+    return f"{kind}{ident}-{_signature(get_settings().signing_keys[0], kind, ident, email)}"
 
 
 def read(address: str) -> Envelope | None:
@@ -65,8 +65,11 @@ def read(address: str) -> Envelope | None:
 
 def verify(envelope: Envelope, email: str) -> bool:
     """Whether ``envelope`` is ours for a message sent to ``email``."""
-    expected = _signature(get_settings().secret_key, envelope.kind, envelope.ident, email)
-    return hmac.compare_digest(expected, envelope.signature)
+    # Every key still listed (SECRET_KEYS, newest first): a bounce of mail sent before a
+    # rotation arrives days later and must still match.
+    return any(hmac.compare_digest(_signature(key, envelope.kind, envelope.ident, email),
+                                   envelope.signature)
+               for key in get_settings().signing_keys)
 
 
 def _signature(secret: str, kind: str, ident: int, email: str) -> str:

@@ -215,3 +215,28 @@ def test_forged_soft_bounces_never_score(fresh) -> None:
     assert state(reader) == ("active", None)
     with db.session_scope() as session:
         assert session.scalars(select(BounceEvent.reader_id)).all() == [None] * 6
+
+
+def test_a_bounce_of_mail_sent_before_a_key_rotation_still_matches(fresh, monkeypatch) -> None:
+    """Bounces arrive days late: a token signed with a key still listed in SECRET_KEYS
+    matches; once that key is dropped, the report is unmatched and changes nothing."""
+    from newsletter.config import reload_settings
+    from tests.conftest import SECRET_KEY
+
+    client = TestClient(create_app())
+    digests = send_digests(client, fresh)
+    still_listed, dropped, *others = sorted(digests)
+    newer = "rotated-secret-key-0123456789abcdef0123456789"
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEYS", f"{newer},{SECRET_KEY}")
+    reload_settings()
+    try:
+        answer = post(client, headers_only_dsn(still_listed, digests[still_listed].mail_from))
+        assert (answer["hard"], answer["unmatched"], answer["suppressed"]) == (1, 0, 1)
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEYS", newer)
+        reload_settings()
+        assert post(client, headers_only_dsn(dropped, digests[dropped].mail_from)) == NOTHING
+    finally:
+        monkeypatch.delenv("NEWSLETTER_SECRET_KEYS")
+        reload_settings()
+    assert state(still_listed) == ("unsubscribed", "bounce")
+    assert all(state(email) == ("active", None) for email in [dropped, *others])
