@@ -3,8 +3,9 @@
 A deployment (a BASE_URL that is not loopback) must not run on a secret anyone can read in
 our docs or compose file: with the default SECRET_KEY a stranger signs unsubscribe and
 preferences links for any reader; with a guessable ADMIN_TOKEN they publish to every
-inbox. On loopback (a laptop, ``newsletter demo``) the defaults stay: nothing outside the
-machine can reach the links.
+inbox; with the documented HASH_KEY a list of addresses reverses the suppression list.
+On loopback (a laptop, ``newsletter demo``) the defaults stay: nothing outside the machine
+can reach the links.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from newsletter.config import DEV_SECRET_KEY, Settings, get_settings
+from newsletter.config import DEV_HASH_KEY, DEV_SECRET_KEY, Settings, get_settings
 
 MIN_SECRET_LENGTH = 32
 # Every value we have ever printed as an example: docs, compose, the development key.
-DOCUMENTED_DEFAULTS = frozenset({DEV_SECRET_KEY, "change-me-in-production", "change-me-too"})
+DOCUMENTED_DEFAULTS = frozenset({DEV_SECRET_KEY, DEV_HASH_KEY, "change-me-in-production",
+                                 "change-me-too"})
 # Secrets that may be left unset: an unset ADMIN_TOKEN closes the admin API, an unset
 # METRICS_TOKEN leaves /metrics to the admin token. A set one must be strong.
 OPTIONAL_SECRETS = ("admin_token", "metrics_token")
@@ -42,12 +44,14 @@ def is_loopback(base_url: str) -> bool:
 
 
 def checked_secrets(settings: Settings) -> list[tuple[str, str]]:
-    """(setting, value) for every secret to judge: each signing key, and each optional
-    secret that is set."""
+    """(setting, value) for every secret to judge: each signing key, the key of the address
+    fingerprints (with the documented one, a list of addresses reverses them), and each
+    optional secret that is set."""
     keys = settings.signing_keys
     pairs = ([(f"SECRET_KEYS (key {n} of {len(keys)}, newest first)", key)
               for n, key in enumerate(keys, 1)] if settings.secret_keys
              else [("SECRET_KEY", keys[0])])
+    pairs.append(("HASH_KEY", settings.hash_key))
     for name in OPTIONAL_SECRETS:
         value = getattr(settings, name, "")
         if value:

@@ -35,6 +35,7 @@ REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "")
 # (as it is in these tests: https://news.example).
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
 SECRET_KEY = "test-secret-key-0123456789abcdef0123456789"
+HASH_KEY = "test-hash-key-0123456789abcdef0123456789abc"
 
 
 # ---------------------------------------------------------------- SMTP
@@ -154,7 +155,8 @@ def configure(var: Path, database_url: str, broker_url: str, smtp_url: str) -> N
         NEWSLETTER_VAR_DIR=str(var), NEWSLETTER_DATABASE_URL=database_url,
         NEWSLETTER_BROKER_URL=broker_url, NEWSLETTER_SMTP_URL=smtp_url,
         NEWSLETTER_ADMIN_TOKEN=ADMIN_TOKEN, NEWSLETTER_BASE_URL="https://news.example",
-        NEWSLETTER_SECRET_KEY=SECRET_KEY, NEWSLETTER_FROM_ADDRESS="Levant Ledger <digest@news.example>",
+        NEWSLETTER_SECRET_KEY=SECRET_KEY, NEWSLETTER_HASH_KEY=HASH_KEY,
+        NEWSLETTER_FROM_ADDRESS="Levant Ledger <digest@news.example>",
         # Tests post the form at machine speed and many times from one IP; the tests of
         # these two guards set them back on.
         NEWSLETTER_FORM_MIN_SECONDS="0", NEWSLETTER_SUBSCRIBE_RATE_LIMIT="",

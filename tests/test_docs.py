@@ -37,7 +37,8 @@ def test_compose_file_is_valid() -> None:
             pytest.fail("docker-compose is not installed (apt-get install docker-compose)")
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
     # The secrets compose requires (it has no defaults for them).
-    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "s" * 40, "NEWSLETTER_ADMIN_TOKEN": "a" * 40}
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "s" * 40, "NEWSLETTER_ADMIN_TOKEN": "a" * 40,
+           "NEWSLETTER_HASH_KEY": "h" * 40}
     done = subprocess.run(["docker-compose", "config", "-q"], cwd=ROOT, capture_output=True,
                           text=True, env=env)
     assert done.returncode == 0, done.stderr

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from newsletter import db, tokens
 from newsletter.capture import free_port
-from newsletter.config import DEV_SECRET_KEY, reload_settings
+from newsletter.config import DEV_HASH_KEY, DEV_SECRET_KEY, reload_settings
 from newsletter.models import Reader
 from tests.conftest import REQUIRE_SERVERS, SECRET_KEY, live_web
 
@@ -34,8 +34,10 @@ PUBLIC = "https://news.example"
 
 
 def operator_env(tmp_path: Path, **settings: str) -> dict[str, str]:
-    """This process's environment without any NEWSLETTER_ setting, plus ``settings``."""
+    """This process's environment without any NEWSLETTER_ setting, plus ``settings`` (and a
+    strong HASH_KEY unless they say otherwise)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    settings = {"HASH_KEY": STRONG, **settings}
     return {**env, "NEWSLETTER_VAR_DIR": str(tmp_path / "var"),
             **{f"NEWSLETTER_{k}": v for k, v in settings.items()}}
 
@@ -86,6 +88,9 @@ UNSAFE = {
                             "NEWSLETTER_ADMIN_TOKEN"),
     "a weak old key in the rotation list": ({"SECRET_KEYS": f"{STRONG},change-me-in-production",
                                              "ADMIN_TOKEN": STRONG}, "NEWSLETTER_SECRET_KEYS"),
+    "the development hash key": ({"SECRET_KEY": STRONG, "HASH_KEY": DEV_HASH_KEY},
+                                 "NEWSLETTER_HASH_KEY"),
+    "a short hash key": ({"SECRET_KEY": STRONG, "HASH_KEY": "h" * 31}, "NEWSLETTER_HASH_KEY"),
     "a short metrics token": ({"SECRET_KEY": STRONG, "METRICS_TOKEN": "m" * 8},
                               "NEWSLETTER_METRICS_TOKEN"),
 }
@@ -184,9 +189,13 @@ def compose(env: dict[str, str]) -> subprocess.CompletedProcess:
                           text=True, env={**clean, **env})
 
 
-@pytest.mark.parametrize("missing", ["NEWSLETTER_SECRET_KEY", "NEWSLETTER_ADMIN_TOKEN"])
+COMPOSE_SECRETS = {"NEWSLETTER_SECRET_KEY": STRONG, "NEWSLETTER_ADMIN_TOKEN": STRONG,
+                   "NEWSLETTER_HASH_KEY": STRONG}
+
+
+@pytest.mark.parametrize("missing", list(COMPOSE_SECRETS))
 def test_compose_requires_the_secrets(missing) -> None:
-    env = {"NEWSLETTER_SECRET_KEY": STRONG, "NEWSLETTER_ADMIN_TOKEN": STRONG}
+    env = dict(COMPOSE_SECRETS)
     del env[missing]
     done = compose(env)
     assert done.returncode != 0
@@ -194,7 +203,7 @@ def test_compose_requires_the_secrets(missing) -> None:
 
 
 def test_compose_publishes_flower_and_mailpit_on_this_machine_only() -> None:
-    done = compose({"NEWSLETTER_SECRET_KEY": STRONG, "NEWSLETTER_ADMIN_TOKEN": STRONG})
+    done = compose(COMPOSE_SECRETS)
     assert done.returncode == 0, done.stderr
     services = yaml.safe_load(done.stdout)["services"]
     for name in ("flower", "mailpit"):
