@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import re
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from newsletter.cli import app as cli
 from newsletter.models import Article, Delivery, Tag, utcnow
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.test_pipeline import wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 READERS = ["amal@example.com", "omar@example.org"]
@@ -51,13 +51,10 @@ def _readers(client: TestClient) -> None:
 def _edition(client: TestClient, backend) -> dict:
     r = client.post("/api/editions", headers=AUTH, json={"frequency": "weekly"})
     assert r.status_code == 202, r.text
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        report = client.get(f"/api/editions/{r.json()['id']}", headers=AUTH).json()
-        if report["status"] in ("done", "failed", "paused"):
-            return report
-        time.sleep(0.1)
-    raise AssertionError(f"the edition never finished: {report}\n{dump_log(backend)}")
+    try:
+        return wait_edition(client, r.json()["id"], timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{dump_log(backend)}") from None
 
 
 def _links(message) -> tuple[list[str], str, str]:
