@@ -324,7 +324,9 @@ def _rig(request, tmp_path: Path, relay, *, own_redis: bool, smtp_auth: bool = F
             else:
                 broker_url = _fresh_redis()
         user = "editor:secret@" if smtp_auth else ""
-        smtp_url = f"smtp://{user}127.0.0.1:{port}?timeout={SMTP_TIMEOUT_S}"
+        # The test relay offers AUTH without TLS: only ?insecure=true lets credentials go.
+        insecure = "&insecure=true" if smtp_auth else ""
+        smtp_url = f"smtp://{user}127.0.0.1:{port}?timeout={SMTP_TIMEOUT_S}{insecure}"
         configure(tmp_path, database_url, broker_url, smtp_url)
         # Small batches so an edition has several; quick retries; the worker's own relay
         # is beat's job, which the test plays (Rig.settle) with the lease it wants.
