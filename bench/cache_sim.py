@@ -33,7 +33,9 @@ PROCESSES = bench.CONCURRENCY
 
 
 def planned_keys(readers: int) -> list[str]:
-    from newsletter import db, delivery, editions
+    from newsletter import db
+    from newsletter.editions import planning as delivery
+    from newsletter.editions import requests as editions
     from newsletter.models import Delivery
 
     name = "bench_cache_sim"
@@ -105,7 +107,7 @@ def renders(keys: list[str], size: int | None, *, only_shared: bool = False,
 
 
 def main() -> None:
-    from newsletter import content
+    from newsletter.editions import content
 
     readers = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     keys = planned_keys(readers)

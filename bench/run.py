@@ -331,7 +331,8 @@ def peak_rss_mb(pid: int) -> dict[str, float]:
 def run_edition(readers: int, articles: int, sink: Sink | PeerSink, tag: str,
                 profile: bool = False, **extra_env: str) -> dict:
     """Seed a fresh database, start a worker, send one weekly edition, measure it."""
-    from newsletter import db, editions
+    from newsletter import db
+    from newsletter.editions import requests as editions
     from newsletter.models import Delivery, Edition
 
     name = f"bench_{tag}_{os.getpid()}"
@@ -438,14 +439,17 @@ def premailer_calls(directory: str | None,
 
 def sample_message(readers: int = 200, articles: int = 300, **extra_env: str) -> bytes:
     """A real digest message from our renderer (same content shape as the run)."""
-    from newsletter import content, db, editions
+    from newsletter import db
+    from newsletter.editions import content
+    from newsletter.editions import requests as editions
     from newsletter.models import Delivery, Edition
 
     name = f"bench_sample_{os.getpid()}"
     url = fresh_database(name)
     seed(url, readers, articles)
     configure(url, "smtp://127.0.0.1:9", **extra_env)
-    from newsletter import delivery, events
+    from newsletter import events
+    from newsletter.editions import planning as delivery
 
     events.set_dispatcher(lambda *_: True)  # plan in-process, send nothing
     try:
@@ -478,7 +482,7 @@ def _ceiling_worker(port: int, message: bytes, count: int, out, client: str) -> 
             conn.sendmail("newsletter@localhost", [f"reader{i}@example.org"], message)
         conn.quit()
     else:  # our transport as send_batch uses it: one round trip a message, dot-stuffing in C
-        from newsletter.mailer import SmtpConfig, SmtpTransport
+        from newsletter.mail.mailer import SmtpConfig, SmtpTransport
 
         with SmtpTransport(SmtpConfig("127.0.0.1", port)) as transport, \
                 transport.pipeline() as smtp:
@@ -575,7 +579,8 @@ def same_size(readers: int) -> dict:
 
 def alert_latency(n: int = 1000) -> dict:
     """1,000 immediate readers, window 0: publish a story, time each message's arrival."""
-    from newsletter import articles, db
+    from newsletter import db
+    from newsletter.newsroom import articles
 
     name = f"bench_alert_{os.getpid()}"
     url = fresh_database(name)

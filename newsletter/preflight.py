@@ -87,7 +87,7 @@ def problems(settings: Settings) -> list[str]:
 
 
 def _smtp_problems(settings: Settings) -> list[str]:
-    from newsletter.mailer import SmtpConfig
+    from newsletter.mail.mailer import SmtpConfig
 
     try:
         SmtpConfig.from_url(settings.smtp)

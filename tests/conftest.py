@@ -24,8 +24,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from newsletter import db, processes
-from newsletter.capture import free_port
 from newsletter.config import child_env, reload_settings
+from newsletter.mail.capture import free_port
 from newsletter.models import Base
 
 REQUIRE_SERVERS = os.environ.get("NEWSLETTER_TEST_REQUIRE_SERVERS") == "1"

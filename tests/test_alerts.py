@@ -18,9 +18,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from newsletter import alerts, articles, db, digests, events, rendering
+from newsletter import db, events
 from newsletter.config import reload_settings
+from newsletter.editions import alerts
+from newsletter.editions import selection as digests
+from newsletter.mail import rendering
 from newsletter.models import Article, Delivery, Edition, OutboxEvent, Reader, utcnow
+from newsletter.newsroom import articles
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
 

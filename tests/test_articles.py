@@ -13,9 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from newsletter import articles, db, delivery, editions, events, subscriptions, tokens
+from newsletter import db, events, tokens
 from newsletter.cli import app as cli
-from newsletter.digests import Candidates, ReaderRow, Revised, decide
+from newsletter.editions import planning as delivery
+from newsletter.editions import requests as editions
+from newsletter.editions.selection import Candidates, ReaderRow, Revised, decide
 from newsletter.models import (
     Article,
     ArticleRevision,
@@ -24,6 +26,8 @@ from newsletter.models import (
     Reader,
     utcnow,
 )
+from newsletter.newsroom import articles
+from newsletter.readers import subscriptions
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
 from tests.test_pipeline import html_part, text_part, url_of, wait_edition

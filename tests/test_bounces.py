@@ -21,8 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from newsletter import bounces, cli, consent, db, tokens
-from newsletter.bounce_reports import parse
+from newsletter import cli, db, tokens
 from newsletter.models import (
     BounceEvent,
     ConsentEvent,
@@ -32,6 +31,8 @@ from newsletter.models import (
     Suppression,
     utcnow,
 )
+from newsletter.readers import bounces, consent
+from newsletter.readers.bounce_reports import parse
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
 from tests.test_pipeline import ARTICLES, subscribe_and_confirm, url_of, wait_edition

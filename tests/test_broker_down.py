@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from newsletter import db, events
-from newsletter.capture import free_port
+from newsletter.mail.capture import free_port
 from newsletter.models import OutboxEvent, Reader
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, configure, post_subscribe

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from newsletter.digests import Candidates, ReaderRow, content_key, decide
+from newsletter.editions.selection import Candidates, ReaderRow, content_key, decide
 
 NOW = datetime(2026, 11, 28, 6, tzinfo=UTC)
 SYRIA, RUSSIA, JORDAN, ENERGY = 1, 2, 3, 4

@@ -12,8 +12,11 @@ import dkim
 import pytest
 from sqlalchemy import select
 
-from newsletter import articles, db, editions, subscriptions, tokens
+from newsletter import db, tokens
+from newsletter.editions import requests as editions
 from newsletter.models import Reader
+from newsletter.newsroom import articles
+from newsletter.readers import subscriptions
 
 SELECTOR = "nl2026"
 

@@ -18,11 +18,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
-from newsletter import articles, db, delivery, editions, events, mailer, subscriptions, tokens
-from newsletter.capture import free_port
+from newsletter import db, events, tokens
 from newsletter.cli import app as cli
 from newsletter.cli import console
+from newsletter.editions import planning as delivery
+from newsletter.editions import requests as editions
+from newsletter.mail import mailer
+from newsletter.mail.capture import free_port
 from newsletter.models import Delivery, Edition, OutboxEvent, Reader, Tag, utcnow
+from newsletter.newsroom import articles
+from newsletter.readers import subscriptions
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
 
@@ -281,7 +286,7 @@ def test_a_digest_versioned_from_cached_ids_renders_as_when_its_items_were_read(
     """A digest met before is versioned from its cached article ids, its items not read; if
     it must be rendered again (its template left the cache), its items are read then, and
     the batch's other rows are kept."""
-    from newsletter import content
+    from newsletter.editions import content
 
     newsroom()
     events.set_dispatcher(lambda *_: False)  # the worker stays out
@@ -315,8 +320,8 @@ def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(
     met, or is met again (most digests of a big edition have one reader)."""
     import os
 
-    from newsletter import content
     from newsletter.config import reload_settings
+    from newsletter.editions import content
     from newsletter.models import EditionDigest
 
     publish("Aid reaches Idlib", ["Syria"])

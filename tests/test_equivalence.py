@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from newsletter import fragments, rendering
+from newsletter.mail import fragments, rendering
 
 
 def _article(rnd: random.Random, i: int, j: int) -> dict:

@@ -19,11 +19,12 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from newsletter import db, feeds
+from newsletter import db
 from newsletter.cli import app as cli
 from newsletter.config import reload_settings
-from newsletter.fetch import FeedError, Guard, Refused, fetch
 from newsletter.models import Article, ArticleRevision
+from newsletter.newsroom import feeds
+from newsletter.newsroom.fetch import FeedError, Guard, Refused, fetch
 from tests.conftest import dump_log
 
 DATA = Path(__file__).parent / "data"

@@ -14,9 +14,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from newsletter import articles, consent, db
+from newsletter import db
 from newsletter.cli import app as cli
 from newsletter.models import ConsentEvent, OutboxEvent, Reader, ReaderTopic, utcnow
+from newsletter.newsroom import articles
+from newsletter.readers import consent
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
 

@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.mailer import (
+from newsletter.mail.mailer import (
     AuthenticationFailure,
     PermanentFailure,
     SmtpConfig,
@@ -36,7 +36,7 @@ from newsletter.mailer import (
     get_transport,
     make_message_id,
 )
-from newsletter.mime import DotSafe, MessageTemplate, Shared
+from newsletter.mail.mime import DotSafe, MessageTemplate, Shared
 
 ARABIC = "نشرة الأخبار: أهم القصص اليوم من سوريا وروسيا والاقتصاد"
 ACCENTED = "Ṣaḥāfa — l’édition spéciale du jeudi, avec « guillemets »"

@@ -39,7 +39,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newsletter.mime import build_message
+from newsletter.mail.mime import build_message
 
 FROM_ADDR = "news@example.com"
 TO_ADDR = "reader@bücher.example"

@@ -242,7 +242,9 @@ def test_unsubscribe_suppresses_queued_deliveries(fresh) -> None:
     client.post("/api/articles", headers=AUTH, json={
         "url": url_of("Aid reaches Idlib"), "title": "Aid reaches Idlib", "summary": "",
         "tags": ["Syria"]})
-    from newsletter import delivery, editions, tokens
+    from newsletter import tokens
+    from newsletter.editions import planning as delivery
+    from newsletter.editions import requests as editions
 
     # Keep the worker out of it: plan here, and leave the batches queued, unsent.
     events.set_dispatcher(lambda *_: False)

@@ -12,8 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from newsletter import db, editions, preview
+from newsletter import db
 from newsletter.cli import app as cli
+from newsletter.editions import preview
+from newsletter.editions import requests as editions
 from newsletter.models import Delivery, EditionDigest, OutboxEvent, Reader
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log

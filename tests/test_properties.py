@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.digests import Candidates, ReaderRow, decide
+from newsletter.editions.selection import Candidates, ReaderRow, decide
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 tags = st.integers(min_value=1, max_value=6)

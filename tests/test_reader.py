@@ -12,11 +12,14 @@ from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select, text
 
-from newsletter import db, delivery, editions, events, subscriptions, tokens
+from newsletter import db, events, tokens
 from newsletter.config import CONSENT_TEXT_VERSION, get_settings, reload_settings
-from newsletter.consent import email_hash
-from newsletter.digests import readers_page
+from newsletter.editions import planning as delivery
+from newsletter.editions import requests as editions
+from newsletter.editions.selection import readers_page
 from newsletter.models import Base, ConsentEvent, Delivery, OutboxEvent, Reader, Suppression
+from newsletter.readers import subscriptions
+from newsletter.readers.consent import email_hash
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY, configure
 

@@ -9,8 +9,8 @@ from typing import Any
 import lxml.html
 import pytest
 
-from newsletter import rendering
-from newsletter.rendering import (
+from newsletter.mail import rendering
+from newsletter.mail.rendering import (
     RenderedEmail,
     personalise,
     placeholder,

@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from newsletter import db, schedule
+from newsletter import db
 from newsletter.config import get_settings
+from newsletter.editions import schedule
+from newsletter.editions.schedule import Due, latest_due
 from newsletter.models import Article, Edition, Reader
-from newsletter.schedule import Due, latest_due
 from tests.conftest import dump_log
 from tests.test_editions import add_readers, count, publish, wait_done
 

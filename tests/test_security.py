@@ -55,10 +55,14 @@ from itsdangerous import URLSafeTimedSerializer
 from schemathesis.checks import not_a_server_error
 from sqlalchemy import func, select
 
-from newsletter import content, db, feeds, fragments, logs, rendering, subscriptions, tokens
-from newsletter.capture import free_port
+from newsletter import db, logs, tokens
 from newsletter.config import get_settings, reload_settings
+from newsletter.editions import content
+from newsletter.mail import fragments, rendering
+from newsletter.mail.capture import free_port
 from newsletter.models import Article, Base, Edition, Reader, Tag, utcnow
+from newsletter.newsroom import feeds
+from newsletter.readers import subscriptions
 from newsletter.web import deps
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, configure, dump_log, post_subscribe

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import func, select, update
 
-from newsletter import db, events, subscriptions, tokens
+from newsletter import db, events, tokens
 from newsletter.models import (
     ConsentEvent,
     OutboxEvent,
@@ -17,6 +17,7 @@ from newsletter.models import (
     ReaderTopic,
     Tag,
 )
+from newsletter.readers import subscriptions
 
 
 @pytest.fixture
@@ -151,8 +152,8 @@ def test_a_burst_of_sign_ups_is_one_task_and_each_reader_gets_their_confirmation
 
 
 def test_confirmations_deferred_by_the_relay_are_handed_back_to_retry(topics, fresh) -> None:
-    from newsletter import notices
-    from newsletter.mailer import SmtpConfig, SmtpTransport
+    from newsletter.mail.mailer import SmtpConfig, SmtpTransport
+    from newsletter.readers import notices
     from tests.test_mailer import Recorder, relay_server
 
     ids = {e: subscribe(e, ["syria"])[0]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from newsletter import mailer, throttle
+from newsletter.mail import mailer, throttle
 from tests.conftest import REDIS_URL, REQUIRE_SERVERS
 
 

@@ -8,8 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from newsletter import db, subscriptions, tokens
+from newsletter import db, tokens
 from newsletter.models import Article, ConsentEvent, OutboxEvent, Reader
+from newsletter.readers import subscriptions
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, configure
 

@@ -84,8 +84,8 @@ def test_subscribing_again_keeps_the_new_choice_of_a_pending_reader_aside(backen
     """subscribe() is an upsert on the address: a pending or unsubscribed reader's new topics
     and frequency wait beside theirs until confirmed (one more consent entry, one more
     confirmation); an active one is left exactly as it was."""
-    from newsletter import subscriptions
     from newsletter.models import ConsentEvent, PendingChoice
+    from newsletter.readers import subscriptions
 
     events.set_dispatcher(lambda *_: True)  # no worker needed: only the rows are checked
     try:

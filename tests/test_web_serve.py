@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from newsletter import db
-from newsletter.capture import free_port
 from newsletter.config import child_env, get_settings
+from newsletter.mail.capture import free_port
 from tests.conftest import configure
 
 

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import random
 
-from newsletter import (
-    alerts,
-    db,
-    delivery,
-    feeds,
-    mailer,
-    notices,
-    preview,
-    reconcile,
-    schedule,
-)
+from newsletter import db
 from newsletter.config import get_settings
+from newsletter.editions import alerts, preview, reconcile, schedule
+from newsletter.editions import planning as delivery
+from newsletter.mail import mailer
+from newsletter.newsroom import feeds
+from newsletter.readers import notices
 from workers.celery_app import app
 
 

@@ -11,9 +11,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from newsletter import db, editions
+from newsletter import db
 from newsletter.cli.app import app, console
 from newsletter.config import get_settings
+from newsletter.editions import requests as editions
 
 
 @app.command()
@@ -21,7 +22,7 @@ def publish(
     file: Annotated[str, typer.Argument(help="JSON file with one article or a list; - for stdin")],
 ) -> None:
     """Publish (or update) articles from JSON."""
-    from newsletter import articles
+    from newsletter.newsroom import articles
 
     raw = sys.stdin.read() if file == "-" else Path(file).read_text()
     try:
@@ -53,7 +54,7 @@ def import_subscribers(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from newsletter import imports
+    from newsletter.readers import imports
 
     try:
         with file.open(newline="", encoding="utf-8-sig") as f:
@@ -82,7 +83,7 @@ def import_subscribers(
 @app.command()
 def unpublish(article: Annotated[str, typer.Argument(metavar="ID_OR_URL")]) -> None:
     """Withdraw an article: out of every delivery not yet sent, and of later editions."""
-    from newsletter import articles
+    from newsletter.newsroom import articles
 
     with db.session_scope() as session:
         try:
@@ -102,7 +103,7 @@ def import_feed(
         help="Tag for entries without a category (else they are skipped).")] = None,
 ) -> None:
     """Publish or update the entries of an RSS or Atom feed."""
-    from newsletter import feeds
+    from newsletter.newsroom import feeds
 
     with db.session_scope() as session:
         try:
@@ -123,7 +124,7 @@ def ingest_bounces(
     """Read bounces (RFC 3464 DSNs) and complaints (ARF) about messages we sent (VERP token or
     Message-ID): suppress the readers they condemn; reports naming nothing we sent change
     nothing and are counted as unmatched."""
-    from newsletter import bounces
+    from newsletter.readers import bounces
 
     with db.session_scope() as session:
         try:
@@ -179,7 +180,7 @@ def send(
 
 def _test_send(to: str, *, email: str | None, tags: list[str] | None,
                frequency: str | None) -> None:
-    from newsletter import preview as previews
+    from newsletter.editions import preview as previews
 
     with db.session_scope() as session:
         try:
@@ -292,7 +293,7 @@ def stats(
 @app.command()
 def resume(edition_id: int) -> None:
     """Continue a paused edition (after fixing what paused it: see `stats`)."""
-    from newsletter import reconcile
+    from newsletter.editions import reconcile
 
     with db.session_scope() as session:
         try:
@@ -306,7 +307,7 @@ def resume(edition_id: int) -> None:
 @app.command()
 def requeue(edition_id: int) -> None:
     """Send again an edition's dead letter (deliveries that gave up after retrying)."""
-    from newsletter import reconcile
+    from newsletter.editions import reconcile
 
     with db.session_scope() as session:
         try:
@@ -359,7 +360,7 @@ def preview(
         help="Where to write the HTML [default: ./var/preview.html].")] = None,
 ) -> None:
     """Render the digest a reader (or tag set) would get next to an HTML file; changes nothing."""
-    from newsletter import preview as previews
+    from newsletter.editions import preview as previews
 
     with db.session_scope() as session:
         try:

@@ -77,8 +77,8 @@ def run(host: str = "127.0.0.1", port: int = 8000,
     """Web, worker and beat together; with no SMTP_URL, a capture server into ./var/outbox."""
     import uvicorn
 
-    from newsletter.capture import CaptureServer
     from newsletter.config import LOCAL_SMTP_URL
+    from newsletter.mail.capture import CaptureServer
     from newsletter.web.serve import proxy_options
 
     settings = _safe_settings()
@@ -107,7 +107,8 @@ def relay() -> None:
     """Dispatch undispatched outbox events and due retries now (what beat does every tick)."""
     from datetime import timedelta
 
-    from newsletter import delivery, events
+    from newsletter import events
+    from newsletter.editions import planning as delivery
 
     with db.session_scope() as session:
         sent = events.dispatch_pending(session, older_than=timedelta(0))

@@ -15,11 +15,14 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import select
 
-from newsletter import articles, db, editions, processes, subscriptions
-from newsletter.capture import CaptureServer
+from newsletter import db, processes
 from newsletter.config import child_env, reload_settings
 from newsletter.demo.newsroom import ARTICLES
+from newsletter.editions import requests as editions
+from newsletter.mail.capture import CaptureServer
 from newsletter.models import Tag, utcnow
+from newsletter.newsroom import articles
+from newsletter.readers import subscriptions
 
 FIRST = ["amira", "bilal", "chloe", "dana", "elias", "farah", "ghassan", "hana", "imad", "jana",
          "khaled", "leila", "maya", "nadim", "olga", "paul", "rami", "sara", "tariq", "yasmin"]

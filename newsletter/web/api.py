@@ -8,7 +8,10 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from newsletter import articles, editions, imports, preview, reconcile
+from newsletter.editions import preview, reconcile
+from newsletter.editions import requests as editions
+from newsletter.newsroom import articles
+from newsletter.readers import imports
 from newsletter.web.deps import Editor, RowId, SessionDep
 
 router = APIRouter(prefix="/api", dependencies=[Editor])

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from newsletter import bounces
+from newsletter.readers import bounces
 from newsletter.web.deps import Editor, SessionDep
 
 router = APIRouter(prefix="/api/bounces", dependencies=[Editor])

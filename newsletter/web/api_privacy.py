@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from newsletter import privacy
+from newsletter.readers import privacy
 from newsletter.web.deps import Editor, SessionDep
 
 router = APIRouter(prefix="/api/subscribers", dependencies=[Editor])

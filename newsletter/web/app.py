@@ -15,9 +15,12 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from newsletter import db, editions, events, logs, privacy, reconcile, tokens
+from newsletter import db, events, logs, tokens
 from newsletter.config import DEV_SECRET_KEY, get_settings
+from newsletter.editions import reconcile
+from newsletter.editions import requests as editions
 from newsletter.metrics import exposition
+from newsletter.readers import privacy
 from newsletter.web import api, api_bounces, api_privacy, hardening, pages, reader_data
 from newsletter.web.bodies import BodyLimit
 from newsletter.web.deps import HERE, SessionDep, invalid_link

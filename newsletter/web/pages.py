@@ -18,11 +18,12 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import db, notices, privacy, subscriptions, tokens
-from newsletter.archive import edition_archive
+from newsletter import db, tokens
 from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter.editions.archive import edition_archive
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
 from newsletter.models import Reader, Tag, utcnow
+from newsletter.readers import notices, privacy, subscriptions
 from newsletter.web import ratelimit
 from newsletter.web.deps import (
     MAX_ROW_ID,

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from newsletter import privacy, subscriptions, tokens
+from newsletter import tokens
 from newsletter.config import CONSENT_TEXT
 from newsletter.models import Reader
+from newsletter.readers import privacy, subscriptions
 from newsletter.web.deps import SessionDep, client, invalid_link, message, page
 from newsletter.web.pages import _csrf, _csrf_ok
 

@@ -27,9 +27,10 @@ from aiosmtpd.smtp import SMTP, AuthResult
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from newsletter import db, processes, reconcile
-from newsletter.capture import free_port
+from newsletter import db, processes
 from newsletter.config import child_env, get_settings, reload_settings
+from newsletter.editions import reconcile
+from newsletter.mail.capture import free_port
 from newsletter.models import Delivery, Edition, utcnow
 from tests.conftest import ADMIN_TOKEN, _fresh_postgres, _fresh_redis, _unavailable, configure
 
@@ -272,7 +273,7 @@ class Rig:
     def settle(self, edition_id: int, *, lease: float = 30, timeout: float = 120,
                until: tuple[str, ...] = ("done",)) -> dict:
         """Play beat: run the reconciler until the edition reaches a status in ``until``."""
-        from newsletter import editions
+        from newsletter.editions import requests as editions
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from newsletter import db, editions, processes
+from newsletter import db, processes
 from newsletter.config import child_env, reload_settings
+from newsletter.editions import requests as editions
 from newsletter.models import Edition
 from tests.reliability.conftest import copies_by_reader
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 
-from newsletter import db, subscriptions
+from newsletter import db
 from newsletter.models import Tag
+from newsletter.readers import subscriptions
 
 
 def test_a_burst_retries_the_deferred_and_confirms_each_reader_once(rig) -> None:

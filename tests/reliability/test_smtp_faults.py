@@ -10,9 +10,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from newsletter import consent, db
+from newsletter import db
 from newsletter.cli import app as cli
 from newsletter.models import ConsentEvent, Reader
+from newsletter.readers import consent
 from tests.reliability.conftest import AUTH, BATCH, copies_by_reader
 
 FAULTY = ["full-1@example.com", "stall-1@example.com", "later-1@example.com",

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from newsletter import db
-from newsletter.capture import free_port
 from newsletter.config import Settings, child_env, get_settings
+from newsletter.mail.capture import free_port
 from newsletter.models import ConsentEvent, Tag
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 
-from newsletter import db, subscriptions
+from newsletter import db
 from newsletter.config import Settings, get_settings
 from newsletter.models import Tag
+from newsletter.readers import subscriptions
 
 
 def test_the_default_ceiling_is_600_a_minute_and_a_burst_goes_at_once(fresh) -> None:

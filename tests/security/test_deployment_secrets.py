@@ -22,8 +22,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from newsletter import db, tokens
-from newsletter.capture import free_port
 from newsletter.config import DEV_HASH_KEY, DEV_SECRET_KEY, reload_settings
+from newsletter.mail.capture import free_port
 from newsletter.models import Reader
 from tests.conftest import REQUIRE_SERVERS, SECRET_KEY, live_web
 

@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from newsletter import consent, db
+from newsletter import db
 from newsletter.models import Base, BounceEvent, Delivery, OutboxEvent, Reader, Suppression, utcnow
+from newsletter.readers import consent
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, wait_idle
 from tests.security.test_reader_links import csrf_of, emailed_data_link, join

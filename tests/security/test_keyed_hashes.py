@@ -13,9 +13,10 @@ from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from newsletter import consent, db
+from newsletter import db
 from newsletter.config import reload_settings
 from newsletter.models import utcnow
+from newsletter.readers import consent
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY, _fresh_postgres, configure
 

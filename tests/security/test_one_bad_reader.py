@@ -17,9 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from newsletter import db, subscriptions
+from newsletter import db
 from newsletter.config import Settings, reload_settings
 from newsletter.models import Reader, Tag
+from newsletter.readers import subscriptions
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, post_subscribe
 

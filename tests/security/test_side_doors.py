@@ -21,8 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from newsletter import db, tokens
-from newsletter.capture import free_port
 from newsletter.config import child_env, get_settings, reload_settings
+from newsletter.mail.capture import free_port
 from newsletter.models import Reader
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, live_web

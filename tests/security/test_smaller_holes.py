@@ -19,12 +19,13 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from newsletter import db, mailer
-from newsletter.capture import free_port
+from newsletter import db
 from newsletter.cli import app as cli
-from newsletter.fetch import Guard, Refused, check, fetch, why_not_public
-from newsletter.mime import build_message
+from newsletter.mail import mailer
+from newsletter.mail.capture import free_port
+from newsletter.mail.mime import build_message
 from newsletter.models import Article
+from newsletter.newsroom.fetch import Guard, Refused, check, fetch, why_not_public
 
 NEWSLETTER = str(Path(sys.executable).with_name("newsletter"))
 

@@ -17,8 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from newsletter import consent, db, tokens
+from newsletter import db, tokens
 from newsletter.models import Reader, Tag
+from newsletter.readers import consent
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, post_subscribe
 

@@ -30,10 +30,11 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter import consent, events, subscriptions
-from newsletter.articles import slugify
-from newsletter.consent import email_hash
+from newsletter import events
 from newsletter.models import ConsentEvent, Reader, ReaderTopic, Tag, utcnow
+from newsletter.newsroom.articles import slugify
+from newsletter.readers import consent, subscriptions
+from newsletter.readers.consent import email_hash
 
 # Rows per round of bulk queries: a thousand keeps each IN list and executemany well under
 # the drivers' parameter limits while making the per-query cost noise next to the rows.

@@ -44,7 +44,7 @@ import jinja2
 import lxml.html
 from markupsafe import Markup
 
-from newsletter import mime, rendering
+from newsletter.mail import mime, rendering
 
 # Fragment boundary in the Jinja output: no printed value holds a C0 control character
 # (rendering._finalize strips them), so only _fragment writes one.

@@ -54,10 +54,11 @@ __all__ = [
 def _templates_dir() -> Path:
     # A wheel carries the templates inside the package; a source checkout keeps them at the
     # repository root (see pyproject's force-include).
-    packaged = Path(__file__).resolve().parent / "email_templates"
+    package = Path(__file__).resolve().parent.parent  # newsletter/
+    packaged = package / "email_templates"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "email_templates"
+    return package.parent / "email_templates"
 
 
 TEMPLATES_DIR: Path = _templates_dir()

@@ -21,9 +21,9 @@ from typing import Any
 import feedparser
 from sqlalchemy.orm import Session
 
-from newsletter import articles
 from newsletter.config import get_settings
-from newsletter.fetch import FeedError, Guard, fetch
+from newsletter.newsroom import articles
+from newsletter.newsroom.fetch import FeedError, Guard, fetch
 
 __all__ = ["FeedError", "FeedSource", "ImportResult", "entries", "import_feed", "poll",
            "to_text"]

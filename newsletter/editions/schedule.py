@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter import editions
 from newsletter.config import Settings, get_settings
+from newsletter.editions import requests as editions
 from newsletter.models import Edition, utcnow
 
 log = logging.getLogger(__name__)

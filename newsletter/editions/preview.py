@@ -18,13 +18,16 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import digests, events, mailer, rendering
-from newsletter.articles import slugify
+from newsletter import events
 from newsletter.config import get_settings
-from newsletter.content import compose, context_from_rows, personal_placeholders
-from newsletter.editions import DIGEST_FREQUENCIES, LOOKBACK
+from newsletter.editions import selection as digests
+from newsletter.editions.content import context_from_rows
+from newsletter.editions.requests import DIGEST_FREQUENCIES, LOOKBACK
+from newsletter.mail import mailer, rendering
+from newsletter.mail.compose import compose, personal_placeholders
 from newsletter.models import Article, ArticleRevision, Edition, Reader, Tag, utcnow
-from newsletter.subscriptions import SubscriptionError, normalise_email
+from newsletter.newsroom.articles import slugify
+from newsletter.readers.subscriptions import SubscriptionError, normalise_email
 
 # The outbox event of a test send: {to, email, tags, frequency} → workers send it.
 TEST_SEND = "preview.test_send"

@@ -14,8 +14,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter import events
-from newsletter.articles import slugify
 from newsletter.models import ConsentEvent, Delivery, Edition, Tag, utcnow
+from newsletter.newsroom.articles import slugify
 
 DIGEST_FREQUENCIES = ("daily", "weekly")
 # "immediate": an alert skips a story first published more than this before its window

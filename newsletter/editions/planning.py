@@ -22,9 +22,12 @@ from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from newsletter import bounces, db, digests, events, mailer, verp
+from newsletter import db, events, verp
 from newsletter.config import get_settings
-from newsletter.content import content_versions, digest_message, personal_links, personal_message
+from newsletter.editions import selection as digests
+from newsletter.editions.content import content_versions, digest_message
+from newsletter.mail import mailer
+from newsletter.mail.compose import personal_links, personal_message
 from newsletter.metrics import BATCH_SECONDS, EMAILS, SMTP_SECONDS
 from newsletter.models import (
     Delivery,
@@ -33,6 +36,7 @@ from newsletter.models import (
     Reader,
     utcnow,
 )
+from newsletter.readers import bounces
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session, object_session
 
-from newsletter import db, mailer, privacy, rendering, subscriptions, throttle, tokens, verp
+from newsletter import db, tokens, verp
 from newsletter.config import CONSENT_TEXT, get_settings
-from newsletter.content import common_context, compose, personal_links
+from newsletter.mail import mailer, rendering, throttle
+from newsletter.mail.compose import common_context, compose, personal_links
 from newsletter.metrics import EMAILS
 from newsletter.models import Reader, utcnow
+from newsletter.readers import privacy, subscriptions
 
 NOTICES = ("confirm", "welcome")
 _PERSONAL = ("confirm_url", "view_url")

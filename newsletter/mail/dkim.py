@@ -13,7 +13,7 @@ from pathlib import Path
 import dkim
 
 from newsletter.config import get_settings
-from newsletter.mime import DotSafe
+from newsletter.mail.mime import DotSafe
 
 SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
                   b"content-type", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post"]

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Text, and_, case, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import consent, events, subscriptions, tokens
+from newsletter import events, tokens
 from newsletter.config import CONSENT_TEXT, CONSENT_TEXT_VERSION, get_settings
 from newsletter.models import (
     Article,
@@ -28,7 +28,8 @@ from newsletter.models import (
     Reader,
     utcnow,
 )
-from newsletter.subscriptions import normalise_email
+from newsletter.readers import consent, subscriptions
+from newsletter.readers.subscriptions import normalise_email
 
 # At most one link to their data a reader gets in this time, however often someone holding
 # one of their emails asks: enough to ask again if one went astray, too little to flood.

@@ -263,7 +263,7 @@ class Unpublished:
 def unpublish(session: Session, article_id: int) -> Unpublished:
     """Withdraw an article: never in a later edition, and out of every delivery not yet sent."""
     # A local import: delivery imports editions, which imports this module.
-    from newsletter import delivery
+    from newsletter.editions import planning as delivery
 
     article = session.get(Article, article_id)
     if article is None:
@@ -290,7 +290,7 @@ def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
     would; one left with nothing is suppressed, never sent empty. Sent deliveries keep the
     old key, whose content stays stored: it is what those readers got.
     """
-    from newsletter.digests import Correction, content_key, items, order_sections
+    from newsletter.editions.selection import Correction, content_key, items, order_sections
     from newsletter.models import Edition, EditionDigest
 
     still_open = select(Edition.id).where(Edition.status.in_(("planning", "sending", "paused")))

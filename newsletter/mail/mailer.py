@@ -25,9 +25,9 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from newsletter import throttle
 from newsletter.config import get_settings
-from newsletter.mime import (  # noqa: F401 - re-exported: callers build and send through here
+from newsletter.mail import throttle
+from newsletter.mail.mime import (  # noqa: F401 - re-exported: callers build and send through here
     DotSafe,
     ascii_addr_spec,
     build_message,

@@ -12,7 +12,7 @@ from sqlalchemy import any_, bindparam, delete, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from newsletter import consent, db, events, tokens
+from newsletter import db, events, tokens
 from newsletter.config import CONSENT_TEXT_VERSION, get_settings
 from newsletter.models import (
     ConsentEvent,
@@ -25,6 +25,7 @@ from newsletter.models import (
     Tag,
     utcnow,
 )
+from newsletter.readers import consent
 
 FREQUENCIES = ("immediate", "daily", "weekly")
 # A pending reader gets at most one confirmation email a day, so the form cannot be used

@@ -42,11 +42,12 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter import consent, tokens, verp
-from newsletter.bounce_reports import Report, UnreadableReport, parse
+from newsletter import tokens, verp
 from newsletter.config import get_settings
 from newsletter.models import BounceEvent, Delivery, Reader, utcnow
-from newsletter.subscriptions import SubscriptionError, normalise_email
+from newsletter.readers import consent
+from newsletter.readers.bounce_reports import Report, UnreadableReport, parse
+from newsletter.readers.subscriptions import SubscriptionError, normalise_email
 
 __all__ = ["BounceSourceError", "IngestResult", "Report", "ingest", "ingest_path", "parse"]
 

@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import delivery, events
+from newsletter import events
 from newsletter.config import get_settings
-from newsletter.editions import EditionNotFound
+from newsletter.editions import planning as delivery
+from newsletter.editions.requests import EditionNotFound
 from newsletter.models import Delivery, Edition, utcnow
 
 log = logging.getLogger(__name__)
