@@ -34,7 +34,7 @@ PROCESSES = bench.CONCURRENCY
 
 def planned_keys(readers: int) -> list[str]:
     from newsletter import db
-    from newsletter.editions import planning as delivery
+    from newsletter.editions import planning
     from newsletter.editions import requests as editions
     from newsletter.models import Delivery
 
@@ -47,7 +47,7 @@ def planned_keys(readers: int) -> list[str]:
             edition_id = editions.request(s, "weekly", source="bench").id
             s.commit()
         with db.session_scope() as s:
-            delivery.plan(s, edition_id)
+            planning.plan(s, edition_id)
         engine = create_engine(url)
         with engine.connect() as c:
             keys = list(c.scalars(select(Delivery.content_key)

@@ -449,14 +449,14 @@ def sample_message(readers: int = 200, articles: int = 300, **extra_env: str) ->
     seed(url, readers, articles)
     configure(url, "smtp://127.0.0.1:9", **extra_env)
     from newsletter import events
-    from newsletter.editions import planning as delivery
+    from newsletter.editions import planning
 
     events.set_dispatcher(lambda *_: True)  # plan in-process, send nothing
     try:
         with db.session_scope() as s:
             edition_id = editions.request(s, "weekly", source="bench").id
             s.commit()
-            delivery.plan(s, edition_id)
+            planning.plan(s, edition_id)
             sizes = []
             msgs = []
             for d in s.scalars(select(Delivery).where(Delivery.edition_id == edition_id)

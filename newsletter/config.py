@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Used only when NEWSLETTER_SECRET_KEY is unset: good enough for a laptop demo, and the
 # web process logs a warning so nobody runs production on it unknowingly. Behind a public
-# BASE_URL, web, worker and beat refuse to start on it (newsletter.preflight).
+# BASE_URL, web, worker and beat refuse to start on it (newsletter.cli.preflight).
 DEV_SECRET_KEY = "dev-only-secret-change-me"
 # The key of the address fingerprints (suppressions, consent ledger, bounce reports) when
 # NEWSLETTER_HASH_KEY is unset: a constant, not derived from SECRET_KEY, because those
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     delivery_lease_s: float = Field(default=2400.0, gt=0)
     # The first retry of a temporary failure waits this long, doubling per attempt (±50 %).
     retry_base_s: float = Field(default=60.0, gt=0)
-    # How often beat asks newsletter.schedule whether a daily/weekly edition is due.
+    # How often beat asks newsletter.editions.schedule whether a daily/weekly edition is due.
     schedule_tick_s: float = Field(default=60.0, gt=0)
     # Articles published within this many seconds of the first one share one alert email
     # per reader; 0 sends an alert for each article at once. At most half an hour: an alert

@@ -25,6 +25,7 @@ from newsletter.editions import selection as digests
 from newsletter.mail import rendering
 from newsletter.models import Article, Delivery, Edition, OutboxEvent, Reader, utcnow
 from newsletter.newsroom import articles
+from newsletter.newsroom.tags import get_or_create_tags
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
 
@@ -61,7 +62,7 @@ def add_readers(readers: dict[str, tuple[str, list[str], str]]) -> None:
     """email → (frequency, topic names, status); topics are created as needed."""
     with db.session_scope() as session:
         for email, (frequency, topics, status) in readers.items():
-            tags = articles.get_or_create_tags(session, topics)
+            tags = get_or_create_tags(session, topics)
             session.add(Reader(email=email, frequency=frequency, status=status, topics=tags))
 
 

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import ast
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import newsletter
 
 ROOT = Path(newsletter.__file__).parent
+
+
+def test_the_rooms_keep_their_import_contracts() -> None:
+    """pyproject's [tool.importlinter] contracts: the layers of the rooms, the floor that
+    imports no room, and newsletter never importing workers."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(lint)], cwd=ROOT.parent, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
 
 
 def test_newsletter_never_imports_workers() -> None:

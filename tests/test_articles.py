@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from newsletter import db, events, tokens
 from newsletter.cli import app as cli
-from newsletter.editions import planning as delivery
+from newsletter.editions import planning
 from newsletter.editions import requests as editions
 from newsletter.editions.selection import Candidates, ReaderRow, Revised, decide
 from newsletter.models import (
@@ -198,7 +198,7 @@ def test_unpublished_article_disappears_from_pending_deliveries(fresh) -> None:
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
         with db.session_scope() as session:
-            delivery.plan(session, edition_id)
+            planning.plan(session, edition_id)
     finally:
         events.set_dispatcher(None)
     with db.session_scope() as session:

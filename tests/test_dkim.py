@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from newsletter import db, tokens
+from newsletter.editions import reports
 from newsletter.editions import requests as editions
 from newsletter.models import Reader
 from newsletter.newsroom import articles
@@ -77,6 +78,6 @@ def test_received_messages_carry_a_valid_signature(dkim_key, backend, fresh) -> 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with db.session_scope() as session:
-            if editions.report(session, edition_id)["status"] == "done":
+            if reports.report(session, edition_id)["status"] == "done":
                 break
         time.sleep(0.1)

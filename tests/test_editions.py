@@ -21,13 +21,14 @@ from typer.testing import CliRunner
 from newsletter import db, events, tokens
 from newsletter.cli import app as cli
 from newsletter.cli import console
-from newsletter.editions import planning as delivery
+from newsletter.editions import deliveries, planning, reports
 from newsletter.editions import requests as editions
 from newsletter.mail import mailer
 from newsletter.mail.capture import free_port
 from newsletter.models import Delivery, Edition, OutboxEvent, Reader, Tag, utcnow
 from newsletter.newsroom import articles
 from newsletter.readers import subscriptions
+from newsletter.sending import batch
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
 
@@ -70,7 +71,7 @@ def wait_done(edition_id: int, timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with db.session_scope() as session:
-            report = editions.report(session, edition_id)
+            report = reports.report(session, edition_id)
         if report["status"] in editions.FINISHED:
             return report
         time.sleep(0.1)
@@ -193,23 +194,23 @@ def test_report_splits_failures_and_skips_and_counts_unsubscribes(fresh, picky_r
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
         with db.session_scope() as session:
-            delivery.plan(session, edition_id)
+            planning.plan(session, edition_id)
         with db.session_scope() as session:
             # temp@ has been retried before: this attempt is its last.
             session.execute(update(Delivery).where(Delivery.reader_id == ids["temp@example.com"])
-                            .values(attempts=delivery.MAX_ATTEMPTS - 1))
+                            .values(attempts=deliveries.MAX_ATTEMPTS - 1))
             token = tokens.make("unsubscribe", ids["gone@example.com"], "gone@example.com",
                                 e=edition_id)
             subscriptions.unsubscribe(session, token, method="one-click")
         with db.session_scope() as session:
             delivery_ids = list(session.scalars(select(Delivery.id)))
-            delivery.send_batch(session, delivery_ids, transport)
+            batch.send_batch(session, delivery_ids, transport)
     finally:
         events.set_dispatcher(None)
 
     assert relay.accepted == ["ok@example.com"]
     with db.session_scope() as session:
-        report = editions.report(session, edition_id)
+        report = reports.report(session, edition_id)
         errors = dict(session.execute(select(Reader.email, Delivery.last_error)
                                       .join(Delivery, Delivery.reader_id == Reader.id)).all())
     assert errors["temp@example.com"].startswith("gave up after 5 attempts: 451")
@@ -294,7 +295,7 @@ def test_a_digest_versioned_from_cached_ids_renders_as_when_its_items_were_read(
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
         with db.session_scope() as session:
-            delivery.plan(session, edition_id)
+            planning.plan(session, edition_id)
             edition = session.get(Edition, edition_id)
             keys = {(edition_id, k) for k in session.scalars(
                 select(Delivery.content_key).where(Delivery.edition_id == edition_id))}
@@ -339,7 +340,7 @@ def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
         with db.session_scope() as session:
-            delivery.plan(session, edition_id)
+            planning.plan(session, edition_id)
             key_of = dict(session.execute(
                 select(Reader.email, Delivery.content_key).join(Delivery)
                 .where(Delivery.edition_id == edition_id)).all())

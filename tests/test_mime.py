@@ -1,4 +1,4 @@
-"""``newsletter.mime.build_message`` against the issue's requirement: "correct RFC 2047 headers
+"""``newsletter.mail.mime.build_message`` against the issue's requirement: "correct RFC 2047 headers
 for non-ASCII names and subjects (test Arabic and accented names), no line over 998 octets,
 parsed back identically by Python's email package".
 

@@ -243,7 +243,7 @@ def test_unsubscribe_suppresses_queued_deliveries(fresh) -> None:
         "url": url_of("Aid reaches Idlib"), "title": "Aid reaches Idlib", "summary": "",
         "tags": ["Syria"]})
     from newsletter import tokens
-    from newsletter.editions import planning as delivery
+    from newsletter.editions import planning
     from newsletter.editions import requests as editions
 
     # Keep the worker out of it: plan here, and leave the batches queued, unsent.
@@ -252,7 +252,7 @@ def test_unsubscribe_suppresses_queued_deliveries(fresh) -> None:
         with db.session_scope() as session:
             edition = editions.request(session, "weekly", source="test")
         with db.session_scope() as session:
-            delivery.plan(session, edition.id)
+            planning.plan(session, edition.id)
     finally:
         events.set_dispatcher(None)
     with db.session_scope() as session:

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 
 from newsletter import db, events, tokens
 from newsletter.config import CONSENT_TEXT_VERSION, get_settings, reload_settings
-from newsletter.editions import planning as delivery
+from newsletter.editions import planning, reports
 from newsletter.editions import requests as editions
 from newsletter.editions.selection import readers_page
 from newsletter.models import Base, ConsentEvent, Delivery, OutboxEvent, Reader, Suppression
@@ -104,7 +104,7 @@ def test_withdrawal_names_the_edition_that_carried_the_link(client) -> None:
     assert (withdrawn.action, withdrawn.method, withdrawn.edition_id) == (
         "withdrawn", "one-click", edition.id)
     with db.session_scope() as session:
-        assert editions.report(session, edition.id)["counts"]["unsubscribed"] == 1
+        assert reports.report(session, edition.id)["counts"]["unsubscribed"] == 1
 
 
 def test_preferences_post_needs_the_pages_csrf_token(client) -> None:
@@ -161,7 +161,7 @@ def planned_delivery_for(email: str) -> int:
         with db.session_scope() as session:
             edition = editions.request(session, "weekly", source="test")
         with db.session_scope() as session:
-            delivery.plan(session, edition.id)
+            planning.plan(session, edition.id)
     finally:
         events.set_dispatcher(None)
     return edition.id

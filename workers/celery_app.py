@@ -42,7 +42,7 @@ def make_app(settings: Settings) -> Celery:
             "relay": {"task": "newsletter.relay", "schedule": settings.relay_interval_s},
             # The durable path for alert windows whose doorbell (an ETA task) was lost.
             "alert-windows": {"task": "newsletter.close_alert_windows", "schedule": 10.0},
-            # Daily and weekly editions: the tick asks newsletter.schedule whether a period
+            # Daily and weekly editions: the tick asks newsletter.editions.schedule whether a period
             # is due (site time zone) and requests it once, catching up after downtime.
             "schedule-tick": {"task": "newsletter.schedule_tick",
                               "schedule": settings.schedule_tick_s},

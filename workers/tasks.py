@@ -6,11 +6,11 @@ import random
 
 from newsletter import db
 from newsletter.config import get_settings
-from newsletter.editions import alerts, preview, reconcile, schedule
-from newsletter.editions import planning as delivery
+from newsletter.editions import alerts, planning, preview, reconcile, schedule
 from newsletter.mail import mailer
 from newsletter.newsroom import feeds
 from newsletter.readers import notices
+from newsletter.sending import batch
 from workers.celery_app import app
 
 
@@ -57,13 +57,13 @@ def send_data_link(reader_id: int) -> None:
 @app.task(name="newsletter.plan_edition")
 def plan_edition(edition_id: int) -> None:
     with db.session_scope() as session:
-        delivery.plan(session, edition_id)
+        planning.plan(session, edition_id)
 
 
 @app.task(name="newsletter.send_batch")
 def send_batch(delivery_ids: list[int]) -> None:
     with db.session_scope() as session:
-        delivery.send_batch(session, delivery_ids, _transport())
+        batch.send_batch(session, delivery_ids, _transport())
 
 
 @app.task(name="newsletter.alert_article")

@@ -14,6 +14,7 @@ from rich.markup import escape
 from newsletter import db
 from newsletter.cli.app import app, console
 from newsletter.config import get_settings
+from newsletter.editions import reports
 from newsletter.editions import requests as editions
 
 
@@ -83,11 +84,12 @@ def import_subscribers(
 @app.command()
 def unpublish(article: Annotated[str, typer.Argument(metavar="ID_OR_URL")]) -> None:
     """Withdraw an article: out of every delivery not yet sent, and of later editions."""
+    from newsletter.editions import withdrawal
     from newsletter.newsroom import articles
 
     with db.session_scope() as session:
         try:
-            done = articles.unpublish(session, articles.find(session, article).id)
+            done = withdrawal.unpublish(session, articles.find(session, article).id)
         except articles.ArticleNotFound as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
@@ -206,7 +208,7 @@ def _follow(edition_id: int, poll: float = 0.5) -> dict:
         task = progress.add_task("requested", total=None, id=edition_id, done="")
         while True:
             with db.session_scope() as session:
-                report = editions.report(session, edition_id)
+                report = reports.report(session, edition_id)
             c, status = report["counts"], report["status"]
             handled = c["sent"] + c["failed"] + c["skipped_suppressed"]
             finished = status in editions.FINISHED
@@ -280,7 +282,7 @@ def stats(
     """What an edition did: status, counts, timings."""
     with db.session_scope() as session:
         try:
-            report = editions.report(session, edition_id)
+            report = reports.report(session, edition_id)
         except editions.EditionNotFound as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
@@ -327,9 +329,9 @@ def list_editions(
     from rich.table import Table
 
     with db.session_scope() as session:
-        reports = editions.recent(session, limit)
+        latest = reports.recent(session, limit)
     if as_json:
-        console.print_json(data=reports)
+        console.print_json(data=latest)
         return
     table = Table(title=f"Recent editions (times in {get_settings().timezone})",
                   title_justify="left")
@@ -337,7 +339,7 @@ def list_editions(
                  "skipped", "unsub."):
         table.add_column(name, justify="right" if name in ("id", "planned", "sent", "failed",
                                                            "skipped", "unsub.") else "left")
-    for r in reports:
+    for r in latest:
         c = r["counts"]
         what = escape(f"{r['frequency']} {r['kind']}"
                       + (f" [{', '.join(r['tags'])}]" if r["tags"] else ""))

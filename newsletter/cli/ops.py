@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from newsletter import db, preflight, processes
+from newsletter import db, processes
+from newsletter.cli import preflight
 from newsletter.cli.app import app, console, db_app
 from newsletter.config import Settings, child_env, get_settings
 
@@ -108,9 +109,9 @@ def relay() -> None:
     from datetime import timedelta
 
     from newsletter import events
-    from newsletter.editions import planning as delivery
+    from newsletter.editions import deliveries
 
     with db.session_scope() as session:
         sent = events.dispatch_pending(session, older_than=timedelta(0))
-        requeued = delivery.requeue_due(session)
+        requeued = deliveries.requeue_due(session)
     console.print(f"dispatched {sent} outbox events; {requeued} deliveries due for retry requeued")

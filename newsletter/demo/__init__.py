@@ -18,6 +18,7 @@ from sqlalchemy import select
 from newsletter import db, processes
 from newsletter.config import child_env, reload_settings
 from newsletter.demo.newsroom import ARTICLES
+from newsletter.editions import reports
 from newsletter.editions import requests as editions
 from newsletter.mail.capture import CaptureServer
 from newsletter.models import Tag, utcnow
@@ -153,7 +154,7 @@ def _wait_done(edition_id: int, timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with db.session_scope() as session:
-            report = editions.report(session, edition_id)
+            report = reports.report(session, edition_id)
         if report["status"] in ("done", "failed", "paused"):
             return report
         time.sleep(0.2)

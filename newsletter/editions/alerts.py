@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import events
 from newsletter.config import get_settings
-from newsletter.editions.requests import LOOKBACK
+from newsletter.editions.frequencies import LOOKBACK
 from newsletter.models import Article, Edition, Reader, ReaderTopic, UTCDateTime, utcnow
 
 OPEN_KEY = "open"

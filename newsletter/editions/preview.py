@@ -22,11 +22,11 @@ from newsletter import events
 from newsletter.config import get_settings
 from newsletter.editions import selection as digests
 from newsletter.editions.content import context_from_rows
-from newsletter.editions.requests import DIGEST_FREQUENCIES, LOOKBACK
+from newsletter.editions.frequencies import DIGEST_FREQUENCIES, LOOKBACK
 from newsletter.mail import mailer, rendering
 from newsletter.mail.compose import compose, personal_placeholders
 from newsletter.models import Article, ArticleRevision, Edition, Reader, Tag, utcnow
-from newsletter.newsroom.articles import slugify
+from newsletter.newsroom.tags import slugify
 from newsletter.readers.subscriptions import SubscriptionError, normalise_email
 
 # The outbox event of a test send: {to, email, tags, frequency} → workers send it.

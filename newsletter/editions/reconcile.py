@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import events
 from newsletter.config import get_settings
-from newsletter.editions import planning as delivery
+from newsletter.editions import deliveries
 from newsletter.editions.requests import EditionNotFound
 from newsletter.models import Delivery, Edition, utcnow
 
@@ -35,7 +35,7 @@ def tick(session: Session, lease: timedelta | None = None) -> dict[str, int]:
     """One reconciler pass; how many events, retries, reclaimed and lost deliveries it moved."""
     lease = lease if lease is not None else timedelta(seconds=get_settings().delivery_lease_s)
     done = {"events": events.dispatch_pending(session)}
-    done["retries"] = delivery.requeue_due(session)
+    done["retries"] = deliveries.requeue_due(session)
     done["reclaimed"] = reclaim_stale(session, lease)
     done["lost"] = requeue_lost(session, lease)
     if any(done.values()):
@@ -64,7 +64,7 @@ def reclaim_stale(session: Session, lease: timedelta) -> int:
         .where(Delivery.status == "sending", Delivery.claimed_at < now - lease)
         .values(status="queued", claimed_at=None, queued_at=now, reclaims=Delivery.reclaims + 1)
     )
-    delivery.enqueue(session, rows)
+    deliveries.enqueue(session, rows)
     session.commit()
     if rows:
         log.warning("reclaimed deliveries from a dead worker", extra={"count": len(rows)})
@@ -85,7 +85,7 @@ def requeue_lost(session: Session, lease: timedelta) -> int:
         .values(queued_at=now)
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
-    delivery.enqueue(session, rows)
+    deliveries.enqueue(session, rows)
     session.commit()
     return len(rows)
 
@@ -104,9 +104,9 @@ def resume(session: Session, edition_id: int) -> dict[str, Any]:
         .values(status="queued", queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
-    delivery.enqueue(session, rows)
+    deliveries.enqueue(session, rows)
     session.commit()
-    delivery.finish_if_complete(session, edition_id)
+    deliveries.finish_if_complete(session, edition_id)
     log.info("edition resumed", extra={"edition_id": edition_id, "queued": len(rows)})
     return {"id": edition_id, "status": "sending", "queued": len(rows)}
 
@@ -126,7 +126,7 @@ def requeue_dead(session: Session, edition_id: int) -> dict[str, Any]:
     if rows and edition.status == "done":
         edition.status, edition.finished_at = "sending", None
     if edition.status != "paused":
-        delivery.enqueue(session, rows)
+        deliveries.enqueue(session, rows)
     session.commit()
     log.info("dead letter requeued", extra={"edition_id": edition_id, "queued": len(rows)})
     return {"id": edition_id, "status": edition.status, "requeued": len(rows)}

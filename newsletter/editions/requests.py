@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import re
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter import events
-from newsletter.models import ConsentEvent, Delivery, Edition, Tag, utcnow
-from newsletter.newsroom.articles import slugify
+from newsletter.editions.frequencies import DIGEST_FREQUENCIES
+from newsletter.models import Edition, Tag, utcnow
+from newsletter.newsroom.tags import slugify
 
-DIGEST_FREQUENCIES = ("daily", "weekly")
-# "immediate": an alert skips a story first published more than this before its window
-# (a feed backfill is not news), however recently it reached us.
-LOOKBACK = {"daily": timedelta(days=1), "weekly": timedelta(days=7),
-            "immediate": timedelta(hours=1)}
 # 'open': an alert window still collecting articles until its cutoff (see alerts.py).
 STATUSES = ("open", "planning", "sending", "done", "paused", "failed")
 FINISHED = ("done", "paused", "failed")
@@ -118,115 +112,3 @@ def _insert_once(session: Session, values: dict[str, Any]) -> int | None:
     )
 
 
-def report(session: Session, edition_id: int) -> dict[str, Any]:
-    """What an edition did so far: status, delivery counts, timings, planning figures."""
-    edition = session.get(Edition, edition_id)
-    if edition is None:
-        raise EditionNotFound(f"no edition {edition_id}")
-    return _reports(session, [edition])[0]
-
-
-def recent(session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    """Reports of the latest ``limit`` editions, newest first."""
-    latest = session.scalars(select(Edition).order_by(Edition.id.desc()).limit(limit)).all()
-    return _reports(session, latest)
-
-
-def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]]:
-    ids = [e.id for e in chosen]
-    tally: dict[int, dict[tuple[str, str | None], int]] = defaultdict(dict)
-    for edition_id, status, failure, n in session.execute(
-        select(Delivery.edition_id, Delivery.status, Delivery.failure, func.count())
-        .where(Delivery.edition_id.in_(ids))
-        .group_by(Delivery.edition_id, Delivery.status, Delivery.failure)
-    ):
-        tally[edition_id][(status, failure)] = n
-    withdrawn = dict(session.execute(
-        select(ConsentEvent.edition_id, func.count())
-        .where(ConsentEvent.edition_id.in_(ids), ConsentEvent.action == "withdrawn",
-               # A bounce or complaint is not a reader choosing to leave this edition.
-               ConsentEvent.method.not_in(("bounce", "complaint")))
-        .group_by(ConsentEvent.edition_id)
-    ).all())
-    reclaims = dict(session.execute(
-        select(Delivery.edition_id, func.sum(Delivery.reclaims))
-        .where(Delivery.edition_id.in_(ids), Delivery.reclaims > 0)
-        .group_by(Delivery.edition_id)
-    ).all())
-    failures: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for edition_id, error, n in session.execute(
-        select(Delivery.edition_id, Delivery.last_error, func.count())
-        .where(Delivery.edition_id.in_(ids), Delivery.status == "failed")
-        .group_by(Delivery.edition_id, Delivery.last_error)
-        .order_by(func.count().desc())
-    ):
-        if len(failures[edition_id]) < FAILURE_REASONS:
-            failures[edition_id].append({"reason": _redacted(error), "count": n})
-    return [_report(e, tally[e.id], withdrawn.get(e.id, 0), reclaims.get(e.id, 0),
-                    failures[e.id]) for e in chosen]
-
-
-# The commonest reasons an edition's deliveries failed, as its report lists them: enough to
-# tell a relay's refusal from a broken article, short enough to read.
-FAILURE_REASONS = 5
-# An SMTP reply often quotes the address it refused; a report names no reader. A reason is
-# cut to 300 characters before it is searched, which bounds the pattern's backtracking.
-_ADDRESS = re.compile(r"[^\s<>()\[\]@,;:\"]+@[^\s<>()\[\],;:\"]+")
-
-
-def _redacted(reason: str | None) -> str:
-    return _ADDRESS.sub("<address>", (reason or "")[:300])
-
-
-def _report(edition: Edition, by: dict[tuple[str, str | None], int],
-            unsubscribed: int, reclaimed: int = 0,
-            failures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    def n(*statuses: str) -> int:
-        return sum(v for (s, _), v in by.items() if s in statuses)
-
-    planned = sum(by.values())
-    failed_temporary = by.get(("failed", "temporary"), 0)
-    suppressed = n("suppressed")
-    plan = edition.plan_report
-    # Readers considered who got nothing: nothing new for them (no empty digests).
-    empty = max(plan["readers"] - plan["emails"], 0) if plan and not edition.dry_run else 0
-    return {
-        "id": edition.id,
-        "kind": edition.kind,
-        "frequency": edition.frequency,
-        "tags": edition.tags,
-        "dry_run": edition.dry_run,
-        "source": edition.source,
-        "period": edition.period_key if edition.source == "schedule" else None,
-        "status": edition.status,
-        "requested_at": _iso(edition.requested_at),
-        "started_at": _iso(edition.started_at),
-        "finished_at": _iso(edition.finished_at),
-        "distinct_digests": edition.distinct_digests,
-        # Planning's figures; for a dry run, what it would have sent.
-        "plan": plan,
-        "counts": {
-            "planned": planned,
-            "sent": n("sent"),
-            "failed": n("failed"),
-            "failed_temporary": failed_temporary,
-            "failed_permanent": n("failed") - failed_temporary,
-            "skipped": empty + suppressed,
-            "skipped_empty": empty,
-            "skipped_suppressed": suppressed,
-            "unsubscribed": unsubscribed,
-            "queued": n(*OPEN_DELIVERY),
-            # Failed after every retry: `newsletter requeue EDITION_ID` sends them again.
-            "dead_letter": failed_temporary,
-            # Taken back from a worker that died mid-send; each may have been a second copy
-            # (same Message-ID) if the relay had accepted it before the worker could record.
-            "reclaimed": int(reclaimed),
-        },
-        # Why deliveries failed, commonest first (addresses taken out).
-        "failures": failures or [],
-        "error": edition.error,
-    }
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at else None

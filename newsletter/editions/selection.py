@@ -22,7 +22,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from newsletter import db
-from newsletter.editions.requests import LOOKBACK
+from newsletter.editions.frequencies import LOOKBACK
 from newsletter.models import (
     Article,
     ArticleRevision,

@@ -1,6 +1,6 @@
 """The SMTP transport: the only module that talks to the mail relay.
 
-Messages themselves are built in :mod:`newsletter.mime` (re-exported here).
+Messages themselves are built in :mod:`newsletter.mail.mime` (re-exported here).
 
 Errors raised by :class:`SmtpTransport`::
 

@@ -1,4 +1,5 @@
-"""Articles in: publish or update, idempotent by URL (or the CMS's external id); unpublish.
+"""Articles in: publish or update, idempotent by URL (or the CMS's external id); mark one
+withdrawn (editions.withdrawal takes it out of what is not yet sent).
 
 Every update that changes something is kept as an ArticleRevision; a substantial one
 (see is_substantial) is what readers who already got the article hear about.
@@ -8,14 +9,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from difflib import SequenceMatcher
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter import events
@@ -23,19 +23,15 @@ from newsletter.models import (
     Article,
     ArticleRevision,
     ArticleTag,
-    Delivery,
-    Tag,
     utcnow,
 )
+from newsletter.newsroom.tags import get_or_create_tags, slugify
 from newsletter.untrusted import has_controls, strip_controls
 
 # What a revision records, besides status changes (publish / unpublish).
 REVISED_FIELDS = ("title", "summary", "author", "url", "image_url", "tags", "published_at")
 # difflib ratio under which a changed summary is a rewrite rather than an edit.
 SUMMARY_SIMILARITY = 0.8
-# Deliveries whose content may still change: in 'sending' the message is being composed or
-# is already on the wire.
-UNSENT = ("queued", "retry")
 
 
 class ArticleError(ValueError):
@@ -99,13 +95,6 @@ class ArticleIn(BaseModel):
         return names
 
 
-def slugify(name: str) -> str:
-    """'Gulf States' → 'gulf-states'; keeps non-Latin letters (سوريا stays سوريا)."""
-    text = unicodedata.normalize("NFKC", name).strip().lower()
-    text = re.sub(r"[^\w]+", "-", text, flags=re.UNICODE).strip("-_")
-    return text[:64]
-
-
 def validate(data: Any) -> ArticleIn:
     """Parse an article payload; raises ArticleError with every problem listed."""
     try:
@@ -115,23 +104,6 @@ def validate(data: Any) -> ArticleIn:
             f"{'.'.join(str(p) for p in e['loc']) or 'article'}: {e['msg']}" for e in exc.errors()
         )
         raise ArticleError(problems) from None
-
-
-def get_or_create_tags(session: Session, names: list[str]) -> list[Tag]:
-    """Tags for ``names`` in the given order, creating missing ones."""
-    by_slug: dict[str, str] = {}
-    for name in names:
-        by_slug.setdefault(slugify(name), name)
-    existing = {t.slug: t for t in session.scalars(select(Tag).where(Tag.slug.in_(by_slug)))}
-    tags = []
-    for slug, name in by_slug.items():
-        tag = existing.get(slug)
-        if tag is None:
-            tag = Tag(slug=slug, name=name)
-            session.add(tag)
-        tags.append(tag)
-    session.flush()
-    return tags
 
 
 @dataclass
@@ -253,18 +225,9 @@ def is_substantial(changes: dict[str, list[Any]]) -> bool:
     return False
 
 
-@dataclass
-class Unpublished:
-    article: Article
-    deliveries_changed: int  # unsent deliveries the article was taken out of
-    deliveries_suppressed: int  # of those, left with nothing and so never sent
-
-
-def unpublish(session: Session, article_id: int) -> Unpublished:
-    """Withdraw an article: never in a later edition, and out of every delivery not yet sent."""
-    # A local import: delivery imports editions, which imports this module.
-    from newsletter.editions import planning as delivery
-
+def mark_unpublished(session: Session, article_id: int) -> Article:
+    """Mark an article withdrawn (a revision records it); editions.withdrawal takes it out
+    of the deliveries not yet sent."""
     article = session.get(Article, article_id)
     if article is None:
         raise ArticleNotFound(f"no article {article_id}")
@@ -277,73 +240,7 @@ def unpublish(session: Session, article_id: int) -> Unpublished:
     # Writing first takes SQLite's write lock, so no sender claims a delivery between our
     # reading the deliveries and changing them (PostgreSQL locks the rows themselves).
     session.flush()
-    changed, suppressed, edition_ids = _withdraw(session, article.id)
-    for edition_id in edition_ids:
-        delivery.finish_if_complete(session, edition_id, commit=False)
-    return Unpublished(article, changed, suppressed)
-
-
-def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
-    """Take an article out of every unsent delivery; returns (changed, suppressed, editions).
-
-    Each changed delivery gets the content key of what remains, ordered as digests.decide()
-    would; one left with nothing is suppressed, never sent empty. Sent deliveries keep the
-    old key, whose content stays stored: it is what those readers got.
-    """
-    from newsletter.editions.selection import Correction, content_key, items, order_sections
-    from newsletter.models import Edition, EditionDigest
-
-    still_open = select(Edition.id).where(Edition.status.in_(("planning", "sending", "paused")))
-    carrying = {(e, k): stored for e, k, stored in session.execute(
-        select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
-        .where(EditionDigest.edition_id.in_(still_open))) if any(i[1] == article_id for i in stored)}
-    if not carrying:
-        return 0, 0, set()
-    # FOR UPDATE (PostgreSQL): a sender's claim waits for us and then sees the new content
-    # key. Deliveries already 'sending' are in the middle of SMTP and are left alone.
-    rows = session.execute(
-        select(Delivery.id, Delivery.edition_id, Delivery.content_key)
-        .where(Delivery.status.in_(UNSENT),
-               tuple_(Delivery.edition_id, Delivery.content_key).in_(list(carrying)))
-        .with_for_update()
-    ).all()
-    if not rows:
-        return 0, 0, set()
-    remaining = {key: [i for i in stored if i[1] != article_id]
-                 for key, stored in carrying.items()}
-    published = dict(session.execute(
-        select(Article.id, Article.published_at)
-        .where(Article.id.in_({i[1] for rest in remaining.values() for i in rest}))).all())
-    names = dict(session.execute(select(Tag.id, Tag.name)).all())
-    replaced: dict[tuple[int, str], str] = {}
-    empty = content_key(())
-    for (edition_id, key), rest in remaining.items():
-        if not rest:
-            # An empty content, so that the reader's history no longer holds the article.
-            replaced[(edition_id, key)] = empty
-            if session.get(EditionDigest, (edition_id, empty)) is None:
-                session.add(EditionDigest(edition_id=edition_id, content_key=empty, items=[]))
-            continue
-        sections: dict[int, list[int]] = defaultdict(list)
-        for kind, article, tag_id, _ in rest:
-            if kind == "new":
-                sections[tag_id].append(article)
-        ordered = order_sections(sections, published, names)
-        fixes = tuple(Correction(a, r, t) for kind, a, t, r in rest if kind == "correction")
-        new_key = replaced[(edition_id, key)] = content_key(ordered, fixes)
-        if session.get(EditionDigest, (edition_id, new_key)) is None:
-            session.add(EditionDigest(edition_id=edition_id, content_key=new_key,
-                                      items=items(ordered, fixes)))
-    session.flush()
-    by_key: dict[str, list[int]] = defaultdict(list)
-    for row in rows:
-        by_key[replaced[(row.edition_id, row.content_key)]].append(row.id)
-    for new_key, ids in by_key.items():
-        values: dict[str, Any] = {"content_key": new_key}
-        if new_key == empty:
-            values.update(status="suppressed", last_error="empty after unpublish")
-        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(**values))
-    return len(rows), len(by_key.get(empty, ())), {r.edition_id for r in rows}
+    return article
 
 
 def find(session: Session, id_or_url: str) -> Article:

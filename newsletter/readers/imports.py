@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import events
 from newsletter.models import ConsentEvent, Reader, ReaderTopic, Tag, utcnow
-from newsletter.newsroom.articles import slugify
+from newsletter.newsroom.tags import slugify
 from newsletter.readers import consent, subscriptions
 from newsletter.readers.consent import email_hash
 

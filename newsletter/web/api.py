@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from newsletter.editions import preview, reconcile
+from newsletter.editions import preview, reconcile, reports, withdrawal
 from newsletter.editions import requests as editions
 from newsletter.newsroom import articles
 from newsletter.readers import imports
@@ -40,7 +40,7 @@ def create_article(
 @router.delete("/articles/{article_id}")
 def unpublish_article(article_id: RowId, session: SessionDep) -> dict[str, Any]:
     try:
-        done = articles.unpublish(session, article_id)
+        done = withdrawal.unpublish(session, article_id)
     except articles.ArticleNotFound as exc:
         raise HTTPException(404, str(exc)) from None
     session.commit()
@@ -71,7 +71,7 @@ def create_edition(
 def recent_editions(session: SessionDep,
                     limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[dict[str, Any]]:
     """The latest editions, newest first, with status and counts."""
-    return editions.recent(session, limit)
+    return reports.recent(session, limit)
 
 
 class TestSendIn(BaseModel):
@@ -116,7 +116,7 @@ def preview_digest(
 
 @router.get("/editions/{edition_id}")
 def edition_report(edition_id: RowId, session: SessionDep) -> dict[str, Any]:
-    return editions.report(session, edition_id)
+    return reports.report(session, edition_id)
 
 
 @router.post("/editions/{edition_id}/resume")

@@ -273,13 +273,13 @@ class Rig:
     def settle(self, edition_id: int, *, lease: float = 30, timeout: float = 120,
                until: tuple[str, ...] = ("done",)) -> dict:
         """Play beat: run the reconciler until the edition reaches a status in ``until``."""
-        from newsletter.editions import requests as editions
+        from newsletter.editions import reports
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with db.session_scope() as session:
                 reconcile.tick(session, lease=timedelta(seconds=lease))
-                report = editions.report(session, edition_id)
+                report = reports.report(session, edition_id)
             if report["status"] in until:
                 return report
             time.sleep(0.3)

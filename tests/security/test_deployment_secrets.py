@@ -170,7 +170,7 @@ def test_web_on_loopback_starts_with_no_settings_at_all(tmp_path) -> None:
 @pytest.mark.parametrize("base", ["http://127.0.0.1:8000", "http://127.9.9.9", "http://[::1]:8000",
                                   "http://localhost", "http://app.localhost:8000"])
 def test_loopback_base_urls_keep_the_development_defaults(tmp_path, base) -> None:
-    from newsletter import preflight
+    from newsletter.cli import preflight
 
     assert preflight.is_loopback(base)
     assert not preflight.is_loopback(base.replace("127.", "10.").replace("::1", "::2")

@@ -1,0 +1,93 @@
+"""The delivery ledger's moves that planning, sending and the reconciler share: hand
+deliveries to the queue, take them back, retry them later, close a finished edition."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.orm import Session
+
+from newsletter import db, events
+from newsletter.config import get_settings
+from newsletter.models import Delivery, Edition, utcnow
+
+MAX_ATTEMPTS = 5
+
+
+OPEN = ("queued", "sending", "retry")
+
+
+# How _send words a temporary failure it stopped retrying; failure_kind() reads it back.
+GAVE_UP = "gave up after"
+
+
+def finish_if_complete(session: Session, edition_id: int, commit: bool = True) -> bool:
+    """Mark a sending edition done once nothing is left open; returns True if it did."""
+    still_open = select(Delivery.id).where(Delivery.edition_id == edition_id,
+                                           Delivery.status.in_(OPEN)).exists()
+    result = session.execute(
+        update(Edition)
+        .where(Edition.id == edition_id, Edition.status == "sending", ~still_open)
+        .values(status="done", finished_at=utcnow())
+    )
+    if commit:
+        session.commit()
+    return result.rowcount == 1
+
+
+def failure_kind(error: str | None) -> str:
+    """'temporary' for a delivery that gave up retrying, else 'permanent' (5xx, unsendable)."""
+    return "temporary" if (error or "").startswith(GAVE_UP) else "permanent"
+
+
+def release(session: Session, delivery_ids: Sequence[int], *, requeue: bool) -> int:
+    """Give claimed deliveries back to the queue with their attempt unspent (no commit)."""
+    if not delivery_ids:
+        return 0
+    rows = session.execute(
+        update(Delivery)
+        .where(db.one_of(session, Delivery.id, delivery_ids), Delivery.status == "sending")
+        .values(status="queued", attempts=Delivery.attempts - 1, claimed_at=None,
+                queued_at=utcnow())
+        .returning(Delivery.id, Delivery.edition_id)
+    ).all()
+    if requeue:
+        enqueue(session, rows)
+    return len(rows)
+
+
+def enqueue(session: Session, rows: Sequence[tuple[int, int]]) -> None:
+    """Record the events that send (delivery id, edition id) pairs, a batch per event."""
+    size = get_settings().batch_size
+    by_edition: dict[int, list[int]] = {}
+    for delivery_id, edition_id in rows:
+        by_edition.setdefault(edition_id, []).append(delivery_id)
+    for edition_id, ids in by_edition.items():
+        for i in range(0, len(ids), size):
+            events.record(session, events.DELIVERIES_QUEUED, edition_id=edition_id,
+                          delivery_ids=ids[i:i + size])
+
+
+def backoff(attempt: int) -> timedelta:
+    """Wait before retry ``attempt`` + 1: 1, 2, 4, 8 … minutes (retry_base_s), ±50 %."""
+    # Jitter spreads a failed burst so retries do not hit the relay in lockstep.
+    base = get_settings().retry_base_s
+    return timedelta(seconds=base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+
+
+def requeue_due(session: Session) -> int:
+    """Put deliveries whose retry time has come back in the queue; returns how many."""
+    # A paused edition's retries wait for resume (which re-enqueues them).
+    due = session.execute(
+        update(Delivery)
+        .where(and_(Delivery.status == "retry", Delivery.next_attempt_at <= utcnow()),
+               Delivery.edition_id.not_in(select(Edition.id).where(Edition.status == "paused")))
+        .values(status="queued", queued_at=utcnow())
+        .returning(Delivery.id, Delivery.edition_id)
+    ).all()
+    enqueue(session, due)
+    session.commit()
+    return len(due)
