@@ -442,6 +442,7 @@ def sample_message(readers: int = 200, articles: int = 300, **extra_env: str) ->
     from newsletter import db
     from newsletter.editions import content
     from newsletter.editions import requests as editions
+    from newsletter.mail import compose
     from newsletter.models import Delivery, Edition
 
     name = f"bench_sample_{os.getpid()}"
@@ -463,7 +464,7 @@ def sample_message(readers: int = 200, articles: int = 300, **extra_env: str) ->
                                .order_by(Delivery.id).limit(50)):
                 edition = s.get(Edition, d.edition_id)
                 rendered = content.rendered_digest(s, edition, d.content_key)
-                msg = content.compose(rendered, content.personal_links(d.reader_id, "r@example.org",
+                msg = compose.compose(rendered, compose.personal_links(d.reader_id, "r@example.org",
                                                                        edition_id), d.message_id)
                 sizes.append(len(msg))
                 msgs.append(msg)

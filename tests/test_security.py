@@ -58,7 +58,7 @@ from sqlalchemy import func, select
 from newsletter import db, logs, tokens
 from newsletter.config import get_settings, reload_settings
 from newsletter.editions import content
-from newsletter.mail import fragments, rendering
+from newsletter.mail import compose, fragments, rendering
 from newsletter.mail.capture import free_port
 from newsletter.models import Article, Base, Edition, Reader, Tag, utcnow
 from newsletter.newsroom import feeds
@@ -156,7 +156,7 @@ def test_a_trailing_line_break_is_trimmed_like_any_whitespace(web) -> None:
 
 
 def _transient_digest(title: str = "Aid reaches Idlib") -> bytes:
-    """A digest built from unsaved rows through content.compose, as a worker builds it."""
+    """A digest built from unsaved rows through mail.compose, as a worker builds it."""
     now = utcnow()
     article = Article(id=1, url="https://news.example/a/1", title=title, summary="Convoys.",
                       author="Desk", image_url=None, published_at=now)
@@ -164,7 +164,7 @@ def _transient_digest(title: str = "Aid reaches Idlib") -> bytes:
     edition = Edition(id=7, kind="digest", frequency="daily", cutoff_at=now)
     ctx = content.context_from_rows(edition, [(1, "new", article, tag, None)])
     rendered = fragments.render("digest", ctx)
-    return content.compose(rendered, content.personal_links(1, "reader@example.com", 7),
+    return compose.compose(rendered, compose.personal_links(1, "reader@example.com", 7),
                            "<d7.1@news.example>")
 
 

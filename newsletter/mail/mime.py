@@ -211,7 +211,7 @@ class MessageTemplate:
     that encoding the whole body would.
 
     ``text`` and ``html`` come as text chunks and (name,) placeholders, in order (see
-    content.compose); ``message(values=…)`` supplies each name, HTML-escaped in the HTML.
+    mail.compose); ``message(values=…)`` supplies each name, HTML-escaped in the HTML.
     """
 
     __slots__ = ("_head", "_unsubscribe", "_tail", "_text", "_html", "_wire")

@@ -137,7 +137,7 @@ class RenderedEmail:
     _segments: tuple[list[str], list[str], list[str]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    # The MIME message built from it once (content.compose), for every later reader.
+    # The MIME message built from it once (mail.compose), for every later reader.
     _message: Any = field(default=None, init=False, repr=False, compare=False)
     # The HTML as the pieces fragments.render joined (shared article fragments among them).
     _html_parts: list[str] | None = field(default=None, init=False, repr=False, compare=False)
