@@ -16,6 +16,7 @@ from newsletter.cli.app import app, console
 from newsletter.config import get_settings
 from newsletter.editions import reports
 from newsletter.editions import requests as editions
+from newsletter.errors import NotFound
 
 
 @app.command()
@@ -191,7 +192,7 @@ def _test_send(to: str, *, email: str | None, tags: list[str] | None,
         except previews.PreviewError as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(2) from None
-        except LookupError as exc:
+        except NotFound as exc:  # no such reader, or nothing to send them
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     console.print(f"test send queued to {to}: {previews.TEST_PREFIX}{result.subject} "
@@ -370,7 +371,7 @@ def preview(
         except previews.PreviewError as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(2) from None
-        except LookupError as exc:
+        except NotFound as exc:  # no such reader, or nothing to send them
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     path = out or get_settings().var_dir / "preview.html"

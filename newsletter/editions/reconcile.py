@@ -20,15 +20,12 @@ from newsletter import events
 from newsletter.config import get_settings
 from newsletter.editions import deliveries
 from newsletter.editions.requests import EditionNotFound
+from newsletter.errors import NotPaused  # noqa: F401 - re-exported
 from newsletter.models import Delivery, Edition, utcnow
 
 log = logging.getLogger(__name__)
 
 SENDABLE = ("planning", "sending")
-
-
-class NotPaused(Exception):
-    """Resume asked of an edition that is not paused."""
 
 
 def tick(session: Session, lease: timedelta | None = None) -> dict[str, int]:

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import tokens, verp
 from newsletter.config import get_settings
+from newsletter.errors import BounceSourceError  # noqa: F401 - re-exported
 from newsletter.models import BounceEvent, Delivery, Reader, utcnow
 from newsletter.readers import consent
 from newsletter.readers.bounce_reports import Report, UnreadableReport, parse
@@ -65,10 +66,6 @@ SOFT_MIN_DAYS = 2
 _ADDRESS = re.compile(r"(?<![^\s<>@\"';,()])[^\s<>@\"';,()]+@([A-Za-z0-9.-]+)")
 # The diagnostic is read no further than this before redaction (it is stored cut to 500).
 DIAGNOSTIC_READ = 4096
-
-
-class BounceSourceError(ValueError):
-    """The path is not a Maildir, an mbox file or a message file."""
 
 
 @dataclass
