@@ -17,6 +17,7 @@ from newsletter.config import get_settings
 from newsletter.editions import reports
 from newsletter.editions import requests as editions
 from newsletter.errors import NotFound
+from newsletter.states import FINISHED
 
 
 @app.command()
@@ -212,7 +213,7 @@ def _follow(edition_id: int, poll: float = 0.5) -> dict:
                 report = reports.report(session, edition_id)
             c, status = report["counts"], report["status"]
             handled = c["sent"] + c["failed"] + c["skipped_suppressed"]
-            finished = status in editions.FINISHED
+            finished = status in FINISHED
             # While planning the total still grows: the bar pulses until it is known.
             total = None if status in ("open", "planning") else max(c["planned"], 1)
             progress.update(task, description=status, total=total,

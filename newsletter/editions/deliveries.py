@@ -13,11 +13,9 @@ from sqlalchemy.orm import Session
 from newsletter import db, events
 from newsletter.config import get_settings
 from newsletter.models import Delivery, Edition, utcnow
+from newsletter.states import OPEN
 
 MAX_ATTEMPTS = 5
-
-
-OPEN = ("queued", "sending", "retry")
 
 
 # How _send words a temporary failure it stopped retrying; failure_kind() reads it back.

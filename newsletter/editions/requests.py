@@ -17,11 +17,6 @@ from newsletter.errors import EditionError, EditionNotFound  # noqa: F401 - re-e
 from newsletter.models import Edition, Tag, utcnow
 from newsletter.newsroom.tags import slugify
 
-# 'open': an alert window still collecting articles until its cutoff (see alerts.py).
-STATUSES = ("open", "planning", "sending", "done", "paused", "failed")
-FINISHED = ("done", "paused", "failed")
-OPEN_DELIVERY = ("queued", "sending", "retry")
-
 
 def period_key(frequency: str, at: datetime) -> str:
     """The schedule period an instant falls in: '2026-11-28' (daily) or '2026-W48' (weekly)."""

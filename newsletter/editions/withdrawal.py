@@ -14,10 +14,7 @@ from newsletter.editions.deliveries import finish_if_complete
 from newsletter.editions.selection import Correction, content_key, items, order_sections
 from newsletter.models import Article, Delivery, Edition, EditionDigest, Tag
 from newsletter.newsroom import articles
-
-# Deliveries whose content may still change: in 'sending' the message is being composed or
-# is already on the wire.
-UNSENT = ("queued", "retry")
+from newsletter.states import UNSENT
 
 
 @dataclass

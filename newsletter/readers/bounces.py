@@ -49,6 +49,7 @@ from newsletter.models import BounceEvent, Delivery, Reader, utcnow
 from newsletter.readers import consent
 from newsletter.readers.bounce_reports import Report, UnreadableReport, parse
 from newsletter.readers.subscriptions import SubscriptionError, normalise_email
+from newsletter.states import UNSENT
 
 __all__ = ["BounceSourceError", "IngestResult", "Report", "ingest", "ingest_path", "parse"]
 
@@ -229,7 +230,7 @@ def _suppress(session: Session, reader: Reader, method: str, edition_id: int | N
                    edition_id=edition_id, details=details)
     session.execute(
         update(Delivery)
-        .where(Delivery.reader_id == reader.id, Delivery.status.in_(("queued", "retry")))
+        .where(Delivery.reader_id == reader.id, Delivery.status.in_(UNSENT))
         .values(status="suppressed", last_error=f"reader suppressed ({method})")
     )
     return True

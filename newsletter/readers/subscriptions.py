@@ -27,6 +27,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.readers import consent
+from newsletter.states import UNSENT
 
 FREQUENCIES = ("immediate", "daily", "weekly")
 # A pending reader gets at most one confirmation email a day, so the form cannot be used
@@ -460,7 +461,7 @@ def unsubscribe(session: Session, token: str, *, method: str, ip: str | None = N
                    details={"reason": reason[:500]} if reason else {})
     session.execute(
         update(Delivery)
-        .where(Delivery.reader_id == reader.id, Delivery.status.in_(("queued", "retry")))
+        .where(Delivery.reader_id == reader.id, Delivery.status.in_(UNSENT))
         .values(status="suppressed", last_error="reader unsubscribed")
     )
     return reader
