@@ -49,7 +49,7 @@ from newsletter.models import BounceEvent, Delivery, Reader, utcnow
 from newsletter.readers import consent
 from newsletter.readers.bounce_reports import Report, UnreadableReport, parse
 from newsletter.readers.subscriptions import SubscriptionError, normalise_email
-from newsletter.states import UNSENT
+from newsletter.states import UNSENT, DeliveryStatus
 
 __all__ = ["BounceSourceError", "IngestResult", "Report", "ingest", "ingest_path", "parse"]
 
@@ -231,7 +231,7 @@ def _suppress(session: Session, reader: Reader, method: str, edition_id: int | N
     session.execute(
         update(Delivery)
         .where(Delivery.reader_id == reader.id, Delivery.status.in_(UNSENT))
-        .values(status="suppressed", last_error=f"reader suppressed ({method})")
+        .values(status=DeliveryStatus.SUPPRESSED, last_error=f"reader suppressed ({method})")
     )
     return True
 

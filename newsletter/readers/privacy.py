@@ -31,7 +31,7 @@ from newsletter.models import (
 )
 from newsletter.readers import consent, subscriptions
 from newsletter.readers.subscriptions import SubscriptionError, normalise_email
-from newsletter.states import UNSENT
+from newsletter.states import UNSENT, DeliveryStatus
 
 # At most one link to their data a reader gets in this time, however often someone holding
 # one of their emails asks: enough to ask again if one went astray, too little to flood.
@@ -176,7 +176,7 @@ def erase(session: Session, email: str) -> None:
     session.execute(
         update(Delivery).where(Delivery.reader_id == reader.id, or_(
             Delivery.status.in_(UNSENT), Delivery.last_error.is_not(None)))
-        .values(status=case((Delivery.status.in_(UNSENT), "suppressed"),
+        .values(status=case((Delivery.status.in_(UNSENT), DeliveryStatus.SUPPRESSED),
                             else_=Delivery.status),
                 last_error="reader erased"))
     session.execute(update(Delivery).where(Delivery.reader_id == reader.id)

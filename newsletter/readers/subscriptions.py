@@ -27,7 +27,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.readers import consent
-from newsletter.states import UNSENT
+from newsletter.states import UNSENT, DeliveryStatus
 
 FREQUENCIES = ("immediate", "daily", "weekly")
 # A pending reader gets at most one confirmation email a day, so the form cannot be used
@@ -462,7 +462,7 @@ def unsubscribe(session: Session, token: str, *, method: str, ip: str | None = N
     session.execute(
         update(Delivery)
         .where(Delivery.reader_id == reader.id, Delivery.status.in_(UNSENT))
-        .values(status="suppressed", last_error="reader unsubscribed")
+        .values(status=DeliveryStatus.SUPPRESSED, last_error="reader unsubscribed")
     )
     return reader
 
