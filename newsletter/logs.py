@@ -108,9 +108,3 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or settings.log_level).upper())
-
-
-def mask_email(email: str) -> str:
-    """'amira.k@example.com' → 'a***@example.com', for the rare log line that needs a hint."""
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from newsletter import db
 from newsletter.config import get_settings
 from newsletter.models import Delivery, Edition, OutboxEvent, Reader, utcnow
+from newsletter.states import UNSENT
 
 EMAILS = Counter("newsletter_emails_total", "Emails by kind and outcome (sent, retry, failed, "
                  "suppressed) and failure reason", ["kind", "outcome", "reason"])
@@ -54,7 +55,7 @@ class LedgerCollector(Collector):
 
             queued = session.execute(
                 select(func.count(), func.min(Delivery.created_at))
-                .where(Delivery.status.in_(("queued", "retry")))).one()
+                .where(Delivery.status.in_(UNSENT))).one()
             yield GaugeMetricFamily("newsletter_deliveries_waiting",
                                     "Deliveries queued or waiting for a retry", value=queued[0])
             yield GaugeMetricFamily("newsletter_delivery_lag_seconds",

@@ -25,19 +25,12 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from newsletter.config import get_settings
+from newsletter.errors import ExpiredToken, InvalidToken  # noqa: F401 - re-exported
 
 # "data": the short-lived link emailed on request to download or erase a reader's data or
 # subscribe again (max age: settings.data_link_max_age_minutes); the long-lived links in
 # every email (unsubscribe, preferences) never can.
 PURPOSES = ("confirm", "unsubscribe", "preferences", "csrf", "view", "data")
-
-
-class InvalidToken(Exception):
-    """The link is malformed, tampered with, or made for another purpose."""
-
-
-class ExpiredToken(InvalidToken):
-    """The link was genuine but is too old."""
 
 
 def _serializer(purpose: str) -> URLSafeTimedSerializer:

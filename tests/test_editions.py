@@ -29,6 +29,7 @@ from newsletter.models import Delivery, Edition, OutboxEvent, Reader, Tag, utcno
 from newsletter.newsroom import articles
 from newsletter.readers import subscriptions
 from newsletter.sending import batch
+from newsletter.states import FINISHED
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
 
@@ -72,7 +73,7 @@ def wait_done(edition_id: int, timeout: float = 90) -> dict:
     while time.monotonic() < deadline:
         with db.session_scope() as session:
             report = reports.report(session, edition_id)
-        if report["status"] in editions.FINISHED:
+        if report["status"] in FINISHED:
             return report
         time.sleep(0.1)
     raise AssertionError(f"edition {edition_id} did not finish: {report}")

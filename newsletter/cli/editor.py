@@ -16,6 +16,8 @@ from newsletter.cli.app import app, console
 from newsletter.config import get_settings
 from newsletter.editions import reports
 from newsletter.editions import requests as editions
+from newsletter.errors import NotFound
+from newsletter.states import FINISHED
 
 
 @app.command()
@@ -191,7 +193,7 @@ def _test_send(to: str, *, email: str | None, tags: list[str] | None,
         except previews.PreviewError as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(2) from None
-        except LookupError as exc:
+        except NotFound as exc:  # no such reader, or nothing to send them
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     console.print(f"test send queued to {to}: {previews.TEST_PREFIX}{result.subject} "
@@ -211,7 +213,7 @@ def _follow(edition_id: int, poll: float = 0.5) -> dict:
                 report = reports.report(session, edition_id)
             c, status = report["counts"], report["status"]
             handled = c["sent"] + c["failed"] + c["skipped_suppressed"]
-            finished = status in editions.FINISHED
+            finished = status in FINISHED
             # While planning the total still grows: the bar pulses until it is known.
             total = None if status in ("open", "planning") else max(c["planned"], 1)
             progress.update(task, description=status, total=total,
@@ -370,7 +372,7 @@ def preview(
         except previews.PreviewError as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(2) from None
-        except LookupError as exc:
+        except NotFound as exc:  # no such reader, or nothing to send them
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     path = out or get_settings().var_dir / "preview.html"

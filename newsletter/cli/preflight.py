@@ -14,6 +14,7 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from newsletter.config import DEV_HASH_KEY, DEV_SECRET_KEY, Settings, get_settings
+from newsletter.errors import UnsafeSettings  # noqa: F401 - re-exported
 
 MIN_SECRET_LENGTH = 32
 # Every value we have ever printed as an example: docs, compose, the development key.
@@ -23,10 +24,6 @@ DOCUMENTED_DEFAULTS = frozenset({DEV_SECRET_KEY, DEV_HASH_KEY, "change-me-in-pro
 # METRICS_TOKEN leaves /metrics to the admin token. A set one must be strong.
 OPTIONAL_SECRETS = ("admin_token", "metrics_token")
 HOW = "set it to 32+ random characters, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-
-
-class UnsafeSettings(ValueError):
-    """The settings would run a deployment on a secret that is not secret."""
 
 
 def is_loopback(base_url: str) -> bool:

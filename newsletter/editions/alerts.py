@@ -32,16 +32,13 @@ from sqlalchemy.orm import Session
 from newsletter import events
 from newsletter.config import get_settings
 from newsletter.editions.frequencies import LOOKBACK
+from newsletter.errors import AlertError  # noqa: F401 - re-exported
 from newsletter.models import Article, Edition, Reader, ReaderTopic, UTCDateTime, utcnow
 
 OPEN_KEY = "open"
 # The doorbell may ring this much before the cutoff by the database's clock (two machines
 # rarely agree to the millisecond); a story published in that moment opens the next window.
 CLOCK_TOLERANCE = timedelta(seconds=1)
-
-
-class AlertError(RuntimeError):
-    """No alert window could be opened or joined (only under a pathological race)."""
 
 
 def on_published(session: Session, article_id: int, *,

@@ -13,11 +13,9 @@ from sqlalchemy.orm import Session
 from newsletter import db, events
 from newsletter.config import get_settings
 from newsletter.models import Delivery, Edition, utcnow
+from newsletter.states import OPEN, DeliveryStatus, EditionStatus
 
 MAX_ATTEMPTS = 5
-
-
-OPEN = ("queued", "sending", "retry")
 
 
 # How _send words a temporary failure it stopped retrying; failure_kind() reads it back.
@@ -30,8 +28,8 @@ def finish_if_complete(session: Session, edition_id: int, commit: bool = True) -
                                            Delivery.status.in_(OPEN)).exists()
     result = session.execute(
         update(Edition)
-        .where(Edition.id == edition_id, Edition.status == "sending", ~still_open)
-        .values(status="done", finished_at=utcnow())
+        .where(Edition.id == edition_id, Edition.status == EditionStatus.SENDING, ~still_open)
+        .values(status=EditionStatus.DONE, finished_at=utcnow())
     )
     if commit:
         session.commit()
@@ -49,8 +47,9 @@ def release(session: Session, delivery_ids: Sequence[int], *, requeue: bool) -> 
         return 0
     rows = session.execute(
         update(Delivery)
-        .where(db.one_of(session, Delivery.id, delivery_ids), Delivery.status == "sending")
-        .values(status="queued", attempts=Delivery.attempts - 1, claimed_at=None,
+        .where(db.one_of(session, Delivery.id, delivery_ids),
+               Delivery.status == DeliveryStatus.SENDING)
+        .values(status=DeliveryStatus.QUEUED, attempts=Delivery.attempts - 1, claimed_at=None,
                 queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
@@ -83,9 +82,9 @@ def requeue_due(session: Session) -> int:
     # A paused edition's retries wait for resume (which re-enqueues them).
     due = session.execute(
         update(Delivery)
-        .where(and_(Delivery.status == "retry", Delivery.next_attempt_at <= utcnow()),
-               Delivery.edition_id.not_in(select(Edition.id).where(Edition.status == "paused")))
-        .values(status="queued", queued_at=utcnow())
+        .where(and_(Delivery.status == DeliveryStatus.RETRY, Delivery.next_attempt_at <= utcnow()),
+               Delivery.edition_id.not_in(select(Edition.id).where(Edition.status == EditionStatus.PAUSED)))
+        .values(status=DeliveryStatus.QUEUED, queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
     enqueue(session, due)

@@ -23,6 +23,7 @@ from newsletter.config import get_settings
 from newsletter.editions import selection as digests
 from newsletter.editions.content import context_from_rows
 from newsletter.editions.frequencies import DIGEST_FREQUENCIES, LOOKBACK
+from newsletter.errors import NothingToPreview, PreviewError, ReaderNotFound  # noqa: F401 - re-exported
 from newsletter.mail import mailer, rendering
 from newsletter.mail.compose import compose, personal_placeholders
 from newsletter.models import Article, ArticleRevision, Edition, Reader, Tag, utcnow
@@ -33,18 +34,6 @@ from newsletter.readers.subscriptions import SubscriptionError, normalise_email
 TEST_SEND = "preview.test_send"
 SAMPLE_EMAIL = "reader@example.com"
 TEST_PREFIX = "[TEST] "
-
-
-class PreviewError(ValueError):
-    """The preview was asked for wrongly (no reader nor tags, unknown tag, bad frequency)."""
-
-
-class ReaderNotFound(LookupError):
-    """No reader has that address."""
-
-
-class NothingToPreview(LookupError):
-    """The next edition would send this reader (or tag set) nothing: no empty digests."""
 
 
 @dataclass(frozen=True)

@@ -13,22 +13,17 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter import events
 from newsletter.config import get_settings
 from newsletter.editions import deliveries
-from newsletter.editions.requests import EditionNotFound
+from newsletter.errors import EditionNotFound, NotPaused
 from newsletter.models import Delivery, Edition, utcnow
+from newsletter.states import SENDABLE, UNSENT
 
 log = logging.getLogger(__name__)
-
-SENDABLE = ("planning", "sending")
-
-
-class NotPaused(Exception):
-    """Resume asked of an edition that is not paused."""
 
 
 def tick(session: Session, lease: timedelta | None = None) -> dict[str, int]:
@@ -100,7 +95,7 @@ def resume(session: Session, edition_id: int) -> dict[str, Any]:
     edition.status, edition.error = "sending", None
     rows = session.execute(
         update(Delivery)
-        .where(Delivery.edition_id == edition_id, Delivery.status.in_(("queued", "retry")))
+        .where(Delivery.edition_id == edition_id, Delivery.status.in_(UNSENT))
         .values(status="queued", queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
@@ -130,9 +125,3 @@ def requeue_dead(session: Session, edition_id: int) -> dict[str, Any]:
     session.commit()
     log.info("dead letter requeued", extra={"edition_id": edition_id, "queued": len(rows)})
     return {"id": edition_id, "status": edition.status, "requeued": len(rows)}
-
-
-def reclaimed(session: Session, edition_id: int) -> int:
-    """How many times a dead worker's deliveries of this edition were taken back."""
-    return session.scalar(select(func.coalesce(func.sum(Delivery.reclaims), 0))
-                          .where(Delivery.edition_id == edition_id)) or 0

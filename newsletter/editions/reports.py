@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.editions.requests import OPEN_DELIVERY, EditionNotFound
+from newsletter.errors import EditionNotFound
 from newsletter.models import ConsentEvent, Delivery, Edition
+from newsletter.states import OPEN
 
 
 def report(session: Session, edition_id: int) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def _report(edition: Edition, by: dict[tuple[str, str | None], int],
             "skipped_empty": empty,
             "skipped_suppressed": suppressed,
             "unsubscribed": unsubscribed,
-            "queued": n(*OPEN_DELIVERY),
+            "queued": n(*OPEN),
             # Failed after every retry: `newsletter requeue EDITION_ID` sends them again.
             "dead_letter": failed_temporary,
             # Taken back from a worker that died mid-send; each may have been a second copy

@@ -13,21 +13,9 @@ from sqlalchemy.orm import Session
 
 from newsletter import events
 from newsletter.editions.frequencies import DIGEST_FREQUENCIES
+from newsletter.errors import EditionError, EditionNotFound  # noqa: F401 - re-exported
 from newsletter.models import Edition, Tag, utcnow
 from newsletter.newsroom.tags import slugify
-
-# 'open': an alert window still collecting articles until its cutoff (see alerts.py).
-STATUSES = ("open", "planning", "sending", "done", "paused", "failed")
-FINISHED = ("done", "paused", "failed")
-OPEN_DELIVERY = ("queued", "sending", "retry")
-
-
-class EditionError(ValueError):
-    """An edition cannot be requested as asked; the message says why."""
-
-
-class EditionNotFound(LookupError):
-    pass
 
 
 def period_key(frequency: str, at: datetime) -> str:

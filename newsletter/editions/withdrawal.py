@@ -14,10 +14,7 @@ from newsletter.editions.deliveries import finish_if_complete
 from newsletter.editions.selection import Correction, content_key, items, order_sections
 from newsletter.models import Article, Delivery, Edition, EditionDigest, Tag
 from newsletter.newsroom import articles
-
-# Deliveries whose content may still change: in 'sending' the message is being composed or
-# is already on the wire.
-UNSENT = ("queued", "retry")
+from newsletter.states import UNSENT, DeliveryStatus, EditionStatus
 
 
 @dataclass
@@ -43,7 +40,8 @@ def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
     would; one left with nothing is suppressed, never sent empty. Sent deliveries keep the
     old key, whose content stays stored: it is what those readers got.
     """
-    still_open = select(Edition.id).where(Edition.status.in_(("planning", "sending", "paused")))
+    still_open = select(Edition.id).where(Edition.status.in_(
+        (EditionStatus.PLANNING, EditionStatus.SENDING, EditionStatus.PAUSED)))
     carrying = {(e, k): stored for e, k, stored in session.execute(
         select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
         .where(EditionDigest.edition_id.in_(still_open))) if any(i[1] == article_id for i in stored)}
@@ -91,6 +89,6 @@ def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
     for new_key, ids in by_key.items():
         values: dict[str, Any] = {"content_key": new_key}
         if new_key == empty:
-            values.update(status="suppressed", last_error="empty after unpublish")
+            values.update(status=DeliveryStatus.SUPPRESSED, last_error="empty after unpublish")
         session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(**values))
     return len(rows), len(by_key.get(empty, ())), {r.edition_id for r in rows}

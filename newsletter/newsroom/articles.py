@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter import events
+from newsletter.errors import ArticleError, ArticleNotFound  # noqa: F401 - re-exported
 from newsletter.models import (
     Article,
     ArticleRevision,
@@ -32,14 +33,6 @@ from newsletter.untrusted import has_controls, strip_controls
 REVISED_FIELDS = ("title", "summary", "author", "url", "image_url", "tags", "published_at")
 # difflib ratio under which a changed summary is a rewrite rather than an edit.
 SUMMARY_SIMILARITY = 0.8
-
-
-class ArticleError(ValueError):
-    """The article given cannot be published as it is; the message says why."""
-
-
-class ArticleNotFound(LookupError):
-    pass
 
 
 class ArticleIn(BaseModel):

@@ -19,19 +19,12 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from newsletter.config import Settings, get_settings
+from newsletter.errors import FeedError, Refused  # noqa: F401 - re-exported
 
 REDIRECTS = (301, 302, 303, 307, 308)
 USER_AGENT = "newsletter-feed-reader/0.1"
 ACCEPT = ("application/rss+xml, application/atom+xml, application/xml;q=0.9, "
           "text/xml;q=0.9, */*;q=0.1")
-
-
-class FeedError(Exception):
-    """A feed could not be fetched or read; the message says why."""
-
-
-class Refused(FeedError):
-    """The guard refused a target before connecting to it."""
 
 
 @dataclass(frozen=True)

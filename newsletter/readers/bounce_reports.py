@@ -44,6 +44,8 @@ from email.message import Message
 from email.policy import compat32
 from email.utils import parsedate_to_datetime
 
+from newsletter.errors import UnreadableReport  # noqa: F401 - re-exported
+
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 ARF_TYPE = "message/feedback-report"
 # Where a report carries the message it is about: whole, or only its headers.
@@ -69,10 +71,6 @@ MAX_RECIPIENTS = 100
 # Where a report's own headers say whom it was delivered to: our bounce address, for a
 # report sent back to a message's envelope sender.
 ENVELOPE_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
-
-
-class UnreadableReport(ValueError):
-    """A message built to be costly to read (too deeply nested): refused unread."""
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,12 @@ from sqlalchemy.orm import Session
 
 from newsletter import tokens, verp
 from newsletter.config import get_settings
+from newsletter.errors import BounceSourceError  # noqa: F401 - re-exported
 from newsletter.models import BounceEvent, Delivery, Reader, utcnow
 from newsletter.readers import consent
 from newsletter.readers.bounce_reports import Report, UnreadableReport, parse
 from newsletter.readers.subscriptions import SubscriptionError, normalise_email
+from newsletter.states import UNSENT, DeliveryStatus
 
 __all__ = ["BounceSourceError", "IngestResult", "Report", "ingest", "ingest_path", "parse"]
 
@@ -65,10 +67,6 @@ SOFT_MIN_DAYS = 2
 _ADDRESS = re.compile(r"(?<![^\s<>@\"';,()])[^\s<>@\"';,()]+@([A-Za-z0-9.-]+)")
 # The diagnostic is read no further than this before redaction (it is stored cut to 500).
 DIAGNOSTIC_READ = 4096
-
-
-class BounceSourceError(ValueError):
-    """The path is not a Maildir, an mbox file or a message file."""
 
 
 @dataclass
@@ -232,8 +230,8 @@ def _suppress(session: Session, reader: Reader, method: str, edition_id: int | N
                    edition_id=edition_id, details=details)
     session.execute(
         update(Delivery)
-        .where(Delivery.reader_id == reader.id, Delivery.status.in_(("queued", "retry")))
-        .values(status="suppressed", last_error=f"reader suppressed ({method})")
+        .where(Delivery.reader_id == reader.id, Delivery.status.in_(UNSENT))
+        .values(status=DeliveryStatus.SUPPRESSED, last_error=f"reader suppressed ({method})")
     )
     return True
 

@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter import events
+from newsletter.errors import ImportRowError  # noqa: F401 - re-exported
 from newsletter.models import ConsentEvent, Reader, ReaderTopic, Tag, utcnow
 from newsletter.newsroom.tags import slugify
 from newsletter.readers import consent, subscriptions
@@ -45,10 +46,6 @@ MAX_ROWS_PER_REQUEST = 10_000
 _TOPIC_SEPARATORS = re.compile(r"[;|]")
 # A consent date this far ahead of our clock is a typo, not a timezone difference.
 _FUTURE_SLACK = timedelta(days=1)
-
-
-class ImportRowError(ValueError):
-    """One row cannot be imported; the message says why."""
 
 
 @dataclass

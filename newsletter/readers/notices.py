@@ -73,8 +73,8 @@ def personal_values(template: str, reader: Reader) -> dict[str, str]:
 
 def render_for(template: str, reader: Reader) -> rendering.RenderedEmail:
     """The notice as this reader gets it (also what "view in browser" shows)."""
-    if template not in NOTICES:
-        raise ValueError(f"unknown notice {template!r}")
+    if template not in NOTICES:  # signed by us, naming a notice we no longer send
+        raise tokens.InvalidToken("this link is not valid")
     return rendering.personalise(_rendered(template, reader), personal_values(template, reader))
 
 

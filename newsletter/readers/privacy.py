@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import events, tokens
 from newsletter.config import CONSENT_TEXT, CONSENT_TEXT_VERSION, get_settings
+from newsletter.errors import ReaderNotFound  # noqa: F401 - re-exported
 from newsletter.models import (
     Article,
     BounceEvent,
@@ -29,21 +30,18 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.readers import consent, subscriptions
-from newsletter.readers.subscriptions import normalise_email
+from newsletter.readers.subscriptions import SubscriptionError, normalise_email
+from newsletter.states import UNSENT, DeliveryStatus
 
 # At most one link to their data a reader gets in this time, however often someone holding
 # one of their emails asks: enough to ask again if one went astray, too little to flood.
 DATA_LINK_INTERVAL = timedelta(minutes=5)
 
 
-class ReaderNotFound(LookupError):
-    pass
-
-
 def _reader(session: Session, email: str) -> Reader:
     try:
         email = normalise_email(email)
-    except ValueError:
+    except SubscriptionError:  # no reader can have an address that is not one
         raise ReaderNotFound("no reader with that address") from None
     reader = session.scalar(select(Reader).where(Reader.email == email))
     if reader is None:
@@ -177,8 +175,8 @@ def erase(session: Session, email: str) -> None:
     email = reader.email
     session.execute(
         update(Delivery).where(Delivery.reader_id == reader.id, or_(
-            Delivery.status.in_(("queued", "retry")), Delivery.last_error.is_not(None)))
-        .values(status=case((Delivery.status.in_(("queued", "retry")), "suppressed"),
+            Delivery.status.in_(UNSENT), Delivery.last_error.is_not(None)))
+        .values(status=case((Delivery.status.in_(UNSENT), DeliveryStatus.SUPPRESSED),
                             else_=Delivery.status),
                 last_error="reader erased"))
     session.execute(update(Delivery).where(Delivery.reader_id == reader.id)

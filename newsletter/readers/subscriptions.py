@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import db, events, tokens
 from newsletter.config import CONSENT_TEXT_VERSION, get_settings
+from newsletter.errors import SubscriptionError  # noqa: F401 - re-exported
 from newsletter.models import (
     ConsentEvent,
     Delivery,
@@ -26,6 +27,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.readers import consent
+from newsletter.states import UNSENT, DeliveryStatus
 
 FREQUENCIES = ("immediate", "daily", "weekly")
 # A pending reader gets at most one confirmation email a day, so the form cannot be used
@@ -35,14 +37,6 @@ CONFIRMATION_INTERVAL = timedelta(hours=24)
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f<>,;:\"()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,252}\.[A-Za-z0-9-]{2,63}$")
 LOCAL_PART_NEEDS_UTF8 = ("We cannot send email to an address with letters outside A–Z "
                           "before the @ yet. Please use another address.")
-
-
-class SubscriptionError(ValueError):
-    """Bad input to a subscription; ``field`` names the form field at fault."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
 
 
 def normalise_email(raw: str) -> str:
@@ -467,8 +461,8 @@ def unsubscribe(session: Session, token: str, *, method: str, ip: str | None = N
                    details={"reason": reason[:500]} if reason else {})
     session.execute(
         update(Delivery)
-        .where(Delivery.reader_id == reader.id, Delivery.status.in_(("queued", "retry")))
-        .values(status="suppressed", last_error="reader unsubscribed")
+        .where(Delivery.reader_id == reader.id, Delivery.status.in_(UNSENT))
+        .values(status=DeliveryStatus.SUPPRESSED, last_error="reader unsubscribed")
     )
     return reader
 

@@ -1,10 +1,14 @@
-"""The admin API for editors (bearer token)."""
+"""The admin API for editors (bearer token).
+
+Domain errors (newsletter/errors.py) are answered by the app's one handler with their
+status and ``{"detail": message}``; the routes here only call and commit.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
@@ -27,11 +31,7 @@ class EditionIn(BaseModel):
 def create_article(
     item: articles.ArticleIn, session: SessionDep, response: Response
 ) -> dict[str, Any]:
-    try:
-        article, created = articles.publish(session, item.model_dump())
-    except articles.ArticleError as exc:
-        session.rollback()
-        raise HTTPException(422, str(exc)) from None
+    article, created = articles.publish(session, item.model_dump())
     session.commit()
     response.status_code = 201 if created else 200
     return articles.to_dict(article)
@@ -39,10 +39,7 @@ def create_article(
 
 @router.delete("/articles/{article_id}")
 def unpublish_article(article_id: RowId, session: SessionDep) -> dict[str, Any]:
-    try:
-        done = withdrawal.unpublish(session, article_id)
-    except articles.ArticleNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    done = withdrawal.unpublish(session, article_id)
     session.commit()
     return {**articles.to_dict(done.article),
             "deliveries_changed": done.deliveries_changed,
@@ -55,14 +52,10 @@ def create_edition(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
     """Request an edition; the same ``Idempotency-Key`` again returns the first one."""
-    try:
-        edition = editions.request(
-            session, item.frequency, tags=item.tags, dry_run=item.dry_run, source="api",
-            idempotency_key=idempotency_key,
-        )
-    except editions.EditionError as exc:
-        session.rollback()
-        raise HTTPException(422, str(exc)) from None
+    edition = editions.request(
+        session, item.frequency, tags=item.tags, dry_run=item.dry_run, source="api",
+        idempotency_key=idempotency_key,
+    )
     session.commit()
     return {"id": edition.id, "status": edition.status}
 
@@ -84,15 +77,8 @@ class TestSendIn(BaseModel):
 @router.post("/editions/test-send", status_code=202)
 def test_send(item: TestSendIn, session: SessionDep) -> dict[str, Any]:
     """Send the preview of a reader's (or a tag set's) next digest to ``to``, as "[TEST]"."""
-    try:
-        result = preview.request_test_send(session, item.to, email=item.email,
-                                           tags=item.tags, frequency=item.frequency)
-    except preview.PreviewError as exc:
-        session.rollback()
-        raise HTTPException(422, str(exc)) from None
-    except LookupError as exc:  # unknown reader, or nothing to send
-        session.rollback()
-        raise HTTPException(404, str(exc)) from None
+    result = preview.request_test_send(session, item.to, email=item.email,
+                                       tags=item.tags, frequency=item.frequency)
     session.commit()
     return {"to": item.to, "subject": preview.TEST_PREFIX + result.subject,
             "articles": result.article_count, "frequency": result.frequency}
@@ -105,12 +91,7 @@ def preview_digest(
     frequency: Literal["daily", "weekly"] | None = None,
 ) -> HTMLResponse:
     """The HTML of the digest a reader (``email``) or tag set (``tag``…) would get next."""
-    try:
-        result = preview.build(session, email=email, tags=tag, frequency=frequency)
-    except preview.PreviewError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except LookupError as exc:
-        raise HTTPException(404, str(exc)) from None
+    result = preview.build(session, email=email, tags=tag, frequency=frequency)
     return HTMLResponse(result.html)
 
 

@@ -15,15 +15,13 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from newsletter import db, events, logs, tokens
+from newsletter import db, events, logs
 from newsletter.config import DEV_SECRET_KEY, get_settings
-from newsletter.editions import reconcile
-from newsletter.editions import requests as editions
+from newsletter.errors import NewsletterError
 from newsletter.metrics import exposition
-from newsletter.readers import privacy
 from newsletter.web import api, api_bounces, api_privacy, hardening, pages, reader_data
 from newsletter.web.bodies import BodyLimit
-from newsletter.web.deps import HERE, SessionDep, invalid_link
+from newsletter.web.deps import HERE, SessionDep, newsletter_error
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +39,8 @@ def create_app() -> FastAPI:
     # Installed after, so its headers wrap every answer, a 413 of BodyLimit's included.
     hardening.install(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    # A bad, expired or foreign link anywhere: the same 400 page, and nothing changed (the
-    # request's session is closed, rolling back, before this answer is built).
-    app.add_exception_handler(tokens.InvalidToken,
-                              lambda request, exc: invalid_link(request, exc))
-    # Domain errors the admin API shares, mapped to status codes in one place.
-    for error, status in ((editions.EditionNotFound, 404), (privacy.ReaderNotFound, 404),
-                          (reconcile.NotPaused, 409)):
-        app.add_exception_handler(error, _json_error(status))
+    # Every domain error, mapped to its status in one place (errors.py draws the tree).
+    app.add_exception_handler(NewsletterError, newsletter_error)
     app.include_router(pages.router)
     app.include_router(reader_data.router)
     app.include_router(api.router)
@@ -104,12 +96,6 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         events.dispatch_in_background(False)
-
-
-def _json_error(status: int):
-    def handler(_request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status)
-    return handler
 
 
 def _check(probe) -> str:

@@ -31,11 +31,6 @@ LIMITS: tuple[tuple[str, str, int], ...] = (
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-def limit_for(method: str, path: str) -> int:
-    """The most bytes a request to ``path`` may carry."""
-    return _limit(method, path)
-
-
 @lru_cache(maxsize=256)
 def _limit(method: str, path: str) -> int:
     for wanted, pattern, limit in _COMPILED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection, Engine
@@ -18,8 +19,10 @@ from sqlalchemy.orm import Session
 
 from newsletter import db, tokens
 from newsletter.config import get_settings
+from newsletter.errors import NewsletterError
 
 HERE = Path(__file__).parent
+log = logging.getLogger(__name__)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
@@ -113,6 +116,33 @@ def invalid_link(request: Request, exc: tokens.InvalidToken) -> HTMLResponse:
     return message(request, "This link has expired" if expired else "This link is not valid",
                    str(exc).capitalize() + ".", "Nothing has been changed.", status=400,
                    link={"url": "/subscribe", "label": "Subscribe again"} if expired else None)
+
+
+# What a reader's page says for each status of a domain error (its message follows).
+_HEADINGS = {404: "Not found", 409: "Not possible now", 422: "Please check what you sent"}
+
+
+def newsletter_error(request: Request, exc: NewsletterError) -> Response:
+    """The one answer to a domain error: its status, and its message where it is ours to show.
+
+    The request's session is closed, rolling back, before this runs: a refused request
+    changes nothing. Under /api/ the answer is JSON ``{"detail": message}``; a reader's page
+    gets the error page (a bad link its own, with the way to subscribe again). A 5xx of ours
+    says no more than an unexpected error would: the details go to the log.
+    """
+    status = exc.status
+    if status >= 500:
+        log.error("%s answered %d", type(exc).__name__, status, exc_info=exc)
+    detail = str(exc) if status < 500 else "Internal Server Error"
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": detail}, status)
+    if isinstance(exc, tokens.InvalidToken):
+        return invalid_link(request, exc)
+    if status >= 500:
+        return message(request, "Something went wrong", "Please try again in a few minutes.",
+                       status=status)
+    return message(request, _HEADINGS.get(status, "Something went wrong"),
+                   detail[:1].upper() + detail[1:], status=status)
 
 
 def client(request: Request) -> dict[str, str | None]:

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from newsletter import db
-from newsletter.web import bodies
 from tests.conftest import ADMIN_TOKEN, configure, live_web
 
 KB = 1024
@@ -39,7 +38,6 @@ def _chunks(body: bytes, size: int = 1000):
 
 
 def test_the_sign_up_form_takes_16_kb_and_not_a_byte_more(web) -> None:
-    assert bodies.limit_for("POST", "/subscribe") == 16 * KB
     at_limit = httpx.post(f"{web}/subscribe", content=_form_of(16 * KB), headers=FORM)
     # Read and parsed: the form again (the honeypot field is longer than it takes).
     assert at_limit.status_code == 422 and "longer than it can be" in at_limit.text
@@ -72,7 +70,6 @@ def test_a_huge_declared_length_is_refused_before_the_body_is_sent(web) -> None:
     ("/api/articles", 1024 * KB), ("/api/subscribers", 5 * 1024 * KB),
     ("/api/editions", 1024 * KB)])
 def test_the_admin_api_answers_in_json_past_its_routes_limit(web, path, limit) -> None:
-    assert bodies.limit_for("POST", path) == limit
     over = httpx.post(f"{web}{path}", content=b" " * (limit + 1), headers=AUTH | {
         "Content-Type": "application/json"})
     assert over.status_code == 413
@@ -83,7 +80,6 @@ def test_the_admin_api_answers_in_json_past_its_routes_limit(web, path, limit) -
 
 
 def test_the_bounce_api_keeps_its_10_mb(web) -> None:
-    assert bodies.limit_for("POST", "/api/bounces") == 10 * 1024 * KB
     # Nine MB of a raw message is read (and found to be no report), not refused for size.
     body = b"From: x@example.com\r\nSubject: hi\r\n\r\n" + b"a" * (9 * 1024 * KB)
     r = httpx.post(f"{web}/api/bounces", content=body,
@@ -97,7 +93,6 @@ def test_the_import_takes_its_10000_rows(web) -> None:
                     f'"frequency":"weekly","consented_at":"2026-01-01T00:00:00Z",'
                     f'"source":"old-tool"}}' for n in range(10_000))
     body = f"[{rows}]".encode()
-    assert len(body) < bodies.limit_for("POST", "/api/subscribers")
     r = httpx.post(f"{web}/api/subscribers", content=body,
                    headers=AUTH | {"Content-Type": "application/json"}, timeout=120)
     assert r.status_code == 200, r.text[:500]

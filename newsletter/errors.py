@@ -1,0 +1,155 @@
+"""The newsletter's own errors: one root, each class with the HTTP status it answers with.
+
+The web layer maps every ``NewsletterError`` to its ``status`` in one handler (web/app.py):
+``{"detail": message}`` under ``/api/``, the error page elsewhere. Anything else raised
+while answering a request is a bug and stays a 500 that says nothing.
+
+Hierarchy (each line: the class, its status, when it is raised)::
+
+    NewsletterError (500) ............ the root; never raised itself
+    ├── InvalidToken (400) ........... a link or form token is malformed, tampered with,
+    │   │                              or made for another purpose (tokens.read)
+    │   └── ExpiredToken (400) ....... a genuine link or form token that is too old
+    ├── NotFound (404) ............... the base of "no such thing"
+    │   ├── ArticleNotFound (404) .... no article with that id (withdrawing one)
+    │   ├── EditionNotFound (404) .... no edition with that id (report, resume, requeue)
+    │   ├── ReaderNotFound (404) ..... no reader with that address (export, erase,
+    │   │                              preview, test send)
+    │   └── NothingToPreview (404) ... the next edition would send that reader or tag set
+    │                                  nothing (no empty digests, not even as a preview)
+    ├── Conflict (409) ............... the base of "not in a state that allows it"
+    │   └── NotPaused (409) .......... resume asked of an edition that is not paused
+    ├── Invalid (422) ................ the base of "the input cannot be used as given"
+    │   ├── ArticleError (422) ....... an article that cannot be published as sent
+    │   ├── EditionError (422) ....... an edition that cannot be requested as asked
+    │   ├── PreviewError (422) ....... a preview asked for wrongly (no reader nor tags,
+    │   │                              unknown tag, bad frequency)
+    │   ├── SubscriptionError (422) .. bad input to a subscription (``field`` names the
+    │   │                              form field at fault)
+    │   ├── ImportRowError (422) ..... one row of an import that cannot be imported
+    │   ├── BounceSourceError (422) .. a path to ingest that is no Maildir, mbox or message
+    │   └── UnreadableReport (422) ... a bounce message built to be costly to read (too
+    │                                  deeply nested): refused unread
+    ├── FeedError (502) .............. a feed could not be fetched or read
+    │   └── Refused (502) ............ the fetch guard refused a feed's address before
+    │                                  connecting (private network, bad scheme …)
+    ├── AlertError (503) ............. no alert window could be opened or joined (only
+    │                                  under a pathological race; the task retries)
+    └── UnsafeSettings (500) ......... the settings would run a deployment on a secret
+                                       that is not secret (cli preflight, at start-up)
+
+Errors of the mail transport (mail.mailer.MailerError and its kin, mail.dkim.SigningError)
+stay in the mail room: they carry SMTP replies, decide retries inside a batch and never
+reach a reader or an editor as an answer. notices.OverCeiling is a signal to send later,
+not an error anyone is shown.
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """The root of the newsletter's own errors; ``status`` is the HTTP status it maps to."""
+
+    status: int = 500
+
+
+class InvalidToken(NewsletterError):
+    """The link is malformed, tampered with, or made for another purpose."""
+
+    status = 400
+
+
+class ExpiredToken(InvalidToken):
+    """The link was genuine but is too old."""
+
+
+class NotFound(NewsletterError):
+    """What was asked for does not exist."""
+
+    status = 404
+
+
+class ArticleNotFound(NotFound):
+    """No article has that id."""
+
+
+class EditionNotFound(NotFound):
+    """No edition has that id."""
+
+
+class ReaderNotFound(NotFound):
+    """No reader has that address."""
+
+
+class NothingToPreview(NotFound):
+    """The next edition would send this reader (or tag set) nothing: no empty digests."""
+
+
+class Conflict(NewsletterError):
+    """The thing exists but is not in a state that allows what was asked."""
+
+    status = 409
+
+
+class NotPaused(Conflict):
+    """Resume asked of an edition that is not paused."""
+
+
+class Invalid(NewsletterError):
+    """The input cannot be used as given; the message says why."""
+
+    status = 422
+
+
+class ArticleError(Invalid):
+    """The article given cannot be published as it is; the message says why."""
+
+
+class EditionError(Invalid):
+    """An edition cannot be requested as asked; the message says why."""
+
+
+class PreviewError(Invalid):
+    """The preview was asked for wrongly (no reader nor tags, unknown tag, bad frequency)."""
+
+
+class SubscriptionError(Invalid):
+    """Bad input to a subscription; ``field`` names the form field at fault."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class ImportRowError(Invalid):
+    """One row cannot be imported; the message says why."""
+
+
+class BounceSourceError(Invalid):
+    """The path is not a Maildir, an mbox file or a message file."""
+
+
+class UnreadableReport(Invalid):
+    """A message built to be costly to read (too deeply nested): refused unread."""
+
+
+class FeedError(NewsletterError):
+    """A feed could not be fetched or read; the message says why."""
+
+    status = 502
+
+
+class Refused(FeedError):
+    """The guard refused a target before connecting to it."""
+
+
+class AlertError(NewsletterError):
+    """No alert window could be opened or joined (only under a pathological race)."""
+
+    status = 503
+
+
+class UnsafeSettings(NewsletterError):
+    """The settings would run a deployment on a secret that is not secret."""
+
+    status = 500
