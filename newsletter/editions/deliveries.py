@@ -50,7 +50,7 @@ def release(session: Session, delivery_ids: Sequence[int], *, requeue: bool) -> 
     rows = session.execute(
         update(Delivery)
         .where(db.one_of(session, Delivery.id, delivery_ids), Delivery.status == "sending")
-        .values(status="queued", attempts=Delivery.attempts - 1, claimed_at=None,
+        .values(status="queued", attempts=Delivery.attempts - 1, claimed_at=None, holder=None,
                 queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
