@@ -69,7 +69,7 @@ class RedisJournal:
         import redis
 
         self._pool = redis.ConnectionPool.from_url(url, socket_timeout=5)
-        self._conn = self._pool.get_connection("RPUSH")
+        self._conn = self._pool.get_connection()
         self._key = key
         self._unread = 0
 
