@@ -58,11 +58,16 @@ def tick(session: Session, lease: timedelta | None = None) -> dict[str, int]:
 def reclaim_stale(session: Session, lease: timedelta) -> int:
     """Deliveries 'sending' for longer than ``lease`` (their worker died) go back to 'queued'.
 
+    The fallback when no heartbeat tells (claims from before holders existed, a holder
+    row that went missing). What their holder's journal names as accepted counts as sent.
+
     The attempt stays spent and the Message-ID stays: the dead worker may have handed the
     message to the relay before it could record it, so a resend can be a second copy.
     ``reclaims`` counts these per delivery.
     """
     now = utcnow()
+    finished = _record_journaled(session, and_(Delivery.status == "sending",
+                                               Delivery.claimed_at < now - lease))
     rows = session.execute(
         update(Delivery)
         .where(Delivery.status == "sending", Delivery.claimed_at < now - lease,
@@ -80,9 +85,34 @@ def reclaim_stale(session: Session, lease: timedelta) -> int:
     )
     deliveries.enqueue(session, rows)
     session.commit()
+    for edition_id in finished:
+        deliveries.finish_if_complete(session, edition_id)
     if rows:
         log.warning("reclaimed deliveries from a dead worker", extra={"count": len(rows)})
     return len(rows)
+
+
+def _record_journaled(session: Session, stale: Any) -> set[int]:
+    """Record as sent the ``stale`` deliveries their holders' journals say the relay took
+    (no commit); the editions they belong to."""
+    now = utcnow()
+    editions: set[int] = set()
+    holders = session.scalars(select(Delivery.holder).distinct()
+                              .where(stale, Delivery.holder.is_not(None))).all()
+    for holder_id in holders:
+        try:
+            accepted = claims.read_journal(holder_id)
+        except Exception:
+            log.warning("could not read a holder's journal", exc_info=True,
+                        extra={"holder": holder_id})
+            continue
+        if accepted:
+            editions.update(session.execute(
+                update(Delivery)
+                .where(stale, Delivery.holder == holder_id, Delivery.id.in_(accepted))
+                .values(status="sent", last_error=None, sent_at=now, holder=None)
+                .returning(Delivery.edition_id)).scalars())
+    return editions
 
 
 def reclaim_orphaned(session: Session) -> int:
