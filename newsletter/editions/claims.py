@@ -23,6 +23,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -68,7 +69,8 @@ class RedisJournal:
     def __init__(self, url: str, key: str) -> None:
         import redis
 
-        self._pool = redis.ConnectionPool.from_url(url, socket_timeout=5)
+        # Short: a Redis that does not answer must not hold up the send for long.
+        self._pool = redis.ConnectionPool.from_url(url, socket_timeout=5, socket_connect_timeout=1)
         self._conn = self._pool.get_connection()
         self._key = key
         self._unread = 0
@@ -94,10 +96,14 @@ class Holder:
         self.id = f"{socket.gethostname()[:80]}:{self.pid}:{secrets.token_hex(4)}"
         self.settings = settings
         self._journal: Journal | None = None
+        self._journal_failed = False  # until the next recording: no retry per message
         self.evicted = threading.Event()  # the reconciler declared us gone: stop sending
+        self.beat_ok = time.monotonic()  # the last time the database heard from us
 
     def sent(self, delivery_id: int) -> None:
         """Journal a message the relay accepted (before its outcome is recorded)."""
+        if self._journal_failed:
+            return
         try:
             if self._journal is None:
                 if self.settings.uses_embedded_broker:
@@ -110,10 +116,11 @@ class Holder:
             # go out again); the message itself was sent and is recorded as usual.
             log.warning("could not journal a sent message", exc_info=True,
                         extra={"delivery_id": delivery_id})
-            self._journal = None
+            self._journal, self._journal_failed = None, True
 
     def recorded(self) -> None:
         """The outcomes so far are in the database: the journal can start afresh."""
+        self._journal_failed = False
         if self._journal is None:
             return
         try:
@@ -122,9 +129,16 @@ class Holder:
             log.warning("could not clear the journal", exc_info=True)
             self._journal = None
 
+    def may_send(self) -> bool:
+        """Whether the reconciler still takes us for alive, for sure: not evicted, and heard
+        from within half the timeout (after a stall, a beat may not have told us yet)."""
+        return (not self.evicted.is_set()
+                and time.monotonic() - self.beat_ok < self.settings.holder_timeout_s / 2)
+
     def register(self, session: Session) -> None:
         """Say (in the claim's transaction) that this holder is alive."""
         self.evicted.clear()
+        self.beat_ok = time.monotonic()
         now = utcnow()
         if not session.execute(update(ClaimHolder).where(ClaimHolder.id == self.id)
                                .values(beat_at=now)).rowcount:
@@ -146,6 +160,7 @@ class Holder:
     def _beat(self, engine: Engine, stop: threading.Event) -> None:
         every = self.settings.holder_heartbeat_s
         while not stop.wait(every):
+            sent_at = time.monotonic()
             try:
                 with engine.begin() as conn:
                     alive = conn.execute(update(ClaimHolder).where(ClaimHolder.id == self.id)
@@ -154,7 +169,9 @@ class Holder:
                 # The next beat may get through; enough missed ones and we are taken for dead.
                 log.warning("claim heartbeat failed", exc_info=True)
                 continue
-            if not alive:
+            if alive:
+                self.beat_ok = sent_at
+            else:
                 log.error("this process was taken for dead and its deliveries taken back; "
                           "the batch stops", extra={"holder": self.id})
                 self.evicted.set()
@@ -232,6 +249,7 @@ def broker_marked() -> bool:
 def mark_broker() -> None:
     settings = get_settings()
     if settings.uses_embedded_broker:
+        settings.broker_dir.mkdir(parents=True, exist_ok=True)
         (settings.broker_dir / "epoch").write_text(utcnow().isoformat())
     else:
         import redis

@@ -193,7 +193,10 @@ def requeue_after_broker_loss(session: Session) -> int:
     deliveries.enqueue(session, rows)
     session.commit()
     # Marked only now: a pass that failed before the commit leaves the mark missing.
-    claims.mark_broker()
+    try:
+        claims.mark_broker()
+    except Exception:
+        log.warning("could not mark the broker; the next pass enqueues again", exc_info=True)
     if rows:
         log.warning("the broker lost its queue: queued deliveries enqueued again",
                     extra={"count": len(rows)})

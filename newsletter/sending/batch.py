@@ -96,6 +96,7 @@ def _send(session: Session, batch: _Batch, claimed: list[Any],
     versions = content_versions(session, {(c.edition_id, c.content_key) for c in claimed})
     pending = {c.id: c for c in claimed}  # claimed, no outcome yet
     paused: str | None = None
+    evicted = False
     try:
         # Pipelined: a message's outcome comes back with the next one's send (or the flush).
         with transport.pipeline() as smtp:
@@ -120,11 +121,12 @@ def _send(session: Session, batch: _Batch, claimed: list[Any],
                             paused = _judge(batch, outcomes, pending)
                             if paused:
                                 break
-                if batch.holder is not None and batch.holder.evicted.is_set():
-                    # Taken for dead (a stall longer than holder_timeout_s): the
-                    # reconciler gave our deliveries to someone else; sending on would
-                    # double them. What was sent is still recorded below.
-                    pending.clear()
+                if batch.holder is not None and not batch.holder.may_send():
+                    # Perhaps taken for dead (a stall, beats failing): the reconciler may
+                    # have given our deliveries to someone else, and sending on (or
+                    # flushing the open message) would double them. What was sent is
+                    # recorded below; what we still hold goes back to the queue.
+                    evicted = True
                     break
                 if len(batch.outcomes) >= RECORD_EVERY:
                     _record(session, batch)
@@ -134,9 +136,13 @@ def _send(session: Session, batch: _Batch, claimed: list[Any],
                     if paused is not None:
                         paused = paused or "paused"
                         break
-            if not paused:
+            if not paused and not evicted:
                 paused = _judge(batch, smtp.flush(), pending)
             # Paused: the message still open is dropped unsent with the session (pending).
+        if evicted:
+            log.warning("batch stopped: this process may have been taken for dead (no "
+                        "heartbeat got through for half the holder timeout)",
+                        extra={"holder": batch.holder_id})
         if paused:
             _pause(session, list(editions), paused)
         _record(session, batch)
@@ -144,7 +150,7 @@ def _send(session: Session, batch: _Batch, claimed: list[Any],
         _salvage(session, batch, list(pending))
         raise
     if pending:
-        release(session, list(pending), requeue=not paused)
+        release(session, list(pending), requeue=not paused, holder=batch.holder_id)
         batch.counts["released"] += len(pending)
         session.commit()
     for edition_id in editions:
@@ -205,6 +211,10 @@ class _Batch:
     # Contents (edition, content key) that failed to render in this batch, and why.
     unbuildable: dict[tuple[int, str], str] = field(default_factory=dict)
     holder: claims.Holder | None = None  # journals each accepted message until recorded
+
+    @property
+    def holder_id(self) -> str | None:
+        return self.holder.id if self.holder is not None else None
 
     def add(self, c: Any, status: str, error: str | None) -> None:
         self.outcomes.append((c.id, status, error, c.attempts))
@@ -328,7 +338,7 @@ def _salvage(session: Session, batch: _Batch, unsent: list[int]) -> None:
         _record(session, batch)
         # Not re-enqueued now: an error that repeats (a bad template) would spin. The
         # reconciler re-enqueues them once the lease has passed.
-        release(session, unsent, requeue=False)
+        release(session, unsent, requeue=False, holder=batch.holder_id)
         session.commit()
     except Exception:
         session.rollback()

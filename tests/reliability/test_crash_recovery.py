@@ -9,6 +9,8 @@ window), and a SIGTERM or a Redis restart costs none.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -134,3 +136,30 @@ def test_sigterm_mid_batch_loses_and_doubles_nothing(redis_rig) -> None:
     assert report["counts"]["sent"] == len(READERS)
     print(f"\n[{rig.name}] SIGTERM: last delivery "
           f"{_last_sent_at(edition_id) - stopped_at:.1f} s after the old worker exited")
+
+
+def test_worker_frozen_past_the_timeout_sends_nothing_after_it_thaws(redis_rig) -> None:
+    """A process stopped (SIGSTOP: a VM paused, a swap storm) past holder_timeout_s is
+    taken for dead and its deliveries go to another worker; once it runs again it must not
+    send what it held, or every one of them would go out twice."""
+    rig = redis_rig
+    _defaults_in_force()
+    rig.seed(READERS)
+    rig.script.hold("rcpt", BATCH + 3)
+    frozen = rig.start_worker(concurrency=1)
+    edition_id = rig.request_edition()
+    assert rig.script.held.wait(60), rig.logs()
+    os.killpg(frozen.pid, signal.SIGSTOP)
+    try:
+        rig.start_worker(concurrency=1)
+        report = _beat(rig, edition_id)
+        assert report["counts"]["sent"] == len(READERS)
+    finally:
+        rig.script.release.set()  # its RCPT is answered: the frozen batch would go on
+        os.killpg(frozen.pid, signal.SIGCONT)
+    time.sleep(3)  # it wakes, finds it was taken for dead, and stops
+    copies = copies_by_reader(rig.script, READERS)
+    twice = sorted(e for e, n in copies.items() if n > 1)
+    # Only the message in flight when it froze (BATCH+2: DATA taken, its 250 unread).
+    assert len(twice) <= 1, copies
+    assert "may have been taken for dead" in rig.logs()
