@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     # never taken from it, and shorter than Redis's visibility timeout (1 h), so a dead
     # worker's deliveries go out before Redis would redeliver its task.
     delivery_lease_s: float = Field(default=2400.0, gt=0)
+    # Each sending process marks itself alive this often (a row in claim_holders, from a
+    # thread of its own); one silent for holder_timeout_s is gone, and the reconciler takes
+    # its 'sending' deliveries back at its next pass (relay_interval_s): a crash costs about
+    # timeout + interval (30 + 10 s), not the lease. The timeout spans several missed beats,
+    # so a process busy for a few seconds (a long render, a slow commit) is not taken for dead.
+    holder_heartbeat_s: float = Field(default=5.0, gt=0)
+    holder_timeout_s: float = Field(default=30.0, gt=0)
     # The first retry of a temporary failure waits this long, doubling per attempt (±50 %).
     retry_base_s: float = Field(default=60.0, gt=0)
     # How often beat asks newsletter.editions.schedule whether a daily/weekly edition is due.

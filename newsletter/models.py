@@ -272,6 +272,9 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
+    # Who claimed it ('sending'): a ClaimHolder id. When that holder's heartbeat stops, the
+    # reconciler takes the delivery back in seconds instead of after the lease.
+    holder: Mapped[str | None] = mapped_column(String(120))
     # When it last went (back) to 'queued'; the reconciler re-enqueues one left there past
     # the lease (its task was lost). NULL: queued when created.
     queued_at: Mapped[datetime | None]
@@ -311,6 +314,19 @@ class EditionDigest(Base):
     # workers keep only such digests rendered (content.digest_message). A hint: a digest
     # whose second reader is planned later is found shared then.
     shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class ClaimHolder(Base):
+    """A sending process that may hold claims: alive while ``beat_at`` keeps moving.
+
+    The id names the host, the process and a nonce drawn at start, so a recycled pid is a
+    new holder. Rows of holders long gone are deleted by the reconciler.
+    """
+
+    __tablename__ = "claim_holders"
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class OutboxEvent(Base):

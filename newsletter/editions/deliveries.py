@@ -41,15 +41,22 @@ def failure_kind(error: str | None) -> str:
     return "temporary" if (error or "").startswith(GAVE_UP) else "permanent"
 
 
-def release(session: Session, delivery_ids: Sequence[int], *, requeue: bool) -> int:
-    """Give claimed deliveries back to the queue with their attempt unspent (no commit)."""
+def release(session: Session, delivery_ids: Sequence[int], *, requeue: bool,
+            holder: str | None = None) -> int:
+    """Give claimed deliveries back to the queue with their attempt unspent (no commit).
+
+    With ``holder``, only those it still holds: the reconciler may have taken them back
+    (and someone else claimed them) while it was taken for dead."""
     if not delivery_ids:
         return 0
+    held = Delivery.status == DeliveryStatus.SENDING
+    if holder is not None:
+        held = and_(held, Delivery.holder == holder)
     rows = session.execute(
         update(Delivery)
-        .where(db.one_of(session, Delivery.id, delivery_ids),
-               Delivery.status == DeliveryStatus.SENDING)
+        .where(db.one_of(session, Delivery.id, delivery_ids), held)
         .values(status=DeliveryStatus.QUEUED, attempts=Delivery.attempts - 1, claimed_at=None,
+                holder=None,
                 queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
     ).all()

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from newsletter import db, verp
+from newsletter.editions import claims
 from newsletter.editions.content import content_versions, digest_message
 from newsletter.editions.deliveries import (
     GAVE_UP,
@@ -37,7 +38,8 @@ from newsletter.readers import bounces
 log = logging.getLogger(__name__)
 
 # Results are written every this many messages: a commit per message would cost more than
-# the SMTP send on SQLite, and a worker killed mid-batch resends at most this many.
+# the SMTP send on SQLite. In between, each accepted message is in the holder's journal
+# (editions/claims.py), so a worker killed mid-batch resends at most the one in flight.
 RECORD_EVERY = 50
 
 
@@ -49,20 +51,41 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
     and gives the rest of the batch back to the queue with their attempt unspent.
     """
     started = time.perf_counter()
-    now = utcnow()
+    holder = claims.current()
+    claimed = _claim(session, delivery_ids, holder)
+    batch = _Batch(holder=holder)
+    if not claimed:
+        return batch.counts
+    with holder.beating(session.get_bind()):
+        _send(session, batch, claimed, transport)
+    elapsed = time.perf_counter() - started
+    BATCH_SECONDS.observe(elapsed)
+    log.info("batch sent", extra={"edition_id": sorted({c.edition_id for c in claimed}),
+                                  "counts": batch.counts,
+                                  "delivery_ids": [c.id for c in claimed],
+                                  "duration_s": round(elapsed, 3)})
+    return batch.counts
+
+
+def _claim(session: Session, delivery_ids: Sequence[int], holder: claims.Holder) -> list[Any]:
+    """queued → sending in the holder's name, with the holder marked alive, in one commit."""
     paused_editions = select(Edition.id).where(Edition.status == "paused")
+    holder.register(session)
     claimed = session.execute(
         update(Delivery)
         .where(db.one_of(session, Delivery.id, delivery_ids), Delivery.status == "queued",
                Delivery.edition_id.not_in(paused_editions))
-        .values(status="sending", claimed_at=now, attempts=Delivery.attempts + 1)
+        .values(status="sending", claimed_at=utcnow(), holder=holder.id,
+                attempts=Delivery.attempts + 1)
         .returning(Delivery.id, Delivery.edition_id, Delivery.reader_id, Delivery.content_key,
                    Delivery.message_id, Delivery.attempts)
     ).all()
     session.commit()
-    batch = _Batch()
-    if not claimed:
-        return batch.counts
+    return list(claimed)
+
+
+def _send(session: Session, batch: _Batch, claimed: list[Any],
+          transport: mailer.SmtpTransport) -> None:
     readers = dict(session.execute(
         select(Reader.id, Reader.email).where(
             db.one_of(session, Reader.id, [c.reader_id for c in claimed if c.reader_id]),
@@ -73,6 +96,7 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
     versions = content_versions(session, {(c.edition_id, c.content_key) for c in claimed})
     pending = {c.id: c for c in claimed}  # claimed, no outcome yet
     paused: str | None = None
+    evicted = False
     try:
         # Pipelined: a message's outcome comes back with the next one's send (or the flush).
         with transport.pipeline() as smtp:
@@ -97,6 +121,13 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
                             paused = _judge(batch, outcomes, pending)
                             if paused:
                                 break
+                if batch.holder is not None and not batch.holder.may_send():
+                    # Perhaps taken for dead (a stall, beats failing): the reconciler may
+                    # have given our deliveries to someone else, and sending on (or
+                    # flushing the open message) would double them. What was sent is
+                    # recorded below; what we still hold goes back to the queue.
+                    evicted = True
+                    break
                 if len(batch.outcomes) >= RECORD_EVERY:
                     _record(session, batch)
                     # Another batch of the edition may have paused it meanwhile.
@@ -105,9 +136,13 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
                     if paused is not None:
                         paused = paused or "paused"
                         break
-            if not paused:
+            if not paused and not evicted:
                 paused = _judge(batch, smtp.flush(), pending)
             # Paused: the message still open is dropped unsent with the session (pending).
+        if evicted:
+            log.warning("batch stopped: this process may have been taken for dead (no "
+                        "heartbeat got through for half the holder timeout)",
+                        extra={"holder": batch.holder_id})
         if paused:
             _pause(session, list(editions), paused)
         _record(session, batch)
@@ -115,17 +150,11 @@ def send_batch(session: Session, delivery_ids: Sequence[int],
         _salvage(session, batch, list(pending))
         raise
     if pending:
-        release(session, list(pending), requeue=not paused)
+        release(session, list(pending), requeue=not paused, holder=batch.holder_id)
         batch.counts["released"] += len(pending)
         session.commit()
     for edition_id in editions:
         finish_if_complete(session, edition_id)
-    elapsed = time.perf_counter() - started
-    BATCH_SECONDS.observe(elapsed)
-    log.info("batch sent", extra={"edition_id": sorted(editions), "counts": batch.counts,
-                                  "delivery_ids": [c.id for c in claimed],
-                                  "duration_s": round(elapsed, 3)})
-    return batch.counts
 
 
 # How _build words a message it could not make; the edition's report lists these reasons.
@@ -181,6 +210,11 @@ class _Batch:
     started: dict[int, float] = field(default_factory=dict)  # delivery id → handed to SMTP
     # Contents (edition, content key) that failed to render in this batch, and why.
     unbuildable: dict[tuple[int, str], str] = field(default_factory=dict)
+    holder: claims.Holder | None = None  # journals each accepted message until recorded
+
+    @property
+    def holder_id(self) -> str | None:
+        return self.holder.id if self.holder is not None else None
 
     def add(self, c: Any, status: str, error: str | None) -> None:
         self.outcomes.append((c.id, status, error, c.attempts))
@@ -203,6 +237,8 @@ class _Batch:
                 self.bounced.append((c.reader_id, c.edition_id, error or ""))
         pending.pop(c.id, None)
         self.add(c, status, error)
+        if status == "sent" and self.holder is not None:
+            self.holder.sent(c.id)
         return None
 
     def _unspend_run(self, pending: dict[int, Any]) -> None:
@@ -287,6 +323,8 @@ def _record(session: Session, batch: _Batch) -> None:
             bounces.suppress_reader(session, reader, "bounce", edition_id,
                                     {"kind": "hard", "status": error[:500], "via": "smtp"})
     session.commit()
+    if batch.holder is not None:
+        batch.holder.recorded()
     batch.outcomes.clear()
     batch.bounced.clear()
 
@@ -300,7 +338,7 @@ def _salvage(session: Session, batch: _Batch, unsent: list[int]) -> None:
         _record(session, batch)
         # Not re-enqueued now: an error that repeats (a bad template) would spin. The
         # reconciler re-enqueues them once the lease has passed.
-        release(session, unsent, requeue=False)
+        release(session, unsent, requeue=False, holder=batch.holder_id)
         session.commit()
     except Exception:
         session.rollback()

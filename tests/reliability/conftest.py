@@ -270,19 +270,20 @@ class Rig:
         assert r.status_code == 202, r.text
         return r.json()["id"]
 
-    def settle(self, edition_id: int, *, lease: float = 30, timeout: float = 120,
-               until: tuple[str, ...] = ("done",)) -> dict:
-        """Play beat: run the reconciler until the edition reaches a status in ``until``."""
+    def settle(self, edition_id: int, *, lease: float | None = 30, timeout: float = 120,
+               until: tuple[str, ...] = ("done",), every: float = 0.3) -> dict:
+        """Play beat: run the reconciler every ``every`` seconds until the edition reaches
+        a status in ``until``. ``lease=None``: the operators' default lease."""
         from newsletter.editions import reports
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with db.session_scope() as session:
-                reconcile.tick(session, lease=timedelta(seconds=lease))
+                reconcile.tick(session, lease=None if lease is None else timedelta(seconds=lease))
                 report = reports.report(session, edition_id)
             if report["status"] in until:
                 return report
-            time.sleep(0.3)
+            time.sleep(every)
         raise AssertionError(f"edition {edition_id} stuck: {report}\n{self.logs()}")
 
     def deliveries(self, edition_id: int) -> list[Delivery]:
