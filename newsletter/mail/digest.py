@@ -144,10 +144,13 @@ class Contexts:
     def _item(self, story: Story) -> Record:
         """An article as templates see it; the same Record for every digest that carries
         it, so a digest costs a lookup per article, not a strftime."""
-        item = self.items.get(story)
+        # By (id, updated_at), as the database names an article's version: cheaper to hash
+        # than the whole story.
+        key = (story.id, story.updated_at)
+        item = self.items.get(key)
         if item is None:
-            self.stories.put((story.id, story.updated_at), story)
-            item = self.items.put(story, Record(
+            self.stories.put(key, story)
+            item = self.items.put(key, Record(
                 title=story.title, url=story.url, summary=story.summary, author=story.author,
                 image_url=story.image_url,
                 published_label=story.published_at.astimezone(self.tz)

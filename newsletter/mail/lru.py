@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -29,11 +28,13 @@ class LRU:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        value = self._data.get(key, default)
-        if value is not default:
-            with contextlib.suppress(KeyError):  # evicted by another thread: still a hit
-                self._data.move_to_end(key)
-        return value
+        # On every hot path (a digest makes hundreds of lookups): one try, no context manager.
+        data = self._data
+        try:
+            data.move_to_end(key)
+            return data[key]
+        except KeyError:  # absent (or evicted by another thread just now): a miss
+            return default
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._data

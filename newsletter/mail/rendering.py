@@ -1,11 +1,19 @@
 """Render emails from ``email_templates/<name>/{subject.txt,body.txt,body.html}``.
 
+One :class:`Renderer` (built by :meth:`Renderer.from_settings`; :func:`renderer` is this
+process's) owns the Jinja environment, its filters and globals, premailer and every cache,
+each a bounded :class:`~newsletter.mail.lru.LRU` whose bound is named beside its reason.
+It reads no database: :meth:`Renderer.digest` takes a digest as plain data
+(:class:`~newsletter.mail.digest.DigestContent`, loaded by
+``newsletter.editions.content.load_batch``) and gives back its MIME template.
+
 Rendering is split in two so that the expensive part runs once per distinct content:
 
-* :func:`render` runs Jinja2 and premailer (~tens of ms) with :func:`placeholder` markers
+* :meth:`Renderer.render` (whole document) and :meth:`Renderer.assemble` (premailer per
+  fragment, see fragments.py) run Jinja2 and premailer with :func:`placeholder` markers
   standing in for the per-reader values (address, unsubscribe and preferences links);
-* :func:`personalise` swaps the markers for one reader's values (a few microseconds: the
-  marker positions are found once per rendering), escaping them for the HTML part.
+* mime.MessageTemplate (or :func:`personalise`, for a page) swaps the markers for one
+  reader's values, escaping them for the HTML part.
 
 Templates must therefore treat per-reader values as opaque strings: print them, put them in
 ``href``, but never transform them (``upper``, ``truncate``, ``wordwrap``…), or the
@@ -55,7 +63,6 @@ __all__ = [
     "premailer_calls",
     "render",
     "renderer",
-    "segments",
     "template_names",
 ]
 
