@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from newsletter.mail.fragments import Record
-from newsletter.mail.lru import LRU
+from newsletter.mail.lru import FIFO
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +100,12 @@ class Contexts:
         self.base_url = base_url
         self.lead_stories = lead_stories
         self.common = common
-        self.items = LRU(ITEM_CACHE)
-        self.sections = LRU(SECTION_CACHE)
+        self.items = FIFO(ITEM_CACHE)
+        self.sections = FIFO(SECTION_CACHE)
         # The stories met lately by (id, updated_at), so the loader fetches only the rows of
         # articles new or changed since (every batch of an edition names the same few
         # hundred): as many as the items.
-        self.stories = LRU(ITEM_CACHE)
+        self.stories = FIFO(ITEM_CACHE)
 
     def of(self, content: DigestContent) -> dict[str, Any]:
         if content.entries is None:

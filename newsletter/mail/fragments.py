@@ -32,7 +32,8 @@ Without the filters (whole-document mode) the templates render exactly as before
 :class:`Fragments` is this machinery for one :class:`~newsletter.mail.rendering.Renderer`,
 which owns it: its filters and globals go into that renderer's Jinja environment, its
 caches (fragments, shells, pieces, groups, the registry of fragment numbers, lxml text,
-text lines) are its fields, each a bounded :class:`~newsletter.mail.lru.LRU`.
+text lines) are its fields, each bounded: an :class:`~newsletter.mail.lru.LRU`, or a
+:class:`~newsletter.mail.lru.FIFO` for those looked up for every article of every digest.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import lxml.html
 from markupsafe import Markup
 
 from newsletter.mail import mime
-from newsletter.mail.lru import LRU
+from newsletter.mail.lru import FIFO, LRU
 
 if TYPE_CHECKING:
     from newsletter.mail.rendering import Renderer
@@ -161,12 +162,12 @@ class Fragments:
         # title that says "__nls_0__" is only a title.
         self._slot_mark = renderer.mark + "slot"
         self._slot_re = re.compile(re.escape(self._slot_mark) + r"(\d+)__")
-        self.fragments = LRU(FRAGMENT_CACHE)
+        self.fragments = FIFO(FRAGMENT_CACHE)
         self.shells = LRU(SHELL_CACHE)
-        self.pieces = LRU(PIECE_CACHE)
+        self.pieces = FIFO(PIECE_CACHE)
         self.groups = LRU(GROUP_CACHE)
-        self.lxml_text = LRU(LXML_TEXT_CACHE)
-        self.text_lines = LRU(TEXT_LINES_CACHE)
+        self.lxml_text = FIFO(LXML_TEXT_CACHE)
+        self.text_lines = FIFO(TEXT_LINES_CACHE)
         # Cached outputs hold the old numbers: they go with them.
         self.registry = _Registry(on_reset=lambda: (self.pieces.clear(), self.groups.clear()))
         env = self._env

@@ -1,4 +1,4 @@
-"""The one bounded cache every rendering cache is: least recently used out first."""
+"""The bounded caches every rendering cache is: least recently used, or oldest, out first."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class LRU:
 
     def __init__(self, size: int, *, weigh: Callable[[Any, Any], int] | None = None) -> None:
         if size <= 0:
-            raise ValueError("an LRU needs a positive bound")
+            raise ValueError("a cache needs a positive bound")
         self.size = size
         self._weigh = weigh
         self._data: OrderedDict[Hashable, Any] = OrderedDict()
@@ -28,7 +28,6 @@ class LRU:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        # On every hot path (a digest makes hundreds of lookups): one try, no context manager.
         data = self._data
         try:
             data.move_to_end(key)
@@ -63,3 +62,16 @@ class LRU:
     @property
     def weight(self) -> int:
         return self._weight
+
+
+class FIFO(LRU):
+    """An :class:`LRU` whose lookups do not reorder it: the oldest entry goes first. For the
+    caches a digest looks up hundreds of times (articles, pieces, fragments, encoded
+    chunks), where entries recur evenly through an edition: a lookup is then the dict's own
+    ``get`` (~0.1 us), not a method and a reordering (~1 us; ~50 us a digest, measured)."""
+
+    __slots__ = ("get",)
+
+    def __init__(self, size: int, *, weigh: Callable[[Any, Any], int] | None = None) -> None:
+        super().__init__(size, weigh=weigh)
+        self.get = self._data.get  # type: ignore[method-assign]

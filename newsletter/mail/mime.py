@@ -20,7 +20,7 @@ from typing import Any
 
 import idna
 
-from newsletter.mail.lru import LRU
+from newsletter.mail.lru import FIFO, LRU
 
 _MAX_LINE = 78  # RFC 5322's "SHOULD"; 998 is the hard limit
 # Printable ASCII that a parser will not mistake for an encoded word.
@@ -437,8 +437,9 @@ SHARED_BYTES = 24 * 2**20
 
 def shared_chunk_cache() -> LRU:
     """The cache of encoded Shared chunks: :data:`SHARED_BYTES`, the key and the value
-    counted, least recently used out first."""
-    return LRU(SHARED_BYTES, weigh=lambda _chunk, encoded: 2 * len(encoded))
+    counted, oldest out first (it was emptied whole when full: what the edition still uses
+    came back at once)."""
+    return FIFO(SHARED_BYTES, weigh=lambda _chunk, encoded: 2 * len(encoded))
 
 
 def _qp_shared(cache: LRU, chunk: str) -> bytes:

@@ -46,7 +46,7 @@ import premailer
 
 from newsletter.config import get_settings
 from newsletter.mail import digest, fragments, mime
-from newsletter.mail.lru import LRU
+from newsletter.mail.lru import FIFO, LRU
 from newsletter.metrics import DIGEST_RENDERS, PREMAILER_RUNS
 from newsletter.untrusted import strip_controls
 
@@ -209,7 +209,7 @@ class Renderer:
             cache_size=-1,
         )
         self._jinja_wordwrap = self.env.filters["wordwrap"]
-        self.wordwraps = LRU(WORDWRAP_CACHE)
+        self.wordwraps = FIFO(WORDWRAP_CACHE)
         self.env.filters["http_url"] = _http_url
         self.env.filters["wordwrap"] = self._wordwrap
         self.env.filters["join_and"] = _join_and
