@@ -10,7 +10,7 @@ encoded has only its version computed here, its items are not read.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -135,7 +135,8 @@ def _items(session: Session, keys: Collection[Key]) -> dict[Key, tuple[list[Any]
 
 def _contents(session: Session, editions: Mapping[int, Any],
               stored: Mapping[Key, tuple[list[Any], bool]], versions: Mapping[int, datetime],
-              version: Any, held: Held | None) -> dict[Key, DigestContent]:
+              version: Callable[[Iterable[int]], str],
+              held: Held | None) -> dict[Key, DigestContent]:
     needed = {item[1] for items, _ in stored.values() for item in items if item[1] in versions}
     stories: dict[int, Story] = {}
     if held is not None:
