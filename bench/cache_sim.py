@@ -3,7 +3,7 @@
 Plans a weekly edition for the benchmark's data set (bench/run.py's seed) in a fresh
 PostgreSQL database, in-process and with nothing sent, then replays its deliveries in the
 order they are enqueued (batches of BATCH_SIZE, each to one of CONCURRENCY processes at
-random) against per-process LRU caches of rendered digests, as content.digest_message keeps
+random) against per-process LRU caches of rendered digests, as rendering.Renderer.digest keeps
 them. Prints the renders for: today's policy; caching only digests with more than one
 reader (known only once the whole edition is planned), or only those known to be shared
 when a process first meets them; batches sorted by content key in windows of N pages; an
@@ -107,12 +107,12 @@ def renders(keys: list[str], size: int | None, *, only_shared: bool = False,
 
 
 def main() -> None:
-    from newsletter.editions import content
+    from newsletter.mail import rendering
 
     readers = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     keys = planned_keys(readers)
     readers_of = collections.Counter(keys)
-    size = content._TEMPLATE_CACHE_SIZE
+    size = rendering.DIGEST_CACHE
     print(f"{len(keys)} deliveries, {len(readers_of)} distinct digests, "
           f"{sum(1 for n in readers_of.values() if n == 1)} with one reader")
     print(f"today ({size} per process): {renders(keys, size)} renders")

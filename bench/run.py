@@ -442,8 +442,8 @@ def sample_message(readers: int = 200, articles: int = 300, **extra_env: str) ->
     from newsletter import db
     from newsletter.editions import content
     from newsletter.editions import requests as editions
-    from newsletter.mail import compose
-    from newsletter.models import Delivery, Edition
+    from newsletter.mail import compose, rendering
+    from newsletter.models import Delivery
 
     name = f"bench_sample_{os.getpid()}"
     url = fresh_database(name)
@@ -462,8 +462,8 @@ def sample_message(readers: int = 200, articles: int = 300, **extra_env: str) ->
             msgs = []
             for d in s.scalars(select(Delivery).where(Delivery.edition_id == edition_id)
                                .order_by(Delivery.id).limit(50)):
-                edition = s.get(Edition, d.edition_id)
-                rendered = content.rendered_digest(s, edition, d.content_key)
+                key = (d.edition_id, d.content_key)
+                rendered = rendering.renderer().rendered_digest(content.load_batch(s, [key])[key])
                 msg = compose.compose(rendered, compose.personal_links(d.reader_id, "r@example.org",
                                                                        edition_id), d.message_id)
                 sizes.append(len(msg))

@@ -311,7 +311,7 @@ class EditionDigest(Base):
     content_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     items: Mapped[list[Any]] = mapped_column(JSON)
     # More than one reader of the edition gets this digest, as far as planning has got: the
-    # workers keep only such digests rendered (content.digest_message). A hint: a digest
+    # workers keep only such digests rendered (rendering.Renderer.digest). A hint: a digest
     # whose second reader is planned later is found shared then.
     shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 

@@ -284,30 +284,38 @@ def test_bad_requests_change_nothing(fresh) -> None:
     assert count(Edition) == before
 
 
-def test_a_digest_versioned_from_cached_ids_renders_as_when_its_items_were_read(fresh) -> None:
-    """A digest met before is versioned from its cached article ids, its items not read; if
-    it must be rendered again (its template left the cache), its items are read then, and
-    the batch's other rows are kept."""
+def test_a_digest_the_renderer_keeps_is_versioned_without_its_items_and_renders_the_same(
+        fresh) -> None:
+    """A digest the renderer keeps encoded is versioned from the article ids it holds, its
+    items not read; one edited since is loaded whole again, and renders as it did."""
     from newsletter.editions import content
+    from newsletter.mail import rendering
 
     newsroom()
     events.set_dispatcher(lambda *_: False)  # the worker stays out
+    renderer = rendering.Renderer.from_settings()  # fresh: no earlier test's digests
     try:
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
         with db.session_scope() as session:
             planning.plan(session, edition_id)
-            edition = session.get(Edition, edition_id)
             keys = {(edition_id, k) for k in session.scalars(
                 select(Delivery.content_key).where(Delivery.edition_id == edition_id))}
             assert len(keys) == 3  # syria, energy, both
-            first_versions = content.content_versions(session, keys)
-            first = {k: content.rendered_digest(session, edition, k[1]) for k in keys}
+            loaded = content.load_batch(session, keys, renderer)
+            assert all(loaded[k].entries for k in keys)  # nothing held yet: all read
+            first = {k: renderer.rendered_digest(loaded[k]) for k in keys}
+            for k in keys:
+                renderer.digest(loaded[k])
+                renderer.digest(loaded[k])  # met again: kept
             # The next batch of the edition meets the same digests again.
-            versions = content.content_versions(session, keys)
-            assert versions == first_versions
-            assert not content._batch  # versioned without reading their items
-            again = {k: content.rendered_digest(session, edition, k[1]) for k in sorted(keys)}
+            again_loaded = content.load_batch(session, keys, renderer)
+            assert {k: again_loaded[k].version for k in keys} == \
+                {k: loaded[k].version for k in keys}
+            assert all(again_loaded[k].entries is None for k in keys)  # items not read
+            fresh_renderer = rendering.Renderer.from_settings()
+            whole = content.load_batch(session, keys, fresh_renderer)
+            again = {k: fresh_renderer.rendered_digest(whole[k]) for k in sorted(keys)}
     finally:
         events.set_dispatcher(None)
     for k in keys:
@@ -324,6 +332,7 @@ def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(
 
     from newsletter.config import reload_settings
     from newsletter.editions import content
+    from newsletter.mail import rendering
     from newsletter.models import EditionDigest
 
     publish("Aid reaches Idlib", ["Syria"])
@@ -335,8 +344,8 @@ def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(
     os.environ["NEWSLETTER_BATCH_SIZE"] = "2"
     reload_settings()
     events.set_dispatcher(lambda *_: False)  # the worker stays out
-    for cache in (content._templates, content._shared, content._rendered):
-        cache.clear()  # SQLite reuses ids: an earlier test's edition may have had this one's
+    # A fresh renderer: SQLite reuses ids, an earlier test's edition may have had this one's.
+    renderer = rendering.Renderer.from_settings()
     try:
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
@@ -350,16 +359,16 @@ def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(
                 .where(EditionDigest.edition_id == edition_id)).all())
             assert shared == {key_of["s1@example.com"]: True, key_of["e1@example.com"]: True,
                               key_of["both@example.com"]: False}
-            edition = session.get(Edition, edition_id)
-            content.content_versions(session, {(edition_id, k) for k in shared})
+            loaded = content.load_batch(session, {(edition_id, k) for k in shared}, renderer)
 
             def kept() -> set[str]:
-                return {k[2] for k in content._templates if k[0] == edition_id}
+                return {k for k in shared if content.load_batch(
+                    session, [(edition_id, k)], renderer)[(edition_id, k)].entries is None}
 
             for key in shared:
-                content.digest_message(session, edition, key)
+                renderer.digest(loaded[(edition_id, key)])
             assert kept() == {key_of["s1@example.com"], key_of["e1@example.com"]}
-            content.digest_message(session, edition, key_of["both@example.com"])
+            renderer.digest(loaded[(edition_id, key_of["both@example.com"])])
             assert kept() == set(shared)  # met again: worth keeping after all
     finally:
         events.set_dispatcher(None)

@@ -72,6 +72,26 @@ def test_preview_is_the_next_digest_and_changes_nothing(newsroom) -> None:
     assert again.article_count == 1 and "Damascus reopens" in again.html
 
 
+def _comparable(html: str) -> str:
+    # The per-reader links (samples in a preview, tokens in a send) and the archive link (a
+    # preview's edition has no page yet) are the only differences a reader may see.
+    html = html.replace("\r\n", "\n").strip()  # the MIME part ends in a line break
+    html = re.sub(r"https://news\.example/(unsubscribe|preferences)/[^\"<\s]*", r"<\1>", html)
+    return re.sub(r"https://news\.example/editions/\d+", "https://news.example", html)
+
+
+def test_the_preview_is_the_email_the_send_delivers(newsroom) -> None:
+    """Preview and send render through the same path (editions.content's plain data and
+    the renderer's rendered_digest): what the editor sees is what the reader gets."""
+    with db.session_scope() as session:
+        shown = preview.build(session, email="syria@example.com")
+        edition_id = editions.request(session, "weekly", source="test").id
+    assert wait_done(edition_id)["counts"]["sent"] == 1, dump_log(newsroom)
+    (sent,) = newsroom.smtp.wait_for(1)
+    assert sent["Subject"] == shown.subject
+    assert _comparable(sent.get_body(("html",)).get_content()) == _comparable(shown.html)
+
+
 def test_preview_refuses_what_it_cannot_show(newsroom) -> None:
     with db.session_scope() as session:
         with pytest.raises(preview.ReaderNotFound):

@@ -443,3 +443,82 @@ def test_correction_text_is_escaped() -> None:
     assert HOSTILE_SUMMARY in doc.text_content() and not doc.xpath("//*[@onerror]")
     assert HOSTILE_TITLE in email.text and "&lt;" not in email.text
     assert "\n" not in email.subject and len(email.subject) <= 100
+
+
+# --- the renderer: data in, bytes out --------------------------------------------------------
+
+def _digest_content(version: str = "v1", *, titles: tuple[str, ...] = ("Talks resume",
+                                                                       "Markets calm")):
+    from datetime import UTC, datetime
+
+    from newsletter.mail.digest import DigestContent, EditionInfo, Entry, Story, Topic
+
+    at = datetime(2026, 11, 28, 9, 15, tzinfo=UTC)
+    syria = Topic(1, "syria", "Syria")
+    stories = [Story(i, at, title, f"https://news.example.com/{i}?a=1&b=2", f"Summary of {i}.",
+                     None, None, at) for i, title in enumerate(titles, start=1)]
+    fix = Entry("correction", stories[0], syria, previous_title="Talks stall", changed_at=at)
+    return DigestContent(EditionInfo(7, "digest", "weekly", at), "k1", version,
+                         tuple(Entry("new", s, syria) for s in stories) + (fix,),
+                         tuple(s.id for s in stories), shared=True)
+
+
+def test_a_digest_renders_from_plain_data_without_a_database() -> None:
+    import email
+    from email import policy
+
+    renderer = rendering.Renderer(from_address="Ledger <news@example.com>",
+                                  list_id="<digest.example.com>", site_name="The Ledger",
+                                  base_url="https://news.example.com")
+    template = renderer.digest(_digest_content())
+    raw = template.message(to_addr="reader@example.org", message_id="<d1@example.com>",
+                           unsubscribe_url="https://news.example.com/u/1", values=reader(1))
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert msg["From"] == "Ledger <news@example.com>" and msg["To"] == "reader@example.org"
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    for part in (text, html):
+        assert "Talks resume" in part and "Markets calm" in part and "Talks stall" in part
+        assert "reader1@example.org" in part and rendering.MARK not in part
+    assert "https://news.example.com/editions/7" in html
+    # Kept (shared) at its version: the same template, no premailer; a new version renders.
+    runs = renderer.premailer_runs
+    assert renderer.digest(_digest_content()) is template and renderer.premailer_runs == runs
+    assert renderer.held(7, _digest_content().edition.cutoff_at, "k1")[0] == "v1"
+    assert renderer.digest(_digest_content("v2")) is not template
+
+
+def test_renderers_share_no_state_and_compile_templates_alone() -> None:
+    one, two = rendering.Renderer.from_settings(), rendering.Renderer.from_settings()
+    assert one.env is not two.env
+    # digest/body.html needs fragment, slot, piece and partial: each renderer has its own.
+    for r in (one, two):
+        for name in ("fragment", "slot", "http_url", "wordwrap", "join_and"):
+            assert name in r.env.filters
+        assert {"piece", "partial"} <= set(r.env.globals)
+        r.env.get_template("digest/body.html")
+    one.rendered_digest(_digest_content())
+    assert one.premailer_runs >= 1 and two.premailer_runs == 0
+    assert len(one.fragments.pieces) and not len(two.fragments.pieces)
+    assert one.rendered_digest(_digest_content()).html == \
+        two.rendered_digest(_digest_content()).html
+
+
+def test_every_rendering_cache_is_bounded() -> None:
+    from newsletter.mail.lru import LRU
+
+    r = rendering.Renderer.from_settings()
+    caches = [r.wordwraps, r.digests, r.rendered_once, r.messages, r.notices, r.shared_chunks,
+              r.contexts.items, r.contexts.sections, r.contexts.stories, r.fragments.fragments,
+              r.fragments.shells, r.fragments.pieces, r.fragments.groups,
+              r.fragments.lxml_text, r.fragments.text_lines]
+    assert all(isinstance(c, LRU) and c.size > 0 for c in caches)
+    small = LRU(3)
+    for k in range(5):
+        small.put(k, k)
+        small.get(0)  # used: kept
+    assert len(small) == 3 and 0 in small and 4 in small and 1 not in small
+    by_size = LRU(10, weigh=lambda _k, v: len(v))
+    by_size.put("a", "x" * 6)
+    by_size.put("b", "y" * 6)
+    assert "a" not in by_size and by_size.weight == 6

@@ -58,7 +58,7 @@ from sqlalchemy import func, select
 from newsletter import db, logs, tokens
 from newsletter.config import get_settings, reload_settings
 from newsletter.editions import content
-from newsletter.mail import compose, fragments, rendering
+from newsletter.mail import compose, rendering
 from newsletter.mail.capture import free_port
 from newsletter.models import Article, Base, Edition, Reader, Tag, utcnow
 from newsletter.newsroom import feeds
@@ -161,9 +161,10 @@ def _transient_digest(title: str = "Aid reaches Idlib") -> bytes:
     article = Article(id=1, url="https://news.example/a/1", title=title, summary="Convoys.",
                       author="Desk", image_url=None, published_at=now)
     tag = Tag(id=1, name="Syria", slug="syria")
+    article.updated_at = now
     edition = Edition(id=7, kind="digest", frequency="daily", cutoff_at=now)
-    ctx = content.context_from_rows(edition, [(1, "new", article, tag, None)])
-    rendered = fragments.render("digest", ctx)
+    digest = content.contents_from_rows(edition, [(1, "new", article, tag, None)])
+    rendered = rendering.Renderer.from_settings().rendered_digest(digest)
     return compose.compose(rendered, compose.personal_links(1, "reader@example.com", 7),
                            "<d7.1@news.example>")
 
@@ -483,7 +484,7 @@ def test_no_secret_in_a_500_page_or_a_log_line(web, web_env) -> None:
 # 6. Templates ---------------------------------------------------------------------------
 
 def test_templates_come_only_from_our_folders_never_from_data() -> None:
-    env = rendering._env
+    env = rendering.Renderer.from_settings().env
     assert isinstance(env.loader, jinja2.FileSystemLoader)
     assert [Path(p) for p in env.loader.searchpath] == [rendering.TEMPLATES_DIR]
     web_env_ = deps.templates.env

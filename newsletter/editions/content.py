@@ -1,294 +1,172 @@
-"""What a delivery says: the digest or alert of one content key, its rows loaded for a
-whole batch at once, rendered once per distinct content (personalised per reader by
-newsletter.mail.compose)."""
+"""What a delivery says, loaded from the database for a whole batch at once.
+
+:func:`load_batch` reads the digests of a batch (their items, articles, tags and revisions)
+in a few queries and returns plain data (:class:`BatchContent` of
+:class:`~newsletter.mail.digest.DigestContent`); rendering it is the renderer's alone
+(``rendering.renderer().digest(content)``: data in, bytes out), and so is every cache. One
+query per digest (with ORM loading) cost more than rendering it; a digest the renderer keeps
+encoded has only its version computed here, its items are not read.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Collection, Sequence
-from typing import Any
-from zoneinfo import ZoneInfo
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter import db
-from newsletter.config import get_settings
-from newsletter.mail import fragments, mime, rendering
-from newsletter.mail.compose import common_context, message_template
-from newsletter.metrics import DIGEST_RENDERS
+from newsletter.mail.digest import DigestContent, EditionInfo, Entry, Story, Topic
+from newsletter.mail.rendering import DIGEST_CACHE
 from newsletter.models import Article, ArticleRevision, Edition, EditionDigest, Tag
 
-# Encoded messages of distinct digests kept per worker process: ~10 kB each in memory (the
-# articles, topics and layout they hold are shared: mime.Shared). A key recurs across an
-# edition's batches; only digests more than one reader gets are kept (_worth_keeping). At
-# 100,000 readers (30,402 distinct digests, 9,166 shared): 6,144 entries rendered 38,381
-# times, but a 10,000-reader run no longer fills them and the worker's RSS grew x1.25 from it
-# (387 -> 485 MB; the target is 1.25); 5,120 entries render 39,863 times at x1.21 (470 MB).
-# Keeping every digest, 6,144 entries rendered 43,563 times (bench, 2026-11-28).
-_TEMPLATE_CACHE_SIZE = 5120
-_templates: OrderedDict[tuple[int, str, str, str], mime.MessageTemplate] = OrderedDict()
+Key = tuple[int, str]  # (edition id, content key)
 
 
-def digest_context(session: Session, edition: Edition, content_key: str) -> dict[str, Any]:
-    """The template context of the digest of one content key of an edition."""
-    key = (edition.id, content_key)
-    if key not in _batch:
-        if key not in _batch_keys:  # not part of the batch being sent: its rows afresh
-            content_versions(session, [key])
-        if key not in _batch:  # versioned from its cached ids: its items are read now
-            _load_items(session, [key])
-    return context_from_rows(edition, _rows(_batch.get(key, [])))
+class Held(Protocol):
+    """What a renderer already holds (rendering.Renderer): the loader reads only the rest."""
+
+    def held(self, edition_id: int, cutoff_at: datetime,
+             content_key: str) -> tuple[str, tuple[int, ...]] | None: ...
+
+    def story(self, article_id: int, updated_at: datetime) -> Story | None: ...
 
 
-def context_from_rows(edition: Edition, rows: Sequence[Any]) -> dict[str, Any]:
-    """The digest template context from (tag_id, kind, Article, Tag, ArticleRevision | None)
-    rows in the order the email shows them (previews build these without a delivery)."""
-    settings = get_settings()
-    tz = ZoneInfo(settings.timezone)
-    sections: list[dict[str, Any]] = []
-    corrections: list[dict[str, Any]] = []
-    for tag_id, kind, article, tag, revision in rows:
-        item = _article_item(article, tz)
-        if kind == "correction":
-            old_title = revision.changes.get("title", [None])[0] if revision else None
-            changed_at = revision.changed_at if revision else article.updated_at
-            corrections.append({
-                **item, "topic": {"slug": tag.slug, "name": tag.name},
-                "updated_label": changed_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
-                "previous_title": old_title if old_title != article.title else None,
-            })
-            continue
-        if not sections or sections[-1][0] != tag_id:
-            sections.append((tag_id, tag, []))
-        sections[-1][2].append(item)
-    return {
-        **common_context(),
-        "edition": {"id": edition.id, "kind": edition.kind, "frequency": edition.frequency,
-                    "date_label": edition.cutoff_at.astimezone(tz).strftime("%-d %B %Y")},
-        "archive_url": f"{settings.base_url}/editions/{edition.id}",
-        "article_count": len(rows) - len(corrections),
-        "lead_stories": settings.digest_lead_stories,
-        "sections": [_section(tag, items) for _, tag, items in sections],
-        "corrections": corrections,
-    }
+@dataclass(frozen=True)
+class BatchContent:
+    """The digests of a batch by (edition id, content key): plain data, no session."""
+
+    digests: Mapping[Key, DigestContent] = field(default_factory=dict)
+
+    def __getitem__(self, key: Key) -> DigestContent:
+        return self.digests[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.digests
 
 
-_sections: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
-_SECTION_CACHE = 4096  # a topic's stories as each combination of topics splits them
+def edition_info(edition: Any) -> EditionInfo:
+    return EditionInfo(id=edition.id, kind=edition.kind, frequency=edition.frequency,
+                       cutoff_at=edition.cutoff_at)
 
 
-def _section(tag: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
-    """A topic's part of a digest; the same dict for every digest that has the same stories
-    under it, so fragments renders it once (found by identity, not compared)."""
-    key = (tag.id, tag.slug, tag.name, *map(id, items))  # items are shared: see _article_item
-    section = _sections.get(key)
-    if section is None:
-        section = _sections[key] = {"topic": {"slug": tag.slug, "name": tag.name},
-                                    "articles": items}
-        if len(_sections) > _SECTION_CACHE:
-            _sections.popitem(last=False)
-    return section
+def story(article: Any) -> Story:
+    return Story(id=article.id, updated_at=article.updated_at, title=article.title,
+                 url=article.url, summary=article.summary, author=article.author,
+                 image_url=article.image_url, published_at=article.published_at)
 
 
-_items: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
-_ITEM_CACHE = 4096  # articles of the last weeks, a few hundred bytes each
+def topic(tag: Any) -> Topic:
+    return Topic(id=tag.id, slug=tag.slug, name=tag.name)
 
 
-def _article_item(article: Any, tz: ZoneInfo) -> dict[str, Any]:
-    """An article as templates see it; the same dict for every digest that carries it
-    (templates only read it), so a digest costs a lookup per article, not a strftime."""
-    # By the row object first: the rows of a batch are the same objects in every digest
-    # (_articles keeps them), and an int key is cheaper to hash than (id, datetime, zone).
-    seen = _items_by_row.get(id(article))
-    if seen is not None and seen[0] is article and seen[1] is tz:
-        return seen[2]
-    key = (article.id, article.updated_at, tz.key)
-    item = _items.get(key)
-    if item is None:
-        item = _items[key] = {
-            "title": article.title, "url": article.url, "summary": article.summary,
-            "author": article.author, "image_url": article.image_url,
-            "published_label": article.published_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
-        }
-        if len(_items) > _ITEM_CACHE:
-            _items.popitem(last=False)
-    if len(_items_by_row) >= _ITEM_CACHE:
-        _items_by_row.clear()
-    # The row is kept with its item, so its id cannot be reused while the entry lives.
-    _items_by_row[id(article)] = (article, tz, item)
-    return item
+def entry(kind: str, story_: Story, topic_: Topic, revision: Any | None) -> Entry:
+    """One line of a digest; a correction names the revision that changed the story."""
+    if kind != "correction":
+        return Entry(kind, story_, topic_)
+    old_title = revision.changes.get("title", [None])[0] if revision else None
+    return Entry(kind, story_, topic_, previous_title=old_title,
+                 changed_at=revision.changed_at if revision else None)
 
 
-_items_by_row: dict[int, tuple[Any, ZoneInfo, dict[str, Any]]] = {}
+def load_batch(session: Session, keys: Collection[Key], held: Held | None = None) -> BatchContent:
+    """The digests of these (edition, content key) pairs, read in a few queries.
+
+    ``held`` (the renderer) says which digests it keeps encoded and at which version: those
+    come back with ``entries=None`` unless their articles changed since, and the article
+    rows it met lately are not fetched again.
+    """
+    keys = set(keys)
+    if not keys:
+        return BatchContent()
+    if len(keys) > DIGEST_CACHE:  # a batch this large could push a held digest out
+        held = None
+    editions = {e.id: e for e in session.execute(
+        select(Edition.id, Edition.kind, Edition.frequency, Edition.cutoff_at)
+        .where(Edition.id.in_({e for e, _ in keys})))}
+    keys = {k for k in keys if k[0] in editions}
+    kept: dict[Key, tuple[str, tuple[int, ...]]] = {}
+    if held is not None:
+        for k in keys:
+            found = held.held(k[0], editions[k[0]].cutoff_at, k[1])
+            if found is not None:
+                kept[k] = found
+    stored = _items(session, keys - kept.keys())
+    article_ids = {a for ids in kept.values() for a in ids[1]}
+    article_ids |= {item[1] for items, _ in stored.values() for item in items}
+    versions = dict(session.execute(
+        select(Article.id, Article.updated_at).where(db.one_of(session, Article.id,
+                                                               article_ids))).all()) \
+        if article_ids else {}
+    changed = {a: at.isoformat() for a, at in versions.items()}
+
+    def version(ids: Iterable[int]) -> str:
+        # An article deleted since planning is left out of the digest (and of its version).
+        return max((changed[a] for a in ids if a in changed), default="")
+
+    out: dict[Key, DigestContent] = {}
+    for k, (held_version, ids) in kept.items():
+        now = version(ids)
+        if now == held_version:
+            out[k] = DigestContent(edition_info(editions[k[0]]), k[1], now, None, ids)
+        else:  # edited since it was rendered: its items are read after all
+            stored.update(_items(session, [k]))
+    if stored:
+        out.update(_contents(session, editions, stored, versions, version, held))
+    return BatchContent(out)
 
 
-# The digests of the batch being sent and the rows they name, loaded by content_versions() in
-# four queries for the whole batch: one query per digest (with ORM loading) cost more than
-# rendering it. Rows are assembled only for a digest that is rendered (most are cached).
-_batch: dict[tuple[int, str], list[list[Any]]] = {}
-_batch_rows: dict[str, dict[int, Any]] = {"articles": {}, "tags": {}, "revisions": {}}
-_batch_keys: set[tuple[int, str]] = set()  # the digests content_versions() was last asked for
-
-
-def content_versions(session: Session,
-                     contents: Collection[tuple[int, str]]) -> dict[tuple[int, str], str]:
-    """When the articles of each (edition, content key) last changed: part of the rendering
-    cache key. Also keeps their rows, so that digest_context() needs no query of its own."""
-    contents = set(contents)
-    _batch.clear()
-    _batch_keys.clear()
-    _batch_keys.update(contents)
-    _batch_rows["revisions"] = {}
-    # A digest's items never change once planned: a key met before needs only its articles'
-    # ids here, and its items (JSON, ~45 of them) are read again only if it is rendered.
-    missing = []
-    for c in contents:
-        if c in _article_ids:
-            _article_ids.move_to_end(c)
-        else:
-            missing.append(c)
-    if missing:
-        _load_items(session, missing)
-    ids = {c: _article_ids[c] for c in contents if c in _article_ids}
-    article_ids = set().union(*ids.values())
-    articles = _articles(session, article_ids)
-    tags = {t.id: t for t in session.execute(select(Tag.__table__))} if article_ids else {}
-    _batch_rows.update(articles=articles, tags=tags)
-    changed = {a: row.updated_at.isoformat() for a, row in articles.items()}
-    # An article deleted since planning is left out of the digest (and of its version).
-    return {c: max((changed[a] for a in article_ids_of if a in changed), default="")
-            for c, article_ids_of in ids.items()}
-
-
-# The article ids of digests met lately, by (edition, content key): as many as the encoded
-# templates kept (_TEMPLATE_CACHE_SIZE), a few hundred bytes each. A content key is a hash of
-# the digest's articles, so what it maps to cannot go stale.
-_article_ids: OrderedDict[tuple[int, str], tuple[int, ...]] = OrderedDict()
-_one_int: dict[int, int] = {}
-
-
-def _load_items(session: Session, contents: Collection[tuple[int, str]]) -> None:
-    """Read the items of these digests (and the revisions they name) into the batch."""
-    wanted = set(contents)
-    stored = [row for row in session.execute(
+def _items(session: Session, keys: Collection[Key]) -> dict[Key, tuple[list[Any], bool]]:
+    """The stored items (kind, article id, tag id, revision id) of these digests."""
+    if not keys:
+        return {}
+    wanted = set(keys)
+    rows = session.execute(
         select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items,
                EditionDigest.shared)
         .where(db.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
-                              wanted))) if (row.edition_id, row.content_key) in wanted]
-    revision_ids = {item[3] for row in stored for item in row.items if item[3] is not None}
-    if revision_ids:
-        _batch_rows["revisions"].update((r.id, r) for r in session.execute(
-            select(ArticleRevision.__table__).where(ArticleRevision.id.in_(revision_ids))))
-    for edition_id, content_key, items, shared in stored:
-        key = (edition_id, content_key)
-        _batch[key] = items
-        if shared:
-            _shared.add(key)
-        # One int object per article id, not one per digest that names it (JSON gives new
-        # ones): 8,192 digests of ~45 ids are ~14 MB otherwise.
-        _article_ids[key] = tuple([_one_int.setdefault(item[1], item[1]) for item in items])
-        _article_ids.move_to_end(key)
-        if len(_article_ids) > _TEMPLATE_CACHE_SIZE:
-            _article_ids.popitem(last=False)
+                              wanted)))
+    return {(r.edition_id, r.content_key): (r.items, bool(r.shared)) for r in rows
+            if (r.edition_id, r.content_key) in wanted}
 
 
-def _rows(items: list[list[Any]]) -> list[tuple[Any, ...]]:
-    """(tag_id, kind, article, tag, revision) for context_from_rows, from stored items."""
-    articles, tags, revisions = (_batch_rows["articles"], _batch_rows["tags"],
-                                 _batch_rows["revisions"])
-    return [(tag_id, kind, articles[article_id], tags[tag_id], revisions.get(revision_id))
-            for kind, article_id, tag_id, revision_id in items if article_id in articles]
+def _contents(session: Session, editions: Mapping[int, Any],
+              stored: Mapping[Key, tuple[list[Any], bool]], versions: Mapping[int, datetime],
+              version: Callable[[Iterable[int]], str],
+              held: Held | None) -> dict[Key, DigestContent]:
+    needed = {item[1] for items, _ in stored.values() for item in items if item[1] in versions}
+    stories: dict[int, Story] = {}
+    if held is not None:
+        for a in needed:
+            met = held.story(a, versions[a])
+            if met is not None:
+                stories[a] = met
+    if missing := needed - stories.keys():
+        stories.update((row.id, story(row)) for row in session.execute(
+            select(Article.__table__).where(db.one_of(session, Article.id, missing))))
+    tags = {t.id: topic(t) for t in session.execute(select(Tag.id, Tag.slug, Tag.name))}
+    revision_ids = {item[3] for items, _ in stored.values() for item in items
+                    if item[3] is not None}
+    revisions = {r.id: r for r in session.execute(
+        select(ArticleRevision.id, ArticleRevision.changes, ArticleRevision.changed_at)
+        .where(ArticleRevision.id.in_(revision_ids)))} if revision_ids else {}
+    out = {}
+    for k, (items, shared) in stored.items():
+        entries = tuple(entry(kind, stories[a], tags[t], revisions.get(r))
+                        for kind, a, t, r in items if a in stories and t in tags)
+        ids = tuple(item[1] for item in items)
+        out[k] = DigestContent(edition_info(editions[k[0]]), k[1], version(ids), entries, ids,
+                               shared)
+    return out
 
 
-_article_rows: dict[tuple[int, Any], Any] = {}
-_ARTICLE_ROWS = 4096
-
-
-def _articles(session: Session, ids: Collection[int]) -> dict[int, Any]:
-    """Article rows by id, fetched in full only when new or changed since last seen here:
-    every batch of an edition asks for the same few hundred articles."""
-    if not ids:
-        return {}
-    versions = session.execute(
-        select(Article.id, Article.updated_at).where(db.one_of(session, Article.id, ids))).all()
-    missing = [a for a, at in versions if (a, at) not in _article_rows]
-    if missing:
-        if len(_article_rows) + len(missing) > _ARTICLE_ROWS:
-            _article_rows.clear()
-        rows = session.execute(
-            select(Article.__table__).where(db.one_of(session, Article.id, missing)))
-        for row in rows:
-            _article_rows[(row.id, row.updated_at)] = row
-    return {a: _article_rows[(a, at)] for a, at in versions if (a, at) in _article_rows}
-
-
-def rendered_digest(session: Session, edition: Edition,
-                    content_key: str) -> rendering.RenderedEmail:
-    """Render (Jinja2, with premailer per fragment and layout) one content of an edition."""
-    # The template is the edition's kind: email_templates/digest/ or email_templates/alert/.
-    # Premailer runs per article fragment and per layout shell, not per digest (fragments.py).
-    result = fragments.render(edition.kind, digest_context(session, edition, content_key))
-    DIGEST_RENDERS.inc()
-    return result
-
-
-def digest_message(session: Session, edition: Edition, content_key: str,
-                   version: str = "") -> mime.MessageTemplate:
-    """The message of one content key, rendered and encoded once per worker process."""
-    # The cutoff guards against a reused edition id (SQLite reuses rowids after deletes);
-    # the version makes an article edited mid-edition render afresh, so what a reader gets
-    # is the article as it was when their delivery was claimed (or newer).
-    key = (edition.id, edition.cutoff_at.isoformat(), content_key, version)
-    hit = _templates.get(key)
-    if hit is not None:
-        _templates.move_to_end(key)
-        return hit
-    template = message_template(rendered_digest(session, edition, content_key))
-    if _worth_keeping((edition.id, content_key)):
-        _templates[key] = template
-        if len(_templates) > _TEMPLATE_CACHE_SIZE:
-            _templates.popitem(last=False)
-    return template
-
-
-class _Recent:
-    """Keys seen lately, as hashes in two generations of up to ``size`` each: ~50 bytes a
-    key where the (edition, content key) tuples in an OrderedDict took ~270. Two keys with
-    one hash would only keep a digest that need not be kept."""
-
-    __slots__ = ("size", "new", "old")
-
-    def __init__(self, size: int) -> None:
-        self.size, self.new, self.old = size, set[int](), set[int]()
-
-    def __contains__(self, key: object) -> bool:
-        h = hash(key)
-        return h in self.new or h in self.old
-
-    def add(self, key: object) -> None:
-        if len(self.new) >= self.size:
-            self.old, self.new = self.new, set()
-        self.new.add(hash(key))
-
-    def clear(self) -> None:
-        self.new.clear()
-        self.old.clear()
-
-
-# Most of an edition's distinct digests have one reader (21,236 of 30,402 at 100,000
-# readers): kept, they pushed out shared ones before their next reader came. A digest is kept
-# when the planner has found a second reader for it by the time this process first meets it
-# (edition_digests.shared), or when this process meets it again. Replayed on a real edition
-# (bench/cache_sim.py), that is 39.0k renders instead of 43.5k with 6,144 kept (see above).
-_shared = _Recent(8192)  # marked shared when loaded: an edition's shared digests and more
-_rendered = _Recent(8192)  # rendered and not kept
-
-
-def _worth_keeping(key: tuple[int, str]) -> bool:
-    if key in _shared or key in _rendered:
-        return True
-    _rendered.add(key)
-    return False
-
-
+def contents_from_rows(edition: Any, rows: Sequence[tuple[Any, ...]],
+                       content_key: str = "") -> DigestContent:
+    """A digest from (tag_id, kind, Article, Tag, ArticleRevision | None) rows in the order
+    the email shows them (the preview builds these from the planner's decision)."""
+    return DigestContent(edition_info(edition), content_key, "",
+                         tuple(entry(kind, story(a), topic(t), rev)
+                               for _tag_id, kind, a, t, rev in rows))

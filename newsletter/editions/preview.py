@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from newsletter import events
 from newsletter.config import get_settings
 from newsletter.editions import selection as digests
-from newsletter.editions.content import context_from_rows
+from newsletter.editions.content import contents_from_rows
 from newsletter.editions.frequencies import DIGEST_FREQUENCIES, LOOKBACK
 from newsletter.errors import NothingToPreview, PreviewError, ReaderNotFound  # noqa: F401 - re-exported
 from newsletter.mail import mailer, rendering
@@ -98,14 +98,16 @@ def build(session: Session, *, email: str | None = None, tags: Iterable[str] | N
     if not chosen:
         raise NothingToPreview(f"the next {frequency} edition has nothing new for {who}")
     digest = chosen[0]
-    context = context_from_rows(edition, _rows(session, digest))
+    # The send's own path: the same plain data rendered by the same renderer (an edition
+    # never saved has no id, so no archive page: its link is the site's).
+    content = rendering.renderer().rendered_digest(
+        contents_from_rows(edition, _rows(session, digest)))
     settings = get_settings()
-    context["archive_url"] = settings.base_url  # the next edition has no archive page yet
     links = {name: f"{settings.base_url}/{name.removesuffix('_url')}/preview"
              for name in personal_placeholders()}
     links["email"] = recipient
     return Preview(frequency, recipient, status, len(digest.article_ids),
-                   len(digest.corrections), rendering.render("digest", context), links)
+                   len(digest.corrections), content, links)
 
 
 def _rows(session: Session, digest: digests.Digest) -> list[tuple]:

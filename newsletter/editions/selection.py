@@ -236,8 +236,8 @@ class History:
     # (reader, article) pairs an earlier delivery carried, sent or not.
     carried: set[tuple[int, int]] = field(default_factory=set)
     # (reader, article) → the latest version a sent delivery can have shown them: its claim
-    # (the email is rendered after it; content.content_versions keeps a cached rendering from
-    # being older), so an edit made later may be missing from what the reader got.
+    # (the email is rendered after it; content.load_batch versions it, so a kept rendering
+    # is never older), so an edit made later may be missing from what the reader got.
     received: dict[tuple[int, int], datetime] = field(default_factory=dict)
     # (reader, revision) pairs a delivery already carries as a correction, sent or not.
     corrections: set[tuple[int, int]] = field(default_factory=set)

@@ -20,6 +20,8 @@ from typing import Any
 
 import idna
 
+from newsletter.mail.lru import FIFO, LRU
+
 _MAX_LINE = 78  # RFC 5322's "SHOULD"; 998 is the hard limit
 # Printable ASCII that a parser will not mistake for an encoded word.
 _PLAIN = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
@@ -226,7 +228,11 @@ class MessageTemplate:
         list_id: str,
         unsubscribe_mailto: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        shared_chunks: LRU | None = None,
     ) -> None:
+        """``shared_chunks``: where the encoded form of long :class:`Shared` chunks is kept
+        (:func:`shared_chunk_cache`; the renderer owns one per process). Without it every
+        chunk is encoded here."""
         # Header order as receivers (and our tests) have always seen it; the per-reader
         # values (To, Date, Message-ID, List-Unsubscribe) go between these constant runs.
         self._head = (
@@ -251,8 +257,8 @@ class MessageTemplate:
             ("\r\n" + _PART_HEAD.format(boundary, "html")).encode("ascii"),
             f"\r\n--{boundary}--\r\n".encode("ascii"),
         )
-        self._text = _Body(text, escape=False)
-        self._html = _Body(html, escape=True)
+        self._text = _Body(text, escape=False, shared=shared_chunks)
+        self._html = _Body(html, escape=True, shared=shared_chunks)
         # The bodies never start a line with "." (_qp_lines), nor do the per-reader headers
         # (folded lines start with a space); an extra header's name could.
         self._wire = DotSafe if b"\n." not in b"".join(self._head + self._tail) else bytes
@@ -311,10 +317,12 @@ class _Body:
     that hold placeholders (encoded per reader after substitution).
     """
 
-    __slots__ = ("items", "escape")
+    __slots__ = ("items", "escape", "shared")
 
-    def __init__(self, parts: Sequence[str | tuple[str]], escape: bool) -> None:
+    def __init__(self, parts: Sequence[str | tuple[str]], escape: bool,
+                 shared: LRU | None = None) -> None:
         self.escape = escape
+        self.shared = shared
         self.items: list[bytes | list[Any]] = []
         static: list[str] = []  # whole lines not yet encoded
         line: list[Any] | None = None  # the placeholder line being gathered
@@ -350,7 +358,8 @@ class _Body:
         run: list[str] = []
         at_line_start = True
         for chunk in static:
-            if isinstance(chunk, Shared) and len(chunk) >= _SHARED_CHUNK:
+            if self.shared is not None and isinstance(chunk, Shared) \
+                    and len(chunk) >= _SHARED_CHUNK:
                 start = 0 if at_line_start else chunk.find("\n") + 1
                 end = chunk.rfind("\n") + 1
                 # A new object when cut, but equal: the cache is by value.
@@ -358,7 +367,7 @@ class _Body:
                 if len(whole) >= _SHARED_CHUNK and (start or at_line_start):
                     run.append(chunk[:start])
                     self._encode_run(run)
-                    self.items.append(_qp_shared(whole))
+                    self.items.append(_qp_shared(self.shared, whole))
                     run = [chunk[end:]]
                     at_line_start = end == len(chunk)
                     continue
@@ -423,21 +432,20 @@ class Shared(str):
 _SHARED_CHUNK = 512
 # An edition's articles and sections fit (a few hundred of each: 331 sections at 30,000
 # readers); bounded by size, not count, as a section can be dozens of articles long.
-_SHARED_BYTES = 24 * 2**20
-_shared: dict[str, bytes] = {}
-_shared_size = 0
+SHARED_BYTES = 24 * 2**20
 
 
-def _qp_shared(chunk: str) -> bytes:
-    global _shared_size
-    encoded = _shared.get(chunk)
+def shared_chunk_cache() -> LRU:
+    """The cache of encoded Shared chunks: :data:`SHARED_BYTES`, the key and the value
+    counted, oldest out first (it was emptied whole when full: what the edition still uses
+    came back at once)."""
+    return FIFO(SHARED_BYTES, weigh=lambda _chunk, encoded: 2 * len(encoded))
+
+
+def _qp_shared(cache: LRU, chunk: str) -> bytes:
+    encoded = cache.get(chunk)
     if encoded is None:
-        encoded = _qp_lines(chunk)
-        if _shared_size + 2 * len(encoded) > _SHARED_BYTES:  # the key and the value
-            _shared.clear()  # what the edition still uses comes back at once
-            _shared_size = 0
-        _shared[chunk] = encoded
-        _shared_size += 2 * len(encoded)
+        encoded = cache.put(chunk, _qp_lines(chunk))
     return encoded
 
 

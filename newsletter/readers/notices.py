@@ -9,7 +9,6 @@ digests — a burst of sign-ups does not run premailer per reader.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +27,6 @@ from newsletter.readers import privacy, subscriptions
 NOTICES = ("confirm", "welcome")
 _PERSONAL = ("confirm_url", "view_url")
 log = logging.getLogger(__name__)
-_cache: OrderedDict[tuple, rendering.RenderedEmail] = OrderedDict()
 
 
 def _shared_context(template: str, reader: Reader) -> dict[str, Any]:
@@ -52,13 +50,9 @@ def _choice(template: str, reader: Reader) -> tuple[list, str]:
 
 
 def _rendered(template: str, reader: Reader) -> rendering.RenderedEmail:
-    context = _shared_context(template, reader)
-    key = (template, tuple(context["topics"]), context["frequency"])
-    if key not in _cache:
-        _cache[key] = rendering.render(template, context)
-        if len(_cache) > 256:
-            _cache.popitem(last=False)
-    return _cache[key]
+    # Rendered once per process for each choice of topics and frequency (the renderer keeps
+    # them), so a burst of sign-ups does not run premailer per reader.
+    return rendering.renderer().render_once(template, _shared_context(template, reader))
 
 
 def personal_values(template: str, reader: Reader) -> dict[str, str]:
@@ -191,13 +185,9 @@ def _failed(run: ConfirmationRun, reader_id: int, reason: str) -> None:
 def _data_link_email() -> rendering.RenderedEmail:
     # Not a NOTICE: it has no "view in browser" link, whose long-lived token would hand a
     # fresh data link to anyone who holds the email.
-    lifetime = privacy.data_link_lifetime()
-    key = ("data_access", lifetime)
-    if key not in _cache:
-        _cache[key] = rendering.render("data_access", {
-            **common_context(), "data_url": rendering.placeholder("data_url"),
-            "lifetime": lifetime})
-    return _cache[key]
+    return rendering.renderer().render_once("data_access", {
+        **common_context(), "data_url": rendering.placeholder("data_url"),
+        "lifetime": privacy.data_link_lifetime()})
 
 
 def send_data_link(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:

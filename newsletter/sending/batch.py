@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from newsletter import db, verp
 from newsletter.editions import claims
-from newsletter.editions.content import content_versions, digest_message
+from newsletter.editions.content import BatchContent, load_batch
 from newsletter.editions.deliveries import (
     GAVE_UP,
     MAX_ATTEMPTS,
@@ -29,7 +28,7 @@ from newsletter.editions.deliveries import (
     finish_if_complete,
     release,
 )
-from newsletter.mail import mailer
+from newsletter.mail import mailer, rendering
 from newsletter.mail.compose import personal_links, personal_message
 from newsletter.metrics import BATCH_SECONDS, EMAILS, SMTP_SECONDS
 from newsletter.models import Delivery, Edition, Reader, utcnow
@@ -93,7 +92,8 @@ def _send(session: Session, batch: _Batch, claimed: list[Any],
     ).all())
     editions = {e.id: e for e in session.scalars(
         select(Edition).where(Edition.id.in_({c.edition_id for c in claimed})))}
-    versions = content_versions(session, {(c.edition_id, c.content_key) for c in claimed})
+    renderer = rendering.renderer()
+    contents = load_batch(session, {(c.edition_id, c.content_key) for c in claimed}, renderer)
     pending = {c.id: c for c in claimed}  # claimed, no outcome yet
     paused: str | None = None
     evicted = False
@@ -105,8 +105,8 @@ def _send(session: Session, batch: _Batch, claimed: list[Any],
                 if email is None:  # unsubscribed or erased since planning
                     batch.add(pending.pop(c.id), "suppressed", "reader no longer active")
                 else:
-                    message = _build(session, batch, editions[c.edition_id], c, email,
-                                     versions.get((c.edition_id, c.content_key), ""))
+                    message = _build(renderer, contents, batch, editions[c.edition_id], c,
+                                     email)
                     if message is None:  # this reader's message could not be made
                         pending.pop(c.id)
                     else:
@@ -161,22 +161,21 @@ def _send(session: Session, batch: _Batch, claimed: list[Any],
 UNBUILDABLE = "could not build the message"
 
 
-def _build(session: Session, batch: _Batch, edition: Edition, c: Any, email: str,
-           version: str) -> bytes | None:
+def _build(renderer: rendering.Renderer, contents: BatchContent, batch: _Batch,
+           edition: Edition, c: Any, email: str) -> bytes | None:
     """One reader's message, or None with the delivery failed and the reason recorded.
 
     Whatever goes wrong in rendering one content or personalising it for one reader fails
     those deliveries alone, with the reason: raised out of the batch, it would hand every
-    claimed delivery back and the edition would retry the same error forever. Database
-    errors still end the batch (its deliveries are not at fault and are handed back).
+    claimed delivery back and the edition would retry the same error forever. Rendering
+    reads no database (load_batch did, before: its errors end the batch, whose deliveries
+    are not at fault and are handed back).
     """
     key = (c.edition_id, c.content_key)
     reason = batch.unbuildable.get(key)
     if reason is None:
         try:
-            content = digest_message(session, edition, c.content_key, version)
-        except SQLAlchemyError:
-            raise
+            content = renderer.digest(contents[key])
         except Exception as exc:
             # The content failed, not this reader: its other readers would fail the same
             # way, so it is not rendered again for them in this batch.

@@ -1,0 +1,172 @@
+"""What one digest (or alert) says, as plain data, and the template context made from it.
+
+The database is read elsewhere (``newsletter.editions.content.load_batch``); everything here
+is data in, data out, so a digest renders in a test without one. The context's article and
+section dicts are :class:`~newsletter.mail.fragments.Record`\\ s, the same object for every
+digest that carries the same article or the same stories under a topic, so the fragment
+renderer finds each in its caches at the cost of a stored hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from newsletter.mail.fragments import Record
+from newsletter.mail.lru import FIFO
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """An article as a digest shows it, at one version (``updated_at``)."""
+
+    id: int
+    updated_at: datetime
+    title: str
+    url: str
+    summary: str
+    author: str | None
+    image_url: str | None
+    published_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    id: int
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line of a digest: a new story under a topic, or a correction of one sent before
+    (then ``previous_title`` is its title before the change, ``changed_at`` when)."""
+
+    kind: str  # "new" or "correction"
+    story: Story
+    topic: Topic
+    previous_title: str | None = None
+    changed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EditionInfo:
+    """The edition a digest belongs to; ``id`` is None for one never saved (a preview)."""
+
+    id: int | None
+    kind: str  # the template: "digest" or "alert"
+    frequency: str | None
+    cutoff_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DigestContent:
+    """What one content key of an edition says, in the order the email shows it.
+
+    ``entries`` is None when the loader was told the renderer holds this digest rendered at
+    this ``version`` already (its items are then not read); ``article_ids`` are what the
+    version was computed from."""
+
+    edition: EditionInfo
+    content_key: str
+    version: str
+    entries: tuple[Entry, ...] | None
+    article_ids: tuple[int, ...] = ()
+    shared: bool = False  # the planner found a second reader for it (edition_digests.shared)
+
+    @property
+    def cache_key(self) -> tuple[Any, ...]:
+        # The cutoff guards against a reused edition id (SQLite reuses rowids after deletes);
+        # the version makes an article edited mid-edition render afresh, so what a reader
+        # gets is the article as it was when their delivery was claimed (or newer).
+        return (self.edition.id, self.edition.cutoff_at.isoformat(), self.content_key,
+                self.version)
+
+
+# Articles of the last weeks, a few hundred bytes each; a topic's stories as each
+# combination of topics splits them.
+ITEM_CACHE = 4096
+SECTION_CACHE = 4096
+
+
+class Contexts:
+    """Template contexts of digests, with the article and section dicts interned."""
+
+    def __init__(self, *, timezone: str, base_url: str, lead_stories: int | None,
+                 common: dict[str, Any]) -> None:
+        self.tz = ZoneInfo(timezone)
+        self.base_url = base_url
+        self.lead_stories = lead_stories
+        self.common = common
+        self.items = FIFO(ITEM_CACHE)
+        self.sections = FIFO(SECTION_CACHE)
+        # The stories met lately by (id, updated_at), so the loader fetches only the rows of
+        # articles new or changed since (every batch of an edition names the same few
+        # hundred): as many as the items.
+        self.stories = FIFO(ITEM_CACHE)
+
+    def of(self, content: DigestContent) -> dict[str, Any]:
+        if content.entries is None:
+            raise LookupError(f"digest {content.content_key!r} was not loaded (only its "
+                              "version was): load it again without the renderer's hint")
+        tz = self.tz
+        sections: list[tuple[Topic, list[Record]]] = []
+        corrections: list[Record] = []
+        for entry in content.entries:
+            item = self._item(entry.story)
+            if entry.kind == "correction":
+                changed_at = entry.changed_at or entry.story.updated_at
+                previous = entry.previous_title
+                corrections.append(Record(
+                    item, topic=self._topic(entry.topic),
+                    updated_label=changed_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
+                    previous_title=previous if previous != entry.story.title else None))
+                continue
+            if not sections or sections[-1][0].id != entry.topic.id:
+                sections.append((entry.topic, []))
+            sections[-1][1].append(item)
+        edition = content.edition
+        archive = f"{self.base_url}/editions/{edition.id}" if edition.id is not None \
+            else self.base_url  # a preview: the next edition has no archive page yet
+        return {
+            **self.common,
+            "edition": {"id": edition.id, "kind": edition.kind, "frequency": edition.frequency,
+                        "date_label": edition.cutoff_at.astimezone(tz).strftime("%-d %B %Y")},
+            "archive_url": archive,
+            "article_count": len(content.entries) - len(corrections),
+            "lead_stories": self.lead_stories,
+            "sections": [self._section(topic, items) for topic, items in sections],
+            "corrections": corrections,
+        }
+
+    def _item(self, story: Story) -> Record:
+        """An article as templates see it; the same Record for every digest that carries
+        it, so a digest costs a lookup per article, not a strftime."""
+        # By (id, updated_at), as the database names an article's version: cheaper to hash
+        # than the whole story.
+        key = (story.id, story.updated_at)
+        item = self.items.get(key)
+        if item is None:
+            self.stories.put(key, story)
+            item = self.items.put(key, Record(
+                title=story.title, url=story.url, summary=story.summary, author=story.author,
+                image_url=story.image_url,
+                published_label=story.published_at.astimezone(self.tz)
+                .strftime("%-d %b %Y, %H:%M")))
+        return item
+
+    @staticmethod
+    def _topic(topic: Topic) -> Record:
+        return Record(slug=topic.slug, name=topic.name)
+
+    def _section(self, topic: Topic, items: list[Record]) -> Record:
+        """A topic's part of a digest; the same Record for every digest that has the same
+        stories under it, so the fragment renderer finds it by its stored hash."""
+        key = (topic.id, topic.slug, topic.name, *items)  # items' hashes are stored
+        section = self.sections.get(key)
+        if section is None:
+            section = self.sections.put(key, Record(topic=self._topic(topic),
+                                                    articles=tuple(items)))
+        return section
