@@ -35,6 +35,7 @@ from newsletter.mail.mailer import (
     build_message,
     get_transport,
     make_message_id,
+    send_one,
 )
 from newsletter.mail.mime import DotSafe, MessageTemplate, Shared
 
@@ -385,7 +386,7 @@ def send_digest(
     transport: SmtpTransport, to: str = "reader@example.org", subject: str = "Digest"
 ) -> bytes:
     raw = message(to_addr=to, subject=subject, message_id=make_message_id("example.com"))
-    transport.send("news@example.com", to, raw)
+    send_one(transport, "news@example.com", to, raw)
     return raw
 
 
@@ -415,8 +416,8 @@ def test_lines_starting_with_a_dot_arrive_intact(relay: Relay) -> None:
     raw = message(text=text, html=".\n<p>.x</p>")
     assert raw.startswith(b"From")
     with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
-        t.send("news@example.com", "reader@example.org", raw)
-        t.send("news@example.com", "reader@example.org", b".starts with a dot\r\nno end")
+        send_one(t, "news@example.com", "reader@example.org", raw)
+        send_one(t, "news@example.com", "reader@example.org", b".starts with a dot\r\nno end")
     first, second = (m[2] for m in relay.handler.messages)
     assert first == raw
     plain, _ = parse(first).iter_parts()
@@ -432,14 +433,14 @@ def test_a_message_whose_header_starts_a_line_with_a_dot_is_dot_stuffed(relay: R
     assert type(plain) is DotSafe and b"\n." not in plain
     assert type(dotted) is not DotSafe and b"\r\n.X-Odd: 1\r\n" in dotted
     with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
-        t.send("news@example.com", "reader@example.org", plain)
-        t.send("news@example.com", "reader@example.org", dotted)
+        send_one(t, "news@example.com", "reader@example.org", plain)
+        send_one(t, "news@example.com", "reader@example.org", dotted)
     assert [m[2] for m in relay.handler.messages] == [plain, dotted]
 
 
 def test_envelope_accepts_display_name_forms(relay: Relay) -> None:
     with SmtpTransport(SmtpConfig.from_url(relay.url())) as transport:
-        transport.send("The Ledger <news@example.com>", "<reader@example.org>", message())
+        send_one(transport, "The Ledger <news@example.com>", "<reader@example.org>", message())
     assert relay.handler.messages[0][:2] == ("news@example.com", ["reader@example.org"])
 
 
@@ -503,19 +504,18 @@ def test_data_refusals_are_classified(relay: Relay, reply: str, kind: type) -> N
 
 def pipelined(transport: SmtpTransport, recipients: list[str], flush: bool = True,
               pause: float = 0.0) -> tuple[list[tuple[str, Any]], dict[str, bytes]]:
-    """Send one message to each recipient through a pipeline, waiting ``pause`` after the
-    first; (outcomes in order, raw messages)."""
+    """Push one message to each recipient, waiting ``pause`` after the first, then flush
+    (or not); (outcomes in order, raw messages)."""
     outcomes: list[tuple[str, Any]] = []
     raw = {}
-    with transport.pipeline() as smtp:
-        for i, to in enumerate(recipients):
-            raw[to] = message(to_addr=to, subject=f"Digest for {to}",
-                              message_id=make_message_id("example.com"))
-            outcomes += smtp.send("news@example.com", to, raw[to], to)
-            if i == 0:
-                time.sleep(pause)
-        if flush:
-            outcomes += smtp.flush()
+    for i, to in enumerate(recipients):
+        raw[to] = message(to_addr=to, subject=f"Digest for {to}",
+                          message_id=make_message_id("example.com"))
+        outcomes += transport.push("news@example.com", to, raw[to], to)
+        if i == 0:
+            time.sleep(pause)
+    if flush:
+        outcomes += transport.flush()
     return outcomes, raw
 
 
@@ -567,9 +567,10 @@ def test_a_pipeline_outlives_a_relay_that_drops_the_session() -> None:
     assert handler.ehlos == 2
 
 
-def test_leaving_a_pipeline_with_a_message_open_sends_nothing(relay: Relay) -> None:
+def test_closing_with_a_message_open_sends_nothing(relay: Relay) -> None:
     with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
         outcomes, _ = pipelined(t, ["open@example.org"], flush=False)
+        t.close()
         send_digest(t, "next@example.org")  # the transport goes on (a new session if dropped)
     got = [m[1] for m in relay.handler.messages]
     if relay.handler.pipelining:  # the message waited for its data: dropped with the session
@@ -582,7 +583,7 @@ def test_leaving_a_pipeline_with_a_message_open_sends_nothing(relay: Relay) -> N
 def test_unreachable_relay_is_a_temporary_failure() -> None:
     t = SmtpTransport(SmtpConfig("127.0.0.1", free_port(), timeout=2))
     with pytest.raises(TemporaryFailure) as err:
-        t.send("news@example.com", "reader@example.org", message())
+        send_one(t, "news@example.com", "reader@example.org", message())
     assert err.value.stage == "connect" and err.value.code is None
 
 
@@ -607,10 +608,9 @@ def test_auth(mechanism: str) -> None:
         assert len(handler.messages) == 2
 
         with pytest.raises(AuthenticationFailure) as err:
-            SmtpTransport(SmtpConfig.from_url(relay.url(auth="editor:wrong@",
-                                                        query="?insecure=true"))).send(
-                "news@example.com", "reader@example.org", message()
-            )
+            send_one(SmtpTransport(SmtpConfig.from_url(relay.url(auth="editor:wrong@",
+                                                                 query="?insecure=true"))),
+                     "news@example.com", "reader@example.org", message())
         assert err.value.code == 535 and err.value.stage == "auth"
         assert isinstance(err.value, PermanentFailure)
 
@@ -697,9 +697,8 @@ def test_untrusted_certificate_is_a_permanent_failure(
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     with relay_server(ssl_context=server_context(certificate)) as relay:
         with pytest.raises(PermanentFailure) as err:
-            SmtpTransport(SmtpConfig.from_url(relay.url("smtps"))).send(
-                "news@example.com", "reader@example.org", message()
-            )
+            send_one(SmtpTransport(SmtpConfig.from_url(relay.url("smtps"))),
+                     "news@example.com", "reader@example.org", message())
         assert err.value.stage == "connect" and "certificate" in err.value.reason
 
 

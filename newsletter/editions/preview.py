@@ -147,7 +147,7 @@ def send_test(session: Session, to: str, transport: mailer.SmtpTransport, *,
     message_id = mailer.make_message_id(settings.mail_domain)
     message = compose(content, {**preview.links, "email": to}, message_id)
     # To the bounce mailbox, untokened: a test send is no reader's, so its bounce is unmatched.
-    transport.send("@".join(settings.bounce_mailbox), to, message)
+    mailer.send_one(transport, "@".join(settings.bounce_mailbox), to, message)
     return message_id
 
 

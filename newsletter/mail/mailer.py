@@ -157,16 +157,40 @@ class _Retryable(Exception):
         self.failure = failure
 
 
+# What push and flush return: each message's tag with None once the relay took it, else
+# the MailerError saying why not.
+Outcome = tuple[Any, MailerError | None]
+
+
 class SmtpTransport:
-    """One reusable SMTP session; ``send`` connects lazily and reconnects once if it dropped."""
+    """One reusable SMTP session, pipelined: ``push`` a message, ``flush``, ``close``.
+
+    Sent one by one, a message costs two round trips: the envelope (MAIL, RCPT and DATA,
+    pipelined) and then its data. RFC 2920 lets the data of one message and the envelope of
+    the next go in one write, so ``push`` hands over the *previous* message's data together
+    with this message's envelope, and returns the outcomes that became known: the previous
+    message's, and this one's if its envelope was refused. ``flush`` hands over the last
+    one. Against a distant relay, where the round trips are most of a message's time, that
+    is up to twice the messages per connection; to smtp-sink on loopback here, a quarter
+    more (bench/RESULTS.md). A relay without PIPELINING gets each message whole within
+    ``push``. One message alone is :func:`send_one`: push, then flush.
+
+    The session connects lazily and reconnects once if it dropped. While a message is open
+    (its envelope accepted, its data not sent) the session belongs to the thread that pushed
+    it, until its flush or ``close``; ``close`` with a message open drops the session, which
+    discards that message at the relay: it was not sent.
+    """
 
     def __init__(self, config: SmtpConfig, limiter: throttle.Limiter | None = None) -> None:
         self.config = config
         # The global send rate (SMTP_RATE), waited out before each message.
         self.limiter = limiter
         self._conn: smtplib.SMTP | None = None
-        # Cheap when uncontended, and makes a thread-pool worker safe.
+        self._open: tuple[Any, bytes] | None = None  # envelope accepted (354), data not sent
+        # Cheap when uncontended, and makes a thread-pool worker safe: held from a push until
+        # nothing is open, so no other thread's message can take this one's data turn.
         self._lock = threading.Lock()
+        self._owner: int | None = None
 
     def _connect(self) -> smtplib.SMTP:
         cfg, stage = self.config, "connect"
@@ -194,17 +218,138 @@ class SmtpTransport:
                 raise _connect_error(exc, stage) from exc
             raise
 
-    def send(self, from_addr: str, to_addr: str, message: bytes) -> None:
-        """Hand one message to the relay; raises TemporaryFailure or PermanentFailure."""
+    # --- the interface ---
+
+    def push(self, from_addr: str, to_addr: str, message: bytes, tag: Any) -> list[Outcome]:
+        """Hand over ``message`` (its data goes with the next push or the flush); returns the
+        outcomes now known. Raises ValueError for an address no envelope can carry."""
         sender, recipient = _envelope(from_addr), _envelope(to_addr)
         if self.limiter is not None:
             self.limiter.acquire()
-        with self._lock:
-            self._send_data(self._begin(sender, recipient), message)
+        self._hold()
+        try:
+            return self._push(sender, recipient, message, tag)
+        except BaseException:
+            # Interrupted mid-exchange (a task's time limit): the session's state is unknown,
+            # and a message left open must not go with someone else's turn. Start afresh.
+            self._open = None
+            self._drop()
+            raise
+        finally:
+            self._let_go()
 
-    def pipeline(self) -> Pipeline:
-        """A session for many messages, each handed over with one round trip (see Pipeline)."""
-        return Pipeline(self)
+    def flush(self) -> list[Outcome]:
+        """Hand over the message still open; returns its outcome (nothing if none is)."""
+        if self._open is None or self._owner != threading.get_ident():
+            return []
+        try:
+            (tag, data), self._open = self._open, None
+            return self._flush_one(tag, data)
+        finally:
+            self._let_go()
+
+    def close(self) -> None:
+        """QUIT politely and close the connection (a later ``push`` reconnects); a message
+        still open is dropped with the session, unsent."""
+        self._hold()
+        try:
+            if self._open is not None:
+                self._discard()
+                return
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                try:
+                    conn.quit()
+                except (smtplib.SMTPException, OSError):
+                    conn.close()
+        finally:
+            self._let_go()
+
+    def __enter__(self) -> SmtpTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- one message's turn ---
+
+    def _hold(self) -> None:
+        if self._owner != threading.get_ident():  # this thread's open message: held already
+            self._lock.acquire()
+            self._owner = threading.get_ident()
+
+    def _let_go(self) -> None:
+        if self._open is None and self._owner == threading.get_ident():
+            self._owner = None
+            self._lock.release()
+
+    def _discard(self) -> None:
+        if self._open is not None:
+            self._open = None
+            self._drop()
+
+    def _push(self, sender: str, recipient: str, message: bytes, tag: Any) -> list[Outcome]:
+        done: list[Outcome] = []
+        if self._open is not None:
+            (previous, data), self._open = self._open, None
+            conn = self._conn
+            if conn is not None and conn.has_extn("pipelining"):
+                outcome, replies = self._data_then_envelope(conn, data, sender, recipient)
+                done.append((previous, outcome))
+                if replies is not None:
+                    try:
+                        self._check_envelope(conn, replies)
+                    except _Retryable:
+                        self._drop()  # the relay is closing: this one starts again below
+                    except MailerError as exc:
+                        done.append((tag, exc))
+                        return done
+                    else:
+                        self._open = (tag, message)
+                        return done
+        try:
+            conn = self._begin(sender, recipient)
+        except MailerError as exc:
+            done.append((tag, exc))
+            return done
+        if conn.has_extn("pipelining"):
+            self._open = (tag, message)
+        else:  # nothing can go with its data: hand it over now
+            done += self._flush_one(tag, message)
+        return done
+
+    def _flush_one(self, tag: Any, data: bytes) -> list[Outcome]:
+        conn = self._conn
+        if conn is None:  # cannot happen while a message is open; never send it blind
+            return [(tag, TemporaryFailure("session lost before DATA", None, "data"))]
+        try:
+            self._send_data(conn, data)
+        except MailerError as exc:
+            return [(tag, exc)]
+        return [(tag, None)]
+
+    def _data_then_envelope(self, conn: smtplib.SMTP, data: bytes, sender: str, recipient: str
+                            ) -> tuple[MailerError | None, list[tuple[int, bytes]] | None]:
+        """One write: the open message's data, then MAIL, RCPT and DATA for the next. Returns
+        the open message's outcome and the next envelope's replies (None: start it afresh)."""
+        commands = f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
+        try:
+            conn.send(_data(data) + commands.encode("ascii"))
+            code, reply = conn.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            return _lost_during_data(exc), None
+        # The end of data ends the transaction whatever the verdict (RFC 5321 4.1.1.4), so
+        # the MAIL behind it starts the next one without an RSET.
+        outcome = None if code == 250 else _classify(code, reply, "data")
+        if code == 421:
+            self._drop()
+            return outcome, None
+        try:
+            return outcome, [conn.getreply() for _ in range(3)]
+        except (smtplib.SMTPException, OSError):
+            self._drop()  # the next message never had its data sent: it starts again
+            return outcome, None
 
     def _begin(self, sender: str, recipient: str) -> smtplib.SMTP:
         """Connect if need be and open a transaction up to DATA's 354 (reconnecting once)."""
@@ -300,22 +445,6 @@ class SmtpTransport:
         if conn is not None:
             conn.close()
 
-    def close(self) -> None:
-        """QUIT politely and close the connection (a later ``send`` reconnects)."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                try:
-                    conn.quit()
-                except (smtplib.SMTPException, OSError):
-                    conn.close()
-
-    def __enter__(self) -> SmtpTransport:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def _data(message: bytes) -> bytes:
     """The message as sent after DATA: dot-stuffed (in C, not smtplib's regex) and ended."""
@@ -333,117 +462,12 @@ def _lost_during_data(exc: Exception) -> TemporaryFailure:
     return TemporaryFailure(f"connection lost during DATA: {exc}", None, "data")
 
 
-class Pipeline:
-    """Many messages over the transport's session with one round trip each, not two.
-
-    Sent one by one, a message costs two round trips: the envelope (MAIL, RCPT and DATA,
-    pipelined) and then its data. RFC 2920 lets the data of one message and the envelope of
-    the next go in one write, so here ``send`` hands over the *previous* message's data
-    together with this message's envelope, and returns the outcomes that became known: the
-    previous message's, and this one's if its envelope was refused. ``flush`` hands over
-    the last one. Each outcome is (tag, None) once the relay took the message, else
-    (tag, the MailerError that send() would have raised). Against a distant relay, where
-    the round trips are most of a message's time, that is up to twice the messages per
-    connection; to smtp-sink on loopback here, a quarter more (bench/RESULTS.md).
-
-    A relay without PIPELINING gets each message whole within ``send``. Leaving the block
-    with a message still open (not flushed: an exception, or the caller stopped early) drops
-    the session, which discards that message at the relay: it was not sent.
-    """
-
-    def __init__(self, transport: SmtpTransport) -> None:
-        self._t = transport
-        self._open: tuple[Any, bytes] | None = None  # envelope accepted (354), data not sent
-
-    def __enter__(self) -> Pipeline:
-        self._t._lock.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._open is not None:
-                self._open = None
-                self._t._drop()
-        finally:
-            self._t._lock.release()
-
-    def send(self, from_addr: str, to_addr: str, message: bytes,
-             tag: Any) -> list[tuple[Any, MailerError | None]]:
-        """Hand over ``message`` (its data goes with the next call or flush); returns the
-        outcomes now known. Raises ValueError for an address no envelope can carry."""
-        sender, recipient = _envelope(from_addr), _envelope(to_addr)
-        t = self._t
-        if t.limiter is not None:
-            t.limiter.acquire()
-        done: list[tuple[Any, MailerError | None]] = []
-        if self._open is not None:
-            (previous, data), self._open = self._open, None
-            conn = t._conn
-            if conn is not None and conn.has_extn("pipelining"):
-                outcome, replies = self._data_then_envelope(conn, data, sender, recipient)
-                done.append((previous, outcome))
-                if replies is not None:
-                    try:
-                        t._check_envelope(conn, replies)
-                    except _Retryable:
-                        t._drop()  # the relay is closing: this one starts again below
-                    except MailerError as exc:
-                        done.append((tag, exc))
-                        return done
-                    else:
-                        self._open = (tag, message)
-                        return done
-        try:
-            conn = t._begin(sender, recipient)
-        except MailerError as exc:
-            done.append((tag, exc))
-            return done
-        if conn.has_extn("pipelining"):
-            self._open = (tag, message)
-        else:  # nothing can go with its data: hand it over now
-            done += self._flush_one(tag, message)
-        return done
-
-    def flush(self) -> list[tuple[Any, MailerError | None]]:
-        """Hand over the message still open; returns its outcome (nothing if none is)."""
-        if self._open is None:
-            return []
-        (tag, data), self._open = self._open, None
-        return self._flush_one(tag, data)
-
-    def _flush_one(self, tag: Any, data: bytes) -> list[tuple[Any, MailerError | None]]:
-        conn = self._t._conn
-        if conn is None:  # cannot happen while a message is open; never send it blind
-            return [(tag, TemporaryFailure("session lost before DATA", None, "data"))]
-        try:
-            self._t._send_data(conn, data)
-        except MailerError as exc:
-            return [(tag, exc)]
-        return [(tag, None)]
-
-    def _data_then_envelope(self, conn: smtplib.SMTP, data: bytes, sender: str, recipient: str
-                            ) -> tuple[MailerError | None, list[tuple[int, bytes]] | None]:
-        """One write: the open message's data, then MAIL, RCPT and DATA for the next. Returns
-        the open message's outcome and the next envelope's replies (None: start it afresh)."""
-        t = self._t
-        commands = f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
-        try:
-            conn.send(_data(data) + commands.encode("ascii"))
-            code, reply = conn.getreply()
-        except (smtplib.SMTPException, OSError) as exc:
-            t._drop()
-            return _lost_during_data(exc), None
-        # The end of data ends the transaction whatever the verdict (RFC 5321 4.1.1.4), so
-        # the MAIL behind it starts the next one without an RSET.
-        outcome = None if code == 250 else _classify(code, reply, "data")
-        if code == 421:
-            t._drop()
-            return outcome, None
-        try:
-            return outcome, [conn.getreply() for _ in range(3)]
-        except (smtplib.SMTPException, OSError):
-            t._drop()  # the next message never had its data sent: it starts again
-            return outcome, None
+def send_one(transport: SmtpTransport, from_addr: str, to_addr: str, message: bytes) -> None:
+    """Hand one message to the relay: push, then flush. Raises its TemporaryFailure or
+    PermanentFailure (ValueError for an address no envelope can carry)."""
+    for _tag, failure in transport.push(from_addr, to_addr, message, None) + transport.flush():
+        if failure is not None:
+            raise failure
 
 
 def _connect_error(exc: Exception, stage: str) -> MailerError:

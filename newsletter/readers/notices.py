@@ -79,8 +79,8 @@ def _send(session: Session, template: str, reader: Reader,
     message = compose(_rendered(template, reader), values, message_id)
     try:
         # Its own envelope sender (VERP), so a bounce of it names this reader and notice.
-        transport.send(verp.envelope_sender(verp.NOTICE_KINDS[template], reader.id, reader.email),
-                       reader.email, message)
+        sender = verp.envelope_sender(verp.NOTICE_KINDS[template], reader.id, reader.email)
+        mailer.send_one(transport, sender, reader.email, message)
     except mailer.MailerError as exc:
         EMAILS.labels(template, "failed", type(exc).__name__).inc()
         raise
@@ -203,8 +203,9 @@ def send_data_link(session: Session, reader_id: int, transport: mailer.SmtpTrans
     message = compose(_data_link_email(), values,
                       mailer.make_message_id(get_settings().mail_domain))
     try:
-        transport.send(verp.envelope_sender(verp.NOTICE_KINDS["data_access"], reader.id,
-                                            reader.email), reader.email, message)
+        sender = verp.envelope_sender(verp.NOTICE_KINDS["data_access"], reader.id,
+                                      reader.email)
+        mailer.send_one(transport, sender, reader.email, message)
     except mailer.MailerError as exc:
         EMAILS.labels("data_access", "failed", type(exc).__name__).inc()
         if isinstance(exc, mailer.TemporaryFailure):
