@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import db
+from newsletter import sql
 from newsletter.models import OutboxEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _mark_dispatched(session: Session, ids: list[int]) -> None:
         table = OutboxEvent.__table__  # Core: the ORM's bulk UPDATE costs more than its SQL
         session.execute(
             update(table)
-            .where(db.one_of(session, table.c.id, ids))
+            .where(sql.one_of(session, table.c.id, ids))
             .values(dispatched_at=utcnow(), attempts=table.c.attempts + 1)
         )
 

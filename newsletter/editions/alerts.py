@@ -26,14 +26,14 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter import events
+from newsletter import events, sql
 from newsletter.config import get_settings
 from newsletter.editions.frequencies import LOOKBACK
 from newsletter.errors import AlertError  # noqa: F401 - re-exported
 from newsletter.models import Article, Edition, Reader, ReaderTopic, UTCDateTime, utcnow
+from newsletter.states import EditionStatus
 
 OPEN_KEY = "open"
 # The doorbell may ring this much before the cutoff by the database's clock (two machines
@@ -78,8 +78,8 @@ def close_due(session: Session, edition_id: int | None = None) -> list[int]:
 def _close(session: Session, *where: Any) -> list[int]:
     closed = list(session.scalars(
         update(Edition)
-        .where(Edition.kind == "alert", Edition.status == "open", *where)
-        .values(status="planning", period_key=None)
+        .where(Edition.kind == "alert", Edition.status == EditionStatus.OPEN, *where)
+        .values(status=EditionStatus.PLANNING, period_key=None)
         .returning(Edition.id)
         .execution_options(synchronize_session=False)
     ))
@@ -126,7 +126,7 @@ def _join(session: Session, article: Article) -> Edition | None:
     # nothing changes here and the caller opens a new one rather than joining a planned one.
     joined = session.execute(
         update(Edition)
-        .where(Edition.id == edition.id, Edition.status == "open")
+        .where(Edition.id == edition.id, Edition.status == EditionStatus.OPEN)
         .values(requested_at=case((Edition.requested_at > start, start),
                                   else_=Edition.requested_at))
         .execution_options(synchronize_session=False)
@@ -136,7 +136,7 @@ def _join(session: Session, article: Article) -> Edition | None:
 
 
 def _open(session: Session, article: Article, window: timedelta) -> Edition | None:
-    edition = _insert_edition(session, period_key=OPEN_KEY, status="open",
+    edition = _insert_edition(session, period_key=OPEN_KEY, status=EditionStatus.OPEN,
                               requested_at=article.created_at,
                               cutoff_at=article.created_at + window)
     if edition is None:
@@ -155,7 +155,7 @@ def _single(session: Session, article: Article) -> Edition:
     existing = session.scalar(query)
     if existing is not None:
         return existing
-    edition = _insert_edition(session, period_key=key, status="planning",
+    edition = _insert_edition(session, period_key=key, status=EditionStatus.PLANNING,
                               requested_at=article.created_at, cutoff_at=article.created_at)
     if edition is None:
         return session.scalars(query).one()
@@ -169,13 +169,8 @@ def _insert_edition(session: Session, **values: Any) -> Edition | None:
     ON CONFLICT DO NOTHING rather than a savepoint: pysqlite's SAVEPOINT, when it is the
     first write of a transaction, commits on release, and a race must not end a transaction.
     """
-    table = Edition.__table__
-    dialect = session.get_bind().dialect.name
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    new_id = session.scalar(
-        insert_(table)
-        .values(kind="alert", frequency="immediate", source="alert", **values)
-        .on_conflict_do_nothing()
-        .returning(table.c.id)
-    )
+    new_id = sql.insert_unless_present(
+        session, Edition.__table__,
+        {"kind": "alert", "frequency": "immediate", "source": "alert", **values}, None,
+        Edition.id)
     return None if new_id is None else session.get(Edition, new_id)

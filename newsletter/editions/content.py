@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import db
+from newsletter import sql
 from newsletter.mail.digest import DigestContent, EditionInfo, Entry, Story, Topic
 from newsletter.mail.rendering import DIGEST_CACHE
 from newsletter.models import Article, ArticleRevision, Edition, EditionDigest, Tag
@@ -98,7 +98,7 @@ def load_batch(session: Session, keys: Collection[Key], held: Held | None = None
     article_ids = {a for ids in kept.values() for a in ids[1]}
     article_ids |= {item[1] for items, _ in stored.values() for item in items}
     versions = dict(session.execute(
-        select(Article.id, Article.updated_at).where(db.one_of(session, Article.id,
+        select(Article.id, Article.updated_at).where(sql.one_of(session, Article.id,
                                                                article_ids))).all()) \
         if article_ids else {}
     changed = {a: at.isoformat() for a, at in versions.items()}
@@ -127,7 +127,7 @@ def _items(session: Session, keys: Collection[Key]) -> dict[Key, tuple[list[Any]
     rows = session.execute(
         select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items,
                EditionDigest.shared)
-        .where(db.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
+        .where(sql.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
                               wanted)))
     return {(r.edition_id, r.content_key): (r.items, bool(r.shared)) for r in rows
             if (r.edition_id, r.content_key) in wanted}
@@ -146,7 +146,7 @@ def _contents(session: Session, editions: Mapping[int, Any],
                 stories[a] = met
     if missing := needed - stories.keys():
         stories.update((row.id, story(row)) for row in session.execute(
-            select(Article.__table__).where(db.one_of(session, Article.id, missing))))
+            select(Article.__table__).where(sql.one_of(session, Article.id, missing))))
     tags = {t.id: topic(t) for t in session.execute(select(Tag.id, Tag.slug, Tag.name))}
     revision_ids = {item[3] for items, _ in stored.values() for item in items
                     if item[3] is not None}

@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import db, events
+from newsletter import events, sql
 from newsletter.config import get_settings
 from newsletter.models import Delivery, Edition, utcnow
 from newsletter.states import OPEN, DeliveryStatus, EditionStatus
@@ -54,7 +54,7 @@ def release(session: Session, delivery_ids: Sequence[int], *, requeue: bool,
         held = and_(held, Delivery.holder == holder)
     rows = session.execute(
         update(Delivery)
-        .where(db.one_of(session, Delivery.id, delivery_ids), held)
+        .where(sql.one_of(session, Delivery.id, delivery_ids), held)
         .values(status=DeliveryStatus.QUEUED, attempts=Delivery.attempts - 1, claimed_at=None,
                 holder=None,
                 queued_at=utcnow())

@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter import events
+from newsletter import events, sql
 from newsletter.editions.frequencies import DIGEST_FREQUENCIES
 from newsletter.errors import EditionError, EditionNotFound  # noqa: F401 - re-exported
 from newsletter.models import Edition, Tag, utcnow
@@ -89,14 +88,8 @@ def request(
 
 def _insert_once(session: Session, values: dict[str, Any]) -> int | None:
     """Insert the edition unless its (kind, frequency, period) exists; its id, or None."""
-    # ON CONFLICT rather than a savepoint: with pysqlite, releasing the outermost SAVEPOINT
-    # commits on its own, which would split the edition from its outbox event. On PostgreSQL
-    # a concurrent insert of the same period makes this wait for it, then do nothing.
-    dialect = {"postgresql": postgresql, "sqlite": sqlite}[session.get_bind().dialect.name]
-    return session.scalar(
-        dialect.insert(Edition).values(**values)
-        .on_conflict_do_nothing(index_elements=["kind", "frequency", "period_key"])
-        .returning(Edition.id)
-    )
+    # Not a savepoint, which would split the edition from its outbox event (see sql.py).
+    return sql.insert_unless_present(session, Edition.__table__, values,
+                                     ["kind", "frequency", "period_key"], Edition.id)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from newsletter import db
+from newsletter import sql
 from newsletter.editions.frequencies import LOOKBACK
 from newsletter.models import (
     Article,
@@ -219,7 +219,7 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
     topics: dict[int, set[int]] = defaultdict(set)
     for reader_id, tag_id in session.execute(
         select(ReaderTopic.reader_id, ReaderTopic.tag_id)
-        .where(db.one_of(session, ReaderTopic.reader_id, [r[0] for r in rows]))
+        .where(sql.one_of(session, ReaderTopic.reader_id, [r[0] for r in rows]))
     ):
         topics[reader_id].add(tag_id)
     # An alert's window is exact, so a story whose publish committed just after the previous
@@ -259,7 +259,7 @@ def history(session: Session, reader_ids: Collection[int], candidates: Candidate
         select(Delivery.reader_id, Delivery.edition_id, Delivery.content_key, Delivery.status,
                Delivery.claimed_at)
         .join(Edition, Edition.id == Delivery.edition_id)
-        .where(db.one_of(session, Delivery.reader_id, reader_ids))
+        .where(sql.one_of(session, Delivery.reader_id, reader_ids))
     )
     if None not in arrivals:
         query = query.where(Edition.cutoff_at >= min(arrivals))
@@ -268,7 +268,7 @@ def history(session: Session, reader_ids: Collection[int], candidates: Candidate
         return found
     contents = dict(((e, k), items) for e, k, items in session.execute(
         select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
-        .where(db.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
+        .where(sql.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
                               {(d.edition_id, d.content_key) for d in deliveries}))))
     wanted = candidates.tag_ids.keys() | candidates.revised.keys()
     for d in deliveries:

@@ -39,10 +39,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter import tokens, verp
+from newsletter import sql, tokens, verp
 from newsletter.config import get_settings
 from newsletter.errors import BounceSourceError  # noqa: F401 - re-exported
 from newsletter.models import BounceEvent, Delivery, Reader, utcnow
@@ -176,11 +175,8 @@ def _apply(session: Session, report: Report, source: str, result: IngestResult) 
     }
     # ON CONFLICT rather than a savepoint (see editions._insert_once): another process may
     # be ingesting the same report right now.
-    dialect = {"postgresql": postgresql, "sqlite": sqlite}[session.get_bind().dialect.name]
-    inserted = session.scalar(
-        dialect.insert(BounceEvent).values(**values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(BounceEvent.id))
+    inserted = sql.insert_unless_present(session, BounceEvent.__table__, values,
+                                         ["dedupe_key"], BounceEvent.id)
     if inserted is None:
         result.duplicates += 1
         return

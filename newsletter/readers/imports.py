@@ -27,10 +27,9 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter import events
+from newsletter import events, sql
 from newsletter.errors import ImportRowError  # noqa: F401 - re-exported
 from newsletter.models import ConsentEvent, Reader, ReaderTopic, Tag, utcnow
 from newsletter.newsroom.tags import slugify
@@ -224,13 +223,11 @@ def _insert_new(session: Session, rows: list[ImportRow], result: ImportResult, s
     if not rows:
         return []
     now = utcnow()
-    dialect = session.get_bind().dialect.name
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = Reader.__table__
     # A Core insert, not the ORM's bulk insert: with RETURNING and ON CONFLICT the ORM falls
     # back to a statement per row, the Core one sends a few multi-row statements.
     ids = dict(session.execute(
-        insert_(table).on_conflict_do_nothing().returning(table.c.email, table.c.id),
+        sql.insert_ignoring_duplicates(session, table).returning(table.c.email, table.c.id),
         [{"email": r.email, "status": "active" if r.consented_at else "pending",
           "frequency": r.frequency, "source": source[:32], "created_at": now,
           "confirmed_at": r.consented_at} for r in rows],

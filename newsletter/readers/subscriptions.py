@@ -8,11 +8,11 @@ from collections.abc import Iterable
 from datetime import timedelta
 from functools import cache
 
-from sqlalchemy import any_, bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from newsletter import db, events, tokens
+from newsletter import events, sql, tokens
 from newsletter.config import CONSENT_TEXT_VERSION, get_settings
 from newsletter.errors import SubscriptionError  # noqa: F401 - re-exported
 from newsletter.models import (
@@ -99,7 +99,7 @@ def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Tag]:
 def _topic_ids(session: Session, slugs: Iterable[str]) -> tuple[list[str], list[int]]:
     """``resolve_topics`` without ORM objects: the slugs and the ids of their tags."""
     wanted = _wanted(slugs)
-    found = session.execute(_find_topics(session.get_bind().dialect.name),
+    found = session.execute(_find_topics(sql.one_of_named(session, _TAGS.c.slug, "slugs")),
                             {"slugs": wanted}).all()
     _check_known(wanted, (slug for _id, slug in found))
     return wanted, [tag_id for tag_id, _slug in found]
@@ -134,18 +134,13 @@ _CHOICES = PendingChoice.__table__
 
 
 @cache
-def _find_topics(dialect: str):
+def _find_topics(slug_among):
     # On PostgreSQL one array parameter: an expanding IN is rewritten for every call.
-    if dialect == "postgresql":
-        return select(_TAGS.c.id, _TAGS.c.slug).where(_TAGS.c.slug == any_(
-            bindparam("slugs", type_=postgresql.ARRAY(_TAGS.c.slug.type))))
-    return select(_TAGS.c.id, _TAGS.c.slug).where(
-        _TAGS.c.slug.in_(bindparam("slugs", expanding=True)))
+    return select(_TAGS.c.id, _TAGS.c.slug).where(slug_among)
 
 
 @cache
-def _upsert_reader(dialect: str):
-    insert = db.insert_for(dialect, _READERS)
+def _upsert_reader(insert):
     return insert.on_conflict_do_update(
         index_elements=[_READERS.c.email],
         set_={"status": insert.excluded.status},
@@ -154,8 +149,7 @@ def _upsert_reader(dialect: str):
 
 
 @cache
-def _upsert_choice(dialect: str):
-    insert = db.insert_for(dialect, _CHOICES)
+def _upsert_choice(insert):
     return insert.on_conflict_do_update(
         index_elements=[_CHOICES.c.reader_id],
         set_={"topics": insert.excluded.topics, "frequency": insert.excluded.frequency,
@@ -188,31 +182,31 @@ def subscribe(
     the request (bench/RESULTS.md, subscribe).
     """
     email = sendable_email(email)
-    if session.get_bind().dialect.name != "postgresql":
+    in_one = sql.writes_in_one_statement(session)
+    if not in_one:
         slugs, tag_ids = _topic_ids(session, topics)
     _check_frequency(frequency)
     if not consent_given:
         raise SubscriptionError("Please tick the box to agree to receive the newsletter.",
                                 "consent")
     now = utcnow()
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    if in_one:
         return _subscribe_in_one(session, email, topics, frequency, source=source, ip=ip,
                                  user_agent=user_agent, now=now)
     # An address seen before becomes pending again, its choice kept aside until confirmed,
     # unless it is active: then no row comes back and nothing is written.
-    row = session.execute(_upsert_reader(dialect), {
+    row = session.execute(_upsert_reader(sql.upsert(session, _READERS)), {
         "email": email, "status": "pending", "frequency": frequency, "source": source,
         "created_at": now}).first()
     if row is None:
         return session.scalar(select(Reader.id).where(Reader.email == email))
     reader_id, created_at = row
     if created_at != now:  # an existing row (a new one carries our own timestamp)
-        session.execute(_upsert_choice(dialect), {
+        session.execute(_upsert_choice(sql.upsert(session, _CHOICES)), {
             "reader_id": reader_id, "topics": slugs, "frequency": frequency,
             "created_at": now})
     else:
-        session.execute(db.insert_ignoring_duplicates(session, _LINKS),
+        session.execute(sql.insert_ignoring_duplicates(session, _LINKS),
                         [{"reader_id": reader_id, "tag_id": tag_id} for tag_id in tag_ids])
     consent.record(session, reader_id, email, "requested", source=source, ip=ip,
                    user_agent=user_agent,
@@ -349,8 +343,7 @@ def _apply_pending_choice(session: Session, reader: Reader) -> None:
 
 def spend_form_nonce(session: Session, nonce: str, expires_at) -> bool:
     """Mark a sign-up form's token as used; False if it was used before (a replay)."""
-    dialect = session.get_bind().dialect.name
-    spent = session.execute(_spend_nonce(dialect),
+    spent = session.execute(_spend_nonce(sql.upsert(session, FormNonce.__table__)),
                             {"nonce": nonce, "expires_at": expires_at}).first() is not None
     if spent and random.random() < _CLEANUP_CHANCE:
         session.execute(delete(FormNonce).where(FormNonce.expires_at < utcnow()))
@@ -358,10 +351,9 @@ def spend_form_nonce(session: Session, nonce: str, expires_at) -> bool:
 
 
 @cache
-def _spend_nonce(dialect: str):
+def _spend_nonce(insert):
     # RETURNING, not rowcount: the driver does not always report one for ON CONFLICT.
-    table = FormNonce.__table__
-    return db.insert_for(dialect, table).on_conflict_do_nothing().returning(table.c.nonce)
+    return insert.on_conflict_do_nothing().returning(insert.table.c.nonce)
 
 
 # The spent nonces past their form's age are deleted by every so many sign-ups: cheap

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from newsletter import db, verp
+from newsletter import sql, verp
 from newsletter.editions import claims, deliveries
 from newsletter.editions.content import BatchContent, load_batch
 from newsletter.mail import mailer, rendering
@@ -91,7 +91,7 @@ class PressRun:
         self.holder.register(session)
         self.claimed = list(session.execute(
             update(Delivery)
-            .where(db.one_of(session, Delivery.id, delivery_ids),
+            .where(sql.one_of(session, Delivery.id, delivery_ids),
                    Delivery.status == DeliveryStatus.QUEUED,
                    Delivery.edition_id.not_in(paused_editions))
             .values(status=DeliveryStatus.SENDING, claimed_at=utcnow(), holder=self.holder.id,
@@ -110,7 +110,7 @@ class PressRun:
         session, claimed = self.session, self.claimed
         self.readers = dict(session.execute(
             select(Reader.id, Reader.email).where(
-                db.one_of(session, Reader.id, [c.reader_id for c in claimed if c.reader_id]),
+                sql.one_of(session, Reader.id, [c.reader_id for c in claimed if c.reader_id]),
                 Reader.status == "active")
         ).all())
         self.editions = {e.id: e for e in session.scalars(
@@ -272,7 +272,7 @@ class PressRun:
         # SMTP.
         sent = [o[0] for o in self.outcomes if o[1] == DeliveryStatus.SENT]
         if sent:
-            session.execute(update(Delivery).where(db.one_of(session, Delivery.id, sent))
+            session.execute(update(Delivery).where(sql.one_of(session, Delivery.id, sent))
                             .values(status=DeliveryStatus.SENT, last_error=None, sent_at=now))
             counts["sent"] += len(sent)
             EMAILS.labels("edition", "sent", "").inc(len(sent))
