@@ -31,7 +31,7 @@ from newsletter.config import get_settings
 from newsletter.editions import claims, deliveries
 from newsletter.errors import EditionNotFound, NotPaused
 from newsletter.models import Delivery, Edition, utcnow
-from newsletter.states import SENDABLE, UNSENT
+from newsletter.states import SENDABLE, UNSENT, DeliveryStatus, EditionStatus
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +61,21 @@ def reclaim_stale(session: Session, lease: timedelta) -> int:
     ``reclaims`` counts these per delivery.
     """
     now = utcnow()
-    finished = _record_journaled(session, and_(Delivery.status == "sending",
+    finished = _record_journaled(session, and_(Delivery.status == DeliveryStatus.SENDING,
                                                Delivery.claimed_at < now - lease))
     rows = session.execute(
         update(Delivery)
-        .where(Delivery.status == "sending", Delivery.claimed_at < now - lease,
+        .where(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_at < now - lease,
                Delivery.edition_id.in_(select(Edition.id).where(Edition.status.in_(SENDABLE))))
-        .values(status="queued", claimed_at=None, holder=None, queued_at=now,
+        .values(status=DeliveryStatus.QUEUED, claimed_at=None, holder=None, queued_at=now,
                 reclaims=Delivery.reclaims + 1)
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
     # A paused edition's stale rows go back too, but wait there for resume.
     session.execute(
         update(Delivery)
-        .where(Delivery.status == "sending", Delivery.claimed_at < now - lease)
-        .values(status="queued", claimed_at=None, holder=None, queued_at=now,
+        .where(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_at < now - lease)
+        .values(status=DeliveryStatus.QUEUED, claimed_at=None, holder=None, queued_at=now,
                 reclaims=Delivery.reclaims + 1)
     )
     deliveries.enqueue(session, rows)
@@ -105,7 +105,7 @@ def _record_journaled(session: Session, stale: Any) -> set[int]:
             editions.update(session.execute(
                 update(Delivery)
                 .where(stale, Delivery.holder == holder_id, Delivery.id.in_(accepted))
-                .values(status="sent", last_error=None, sent_at=now, holder=None)
+                .values(status=DeliveryStatus.SENT, last_error=None, sent_at=now, holder=None)
                 .returning(Delivery.edition_id)).scalars())
     return editions
 
@@ -137,15 +137,15 @@ def _take_back(session: Session, holder_id: str) -> int:
         return 0
     accepted = claims.read_journal(holder_id)
     now = utcnow()
-    held = and_(Delivery.status == "sending", Delivery.holder == holder_id)
+    held = and_(Delivery.status == DeliveryStatus.SENDING, Delivery.holder == holder_id)
     sent = session.execute(
         update(Delivery).where(held, Delivery.id.in_(accepted) if accepted else false())
-        .values(status="sent", last_error=None, sent_at=now, holder=None)
+        .values(status=DeliveryStatus.SENT, last_error=None, sent_at=now, holder=None)
         .returning(Delivery.edition_id)
     ).scalars().all()
     rows = session.execute(
         update(Delivery).where(held)
-        .values(status="queued", claimed_at=None, holder=None, queued_at=now,
+        .values(status=DeliveryStatus.QUEUED, claimed_at=None, holder=None, queued_at=now,
                 reclaims=Delivery.reclaims + 1)
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
@@ -180,7 +180,7 @@ def requeue_after_broker_loss(session: Session) -> int:
         return 0
     rows = session.execute(
         update(Delivery)
-        .where(Delivery.status == "queued",
+        .where(Delivery.status == DeliveryStatus.QUEUED,
                Delivery.edition_id.in_(select(Edition.id).where(Edition.status.in_(SENDABLE))))
         .values(queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
@@ -204,7 +204,7 @@ def requeue_lost(session: Session, lease: timedelta) -> int:
     since = now - lease
     rows = session.execute(
         update(Delivery)
-        .where(Delivery.status == "queued",
+        .where(Delivery.status == DeliveryStatus.QUEUED,
                or_(Delivery.queued_at < since,
                    and_(Delivery.queued_at.is_(None), Delivery.created_at < since)),
                Delivery.edition_id.in_(select(Edition.id).where(Edition.status.in_(SENDABLE))))
@@ -222,20 +222,20 @@ def resume(session: Session, edition_id: int) -> dict[str, Any]:
     edition = session.get(Edition, edition_id)
     if edition is None:
         raise EditionNotFound(f"no edition {edition_id}")
-    if edition.status != "paused":
+    if edition.status != EditionStatus.PAUSED:
         raise NotPaused(f"edition {edition_id} is {edition.status}, not paused")
-    edition.status, edition.error = "sending", None
+    edition.status, edition.error = EditionStatus.SENDING, None
     rows = session.execute(
         update(Delivery)
         .where(Delivery.edition_id == edition_id, Delivery.status.in_(UNSENT))
-        .values(status="queued", queued_at=utcnow())
+        .values(status=DeliveryStatus.QUEUED, queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
     deliveries.enqueue(session, rows)
     session.commit()
     deliveries.finish_if_complete(session, edition_id)
     log.info("edition resumed", extra={"edition_id": edition_id, "queued": len(rows)})
-    return {"id": edition_id, "status": "sending", "queued": len(rows)}
+    return {"id": edition_id, "status": EditionStatus.SENDING, "queued": len(rows)}
 
 
 def requeue_dead(session: Session, edition_id: int) -> dict[str, Any]:
@@ -245,14 +245,14 @@ def requeue_dead(session: Session, edition_id: int) -> dict[str, Any]:
         raise EditionNotFound(f"no edition {edition_id}")
     rows = session.execute(
         update(Delivery)
-        .where(Delivery.edition_id == edition_id, Delivery.status == "failed",
+        .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED,
                Delivery.failure == "temporary")
-        .values(status="queued", failure=None, attempts=0, queued_at=utcnow())
+        .values(status=DeliveryStatus.QUEUED, failure=None, attempts=0, queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
     ).all()
-    if rows and edition.status == "done":
-        edition.status, edition.finished_at = "sending", None
-    if edition.status != "paused":
+    if rows and edition.status == EditionStatus.DONE:
+        edition.status, edition.finished_at = EditionStatus.SENDING, None
+    if edition.status != EditionStatus.PAUSED:
         deliveries.enqueue(session, rows)
     session.commit()
     log.info("dead letter requeued", extra={"edition_id": edition_id, "queued": len(rows)})

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.errors import EditionNotFound
 from newsletter.models import ConsentEvent, Delivery, Edition
-from newsletter.states import OPEN
+from newsletter.states import OPEN, DeliveryStatus
 
 
 def report(session: Session, edition_id: int) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]
     failures: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for edition_id, error, n in session.execute(
         select(Delivery.edition_id, Delivery.last_error, func.count())
-        .where(Delivery.edition_id.in_(ids), Delivery.status == "failed")
+        .where(Delivery.edition_id.in_(ids), Delivery.status == DeliveryStatus.FAILED)
         .group_by(Delivery.edition_id, Delivery.last_error)
         .order_by(func.count().desc())
     ):
@@ -86,8 +86,8 @@ def _report(edition: Edition, by: dict[tuple[str, str | None], int],
         return sum(v for (s, _), v in by.items() if s in statuses)
 
     planned = sum(by.values())
-    failed_temporary = by.get(("failed", "temporary"), 0)
-    suppressed = n("suppressed")
+    failed_temporary = by.get((DeliveryStatus.FAILED, "temporary"), 0)
+    suppressed = n(DeliveryStatus.SUPPRESSED)
     plan = edition.plan_report
     # Readers considered who got nothing: nothing new for them (no empty digests).
     empty = max(plan["readers"] - plan["emails"], 0) if plan and not edition.dry_run else 0
@@ -108,10 +108,10 @@ def _report(edition: Edition, by: dict[tuple[str, str | None], int],
         "plan": plan,
         "counts": {
             "planned": planned,
-            "sent": n("sent"),
-            "failed": n("failed"),
+            "sent": n(DeliveryStatus.SENT),
+            "failed": n(DeliveryStatus.FAILED),
             "failed_temporary": failed_temporary,
-            "failed_permanent": n("failed") - failed_temporary,
+            "failed_permanent": n(DeliveryStatus.FAILED) - failed_temporary,
             "skipped": empty + suppressed,
             "skipped_empty": empty,
             "skipped_suppressed": suppressed,
