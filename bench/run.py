@@ -485,14 +485,13 @@ def _ceiling_worker(port: int, message: bytes, count: int, out, client: str) -> 
     else:  # our transport as send_batch uses it: one round trip a message, dot-stuffing in C
         from newsletter.mail.mailer import SmtpConfig, SmtpTransport
 
-        with SmtpTransport(SmtpConfig("127.0.0.1", port)) as transport, \
-                transport.pipeline() as smtp:
+        with SmtpTransport(SmtpConfig("127.0.0.1", port)) as transport:
             for i in range(count):
-                for _, failure in smtp.send("newsletter@localhost", f"reader{i}@example.org",
-                                            message, i):
+                for _, failure in transport.push("newsletter@localhost",
+                                                 f"reader{i}@example.org", message, i):
                     if failure is not None:
                         raise failure
-            for _, failure in smtp.flush():
+            for _, failure in transport.flush():
                 if failure is not None:
                     raise failure
     out.put(count)

@@ -11,6 +11,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -578,6 +579,21 @@ def test_closing_with_a_message_open_sends_nothing(relay: Relay) -> None:
     else:  # nothing could go with its data, so it went at once
         assert outcomes == [("open@example.org", None)]
         assert got == [["open@example.org"], ["next@example.org"]]
+
+
+def test_an_open_message_keeps_the_session_for_its_thread(relay: Relay) -> None:
+    # Another thread's message must not go with this one's data turn: it waits for the flush.
+    with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        first = t.push("news@example.com", "first@example.org", message(), "first")
+        other = threading.Thread(target=send_digest, args=(t, "second@example.org"))
+        other.start()
+        other.join(0.5)
+        # Pipelined, the first message waits for its data, and the other thread with it.
+        assert other.is_alive() == relay.handler.pipelining
+        assert first + t.flush() == [("first", None)]
+        other.join(10)
+    assert [m[1] for m in relay.handler.messages] == [
+        ["first@example.org"], ["second@example.org"]]
 
 
 def test_unreachable_relay_is_a_temporary_failure() -> None:
