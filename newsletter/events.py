@@ -43,13 +43,6 @@ _dispatcher: Dispatcher | None = None
 _PENDING = "newsletter.outbox_pending"
 
 
-def set_dispatcher(fn: Dispatcher | None) -> None:
-    """Override the dispatcher (None restores discovery through the entry point)."""
-    global _dispatcher, _broker_down_until
-    _dispatcher = fn
-    _broker_down_until = 0.0
-
-
 def _get_dispatcher() -> Dispatcher | None:
     global _dispatcher
     if _dispatcher is None:
@@ -246,11 +239,6 @@ def dispatch_in_background(enabled: bool = True) -> None:
     elif not enabled and _background is not None:
         _background.flush()
         _background = None
-
-
-def flush_background(timeout: float = 5.0) -> bool:
-    """Wait for events handed to the background thread so far; True if they were sent."""
-    return _background.flush(timeout) if _background is not None else True
 
 
 def after_rollback(session: Session) -> None:

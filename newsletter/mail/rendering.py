@@ -296,9 +296,6 @@ class Renderer:
                              html_parts=tuple(parts),
                              text_parts=tuple(self.fragments.text_pieces(text, groups)))
 
-    def assemble_html(self, template: str, context: Mapping[str, Any]) -> str:
-        return "".join(self.fragments.html_parts(_checked(template), context))
-
     # --- digests -------------------------------------------------------------------------
 
     def rendered_digest(self, content: digest.DigestContent) -> RenderedEmail:
