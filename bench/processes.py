@@ -70,6 +70,19 @@ def peak_rss_mb(pid: int) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the worker's main process and its pool children so far: less
+    swayed than a rate by what else the shared machine runs (the A/B runs read it)."""
+    total = 0
+    for p in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return round(total / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def metrics_dir(pid: int) -> str | None:
     env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     for item in env:

@@ -32,10 +32,12 @@ def run_edition(readers: int, articles: int, sink, tag: str,
     try:
         edition_id, status, wall = _send_edition(tag)
         rss = processes.peak_rss_mb(worker.pid)
+        cpu_s = processes.cpu_seconds(worker.pid)
         mdir = processes.metrics_dir(worker.pid)
         result = {"readers": readers, "articles": articles, "status": status,
                   **_figures(edition_id), "wall_seconds": round(wall, 2),
                   "peak_rss_mb": rss, "peak_rss_total_mb": round(sum(rss.values()), 1),
+                  "worker_cpu_s": cpu_s,
                   "premailer_calls": processes.counter(mdir),
                   "digest_renders": processes.counter(mdir, "newsletter_digest_renders_total")}
         log(f"[{tag}] {status}: {result['sent']} sent in {result['seconds']:.1f}s = "
@@ -121,7 +123,8 @@ def _after(start: datetime, at: datetime | None) -> float | None:
 
 _KEYS = ("readers", "articles", "status", "counts", "sent", "seconds", "wall_seconds",
          "emails_per_s", "distinct_digests", "plan_to_first_send_s", "planning_s",
-         "done_after_s", "peak_rss_mb", "peak_rss_total_mb", "premailer_calls", "digest_renders")
+         "done_after_s", "peak_rss_mb", "peak_rss_total_mb", "worker_cpu_s", "premailer_calls",
+         "digest_renders")
 
 
 def _ordered(result: dict) -> dict:
