@@ -8,7 +8,6 @@ Planning streams readers by id cursor and commits page by page, so sending
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, func, insert, select, text, update
@@ -219,43 +218,33 @@ _COUNT_ARTICLES = text(
 
 
 def _store_contents(session: Session, edition_id: int, chosen: list[digests.Digest]) -> None:
-    """Write each content key's items once per edition (readers share them), marking those
-    that more than one reader gets so far (EditionDigest.shared)."""
+    """Write each content key's items once per edition (readers share them)."""
     new = {d.content_key: d for d in chosen}
     if not new:
         return
-    readers = Counter(d.content_key for d in chosen)
     # Keys an earlier page (or a concurrent planner) stored already: one query per page beats
     # a conflict per row, and the insert below still ignores a race lost meanwhile.
-    stored = dict(session.execute(select(EditionDigest.content_key, EditionDigest.shared).where(
+    stored = set(session.scalars(select(EditionDigest.content_key).where(
         EditionDigest.edition_id == edition_id,
-        db.one_of(session, EditionDigest.content_key, new))).all())
-    # Met again on this page: a second reader. Once per key and edition.
-    again = [key for key, shared in stored.items() if not shared]
-    if again:
-        session.execute(update(EditionDigest).where(
-            EditionDigest.edition_id == edition_id,
-            db.one_of(session, EditionDigest.content_key, again))
-            .values(shared=True).execution_options(synchronize_session=False))
+        db.one_of(session, EditionDigest.content_key, new))))
     todo = [d for key, d in new.items() if key not in stored]
     if not todo:
         return
     if session.get_bind().dialect.name == "postgresql":
-        # The page's digests as one JSON document, [[key, items, shared], …] (see
+        # The page's digests as one JSON document, [[key, items], …] (see
         # _insert_deliveries).
         session.execute(_NEW_DIGESTS, {"edition_id": edition_id, "digests": "[" + ",".join([
-            f'["{d.content_key}",{digests.items_json(d.sections, d.corrections)},'
-            f'{"true" if readers[d.content_key] > 1 else "false"}]' for d in todo]) + "]"})
+            f'["{d.content_key}",{digests.items_json(d.sections, d.corrections)}]'
+            for d in todo]) + "]"})
         return
     session.execute(db.insert_ignoring_duplicates(session, EditionDigest.__table__),
                     [{"edition_id": edition_id, "content_key": d.content_key,
-                      "items": digests.items(d.sections, d.corrections),
-                      "shared": readers[d.content_key] > 1} for d in todo])
+                      "items": digests.items(d.sections, d.corrections)} for d in todo])
 
 
 _NEW_DIGESTS = text(
-    "INSERT INTO edition_digests (edition_id, content_key, items, shared)"
-    " SELECT :edition_id, d ->> 0, d -> 1, CAST(d ->> 2 AS BOOLEAN)"
+    "INSERT INTO edition_digests (edition_id, content_key, items)"
+    " SELECT :edition_id, d ->> 0, d -> 1"
     " FROM json_array_elements(CAST(:digests AS JSON)) AS d ON CONFLICT DO NOTHING")
 
 
