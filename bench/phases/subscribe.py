@@ -47,7 +47,8 @@ def subscribe_throughput(total: int, clients: int = 50, paced_rate: float = 300.
     port = free_port()
     web = _start_web(env, port)
     try:
-        load = Load(port, _form_token(port), clients)
+        _wait_for_page(port)
+        load = Load(port, clients)
         saturated = asyncio.run(load.run("sub", total, None))
         paced = asyncio.run(load.run("paced", int(paced_rate * paced_seconds),
                                      clients / paced_rate))
@@ -76,31 +77,30 @@ def _stop_web(web: subprocess.Popen) -> None:
         web.wait()
 
 
-def _form_token(port: int) -> str:
-    """The form token of the subscribe page, once the server answers (all clients reuse it)."""
+def _wait_for_page(port: int) -> None:
     for _ in range(200):
         try:
-            page = urlopen(f"http://127.0.0.1:{port}/subscribe", timeout=1).read().decode()
-            break
+            urlopen(f"http://127.0.0.1:{port}/subscribe", timeout=1).read()
+            return
         except OSError:
             time.sleep(0.1)
-    else:
-        raise RuntimeError(f"the web server did not answer; see {VAR / 'web.log'}")
-    return re.search(r'name="form_token" value="([^"]+)"', page).group(1)
+    raise RuntimeError(f"the web server did not answer; see {VAR / 'web.log'}")
 
 
 @dataclass
 class Load:
-    """``clients`` keep-alive connections posting the subscribe form."""
+    """``clients`` keep-alive connections posting the subscribe form, each post with a form
+    token of its own (a token is spent on use: a reused one is refused, 422), minted here
+    with the server's key before the clock starts, as the page would have served them."""
 
     port: int
-    token: str
     clients: int
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
+    tokens: list[str] = field(default_factory=list)
 
-    def request(self, address: str) -> bytes:
-        body = urlencode({"form_token": self.token, "email": address,
+    def request(self, i: int, address: str) -> bytes:
+        body = urlencode({"form_token": self.tokens[i], "email": address,
                           "topics": ["topic-00", "topic-03"], "frequency": "weekly",
                           "consent": "on"}, doseq=True).encode()
         return (f"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
@@ -110,7 +110,10 @@ class Load:
     async def run(self, prefix: str, count: int, interval: float | None) -> dict:
         """``count`` requests, as fast as answered (``interval`` None) or each client one
         every ``interval`` seconds; the figures, and how many readers were stored."""
+        from newsletter import tokens
+
         self.latencies, self.statuses = [], {}
+        self.tokens = [tokens.make_form_token() for _ in range(count)]
         t0 = time.perf_counter() + 0.05
         await asyncio.gather(*(self._client(k, t0, prefix, count, interval)
                                for k in range(self.clients)))
@@ -133,7 +136,7 @@ class Load:
                 if interval is not None:
                     due = t0 + (k / self.clients + n) * interval
                     await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                writer.write(self.request(f"{prefix}{i}@example.org"))
+                writer.write(self.request(i, f"{prefix}{i}@example.org"))
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
                 await reader.readexactly(length)
