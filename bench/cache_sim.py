@@ -1,6 +1,6 @@
 """How many digests an edition renders, for cache policies we have not built.
 
-Plans a weekly edition for the benchmark's data set (bench/run.py's seed) in a fresh
+Plans a weekly edition for the benchmark's data set (bench/seeding.py) in a fresh
 PostgreSQL database, in-process and with nothing sent, then replays its deliveries in the
 order they are enqueued (batches of BATCH_SIZE, each to one of CONCURRENCY processes at
 random) against per-process LRU caches of rendered digests, as rendering.Renderer.digest keeps
@@ -22,14 +22,17 @@ import random
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script: the repository root, not bench/ itself, is where the package is found.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import run as bench  # noqa: E402  (bench/run.py, beside this file)
 from sqlalchemy import create_engine, select  # noqa: E402
 
+from bench.config import CONCURRENCY  # noqa: E402
+from bench.processes import configure  # noqa: E402
+from bench.seeding import drop_database, fresh_database, seed  # noqa: E402
+
 BATCH = 200  # NEWSLETTER_BATCH_SIZE's default
-PROCESSES = bench.CONCURRENCY
+PROCESSES = CONCURRENCY
 
 
 def planned_keys(readers: int) -> list[str]:
@@ -39,10 +42,10 @@ def planned_keys(readers: int) -> list[str]:
     from newsletter.models import Delivery
 
     name = "bench_cache_sim"
-    url = bench.fresh_database(name)
+    url = fresh_database(name)
     try:
-        bench.seed(url, readers, 300)
-        bench.configure(url, "smtp://127.0.0.1:9")
+        seed(url, readers, 300)
+        configure(url, "smtp://127.0.0.1:9")
         with db.session_scope() as s:
             edition_id = editions.request(s, "weekly", source="bench").id
             s.commit()
@@ -57,7 +60,7 @@ def planned_keys(readers: int) -> list[str]:
         return keys
     finally:
         db.dispose_engines()
-        bench.drop_database(name)
+        drop_database(name)
 
 
 def renders(keys: list[str], size: int | None, *, only_shared: bool = False,

@@ -50,18 +50,6 @@ def _spawn(cmd: list[str], env: dict[str, str], logfile: Path | None) -> subproc
                             start_new_session=True)
 
 
-def wait_ready(logfile: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
-    """Block until the worker logs that it is ready; raise if it died or took too long."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {proc.returncode}; see {logfile}")
-        if logfile.exists() and b"ready." in logfile.read_bytes():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"worker not ready after {timeout}s; see {logfile}")
-
-
 def stop(proc: subprocess.Popen, timeout: float = 20, *, graceful: bool = True) -> None:
     """Warm shutdown (SIGTERM: finish running tasks), or cold (SIGQUIT: give them back to
     the broker at once); SIGKILL to the whole group if it lingers."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
-from newsletter import db, processes
+from newsletter import db, events, processes
 from newsletter.config import child_env, reload_settings
 from newsletter.mail.capture import free_port
 from newsletter.models import Base
@@ -166,9 +167,23 @@ def configure(var: Path, database_url: str, broker_url: str, smtp_url: str) -> N
     reload_settings()
     db.dispose_engines()
     # A new broker: forget any "broker down" backoff an earlier module left behind.
-    from newsletter import events
+    set_dispatcher(None)
 
-    events.set_dispatcher(None)
+
+set_dispatcher = events.set_dispatcher
+flush_background = events.flush_background
+
+
+def wait_ready(logfile: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Block until the worker logs that it is ready; raise if it died or took too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}; see {logfile}")
+        if logfile.exists() and b"ready." in logfile.read_bytes():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"worker not ready after {timeout}s; see {logfile}")
 
 
 @pytest.fixture(scope="module", params=["embedded", "postgres_redis"])
@@ -191,7 +206,7 @@ def backend(request, tmp_path_factory, smtp) -> Iterator[Backend]:
     log = var / "worker.log"
     worker = processes.start_worker(child_env(settings), logfile=log, concurrency=2)
     try:
-        processes.wait_ready(log, worker)
+        wait_ready(log, worker)
         yield Backend(request.param, var, log, sink)
     finally:
         processes.stop(worker)

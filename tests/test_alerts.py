@@ -27,7 +27,7 @@ from newsletter.models import Article, Delivery, Edition, OutboxEvent, Reader, u
 from newsletter.newsroom import articles
 from newsletter.newsroom.tags import get_or_create_tags
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.conftest import ADMIN_TOKEN, dump_log, set_dispatcher
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 WINDOW_S = 2
@@ -115,9 +115,9 @@ def by_reader(messages) -> dict[str, list]:
 @pytest.fixture
 def no_dispatch() -> Iterator[None]:
     """Events stay in the outbox: the worker does not interfere with a domain-level test."""
-    events.set_dispatcher(lambda *_: False)
+    set_dispatcher(lambda *_: False)
     yield
-    events.set_dispatcher(None)
+    set_dispatcher(None)
 
 
 # ---------------------------------------------------------------- through the worker
@@ -195,7 +195,7 @@ def test_a_lost_doorbell_is_made_good_by_the_sweep_and_planned_once(fresh) -> No
     # The broker loses the timed "close the window" task: only beat's sweep is left. (The
     # story's task runs here, in this process, so that this dispatcher sees the doorbell.)
     lost = {events.ARTICLE_PUBLISHED, events.ALERT_WINDOW_OPENED}
-    events.set_dispatcher(lambda event_id, name, payload: True if name in lost
+    set_dispatcher(lambda event_id, name, payload: True if name in lost
                           else dispatch(event_id, name, payload))
     try:
         with db.session_scope() as session:
@@ -211,7 +211,7 @@ def test_a_lost_doorbell_is_made_good_by_the_sweep_and_planned_once(fresh) -> No
         backend.smtp.wait_for(1)
         (edition,) = wait_alerts_settled(backend)
     finally:
-        events.set_dispatcher(None)
+        set_dispatcher(None)
     assert edition.id == window.id
     assert [m["To"] for m in backend.smtp.messages()] == ["syria.now@example.com"]
     with db.session_scope() as session:

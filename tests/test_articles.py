@@ -29,7 +29,7 @@ from newsletter.models import (
 from newsletter.newsroom import articles
 from newsletter.readers import subscriptions
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.conftest import ADMIN_TOKEN, dump_log, set_dispatcher
 from tests.test_pipeline import html_part, text_part, url_of, wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -48,7 +48,7 @@ def seed_topics(client: TestClient) -> None:
 
 def add_readers(readers: dict[str, list[str]]) -> dict[str, int]:
     """Subscribe and confirm through the domain; their notices are not the subject here."""
-    events.set_dispatcher(lambda *_: True)  # confirmation and welcome emails: not sent
+    set_dispatcher(lambda *_: True)  # confirmation and welcome emails: not sent
     try:
         ids = {}
         for email, topics in readers.items():
@@ -59,7 +59,7 @@ def add_readers(readers: dict[str, list[str]]) -> dict[str, int]:
                 subscriptions.confirm(session, tokens.make("confirm", ids[email], email))
         return ids
     finally:
-        events.set_dispatcher(None)
+        set_dispatcher(None)
 
 
 def post(client: TestClient, title: str, tags: list[str], *, url: str | None = None,
@@ -193,14 +193,14 @@ def test_unpublished_article_disappears_from_pending_deliveries(fresh) -> None:
     post(client, "Brent at $82", ["Energy"])
 
     # Plan here and keep the worker out until the unpublish is done.
-    events.set_dispatcher(lambda *_: False)
+    set_dispatcher(lambda *_: False)
     try:
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
         with db.session_scope() as session:
             planning.plan(session, edition_id)
     finally:
-        events.set_dispatcher(None)
+        set_dispatcher(None)
     with db.session_scope() as session:
         # w's message is on the wire right now; v's first attempt failed and waits to retry.
         session.execute(update(Delivery).where(Delivery.reader_id == ids["w@example.com"])

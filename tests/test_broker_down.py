@@ -15,7 +15,7 @@ from newsletter import db, events
 from newsletter.mail.capture import free_port
 from newsletter.models import OutboxEvent, Reader
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, configure, post_subscribe
+from tests.conftest import ADMIN_TOKEN, configure, flush_background, post_subscribe, set_dispatcher
 
 
 def test_requests_do_not_wait_on_a_dead_broker(tmp_path) -> None:
@@ -39,7 +39,7 @@ def test_requests_do_not_wait_on_a_dead_broker(tmp_path) -> None:
         waiting = session.scalar(select(func.count()).select_from(OutboxEvent).where(
             OutboxEvent.dispatched_at.is_(None)))
         assert waiting == 4  # the article's event and three confirmations, for the relay
-    events.set_dispatcher(None)  # the next tests have a live broker again
+    set_dispatcher(None)  # the next tests have a live broker again
 
 
 def test_events_handed_to_the_background_wait_for_the_relay_when_the_broker_is_down(
@@ -49,7 +49,7 @@ def test_events_handed_to_the_background_wait_for_the_relay_when_the_broker_is_d
     dead = f"redis://127.0.0.1:{free_port('127.0.0.1')}/0"
     configure(tmp_path, f"sqlite:///{tmp_path / 'down.db'}", dead, "smtp://127.0.0.1:9")
     db.upgrade()
-    events.set_dispatcher(None)
+    set_dispatcher(None)
     with TestClient(create_app()) as client:
         timings = []
         for n in range(3):
@@ -62,13 +62,13 @@ def test_events_handed_to_the_background_wait_for_the_relay_when_the_broker_is_d
             assert r.status_code in (200, 201), r.text
         assert max(timings) < 1.0, timings  # nobody waited on the dead broker's connect
         assert "outbox-dispatch" in {t.name for t in threading.enumerate()}
-        assert events.flush_background(timeout=60)
+        assert flush_background(timeout=60)
     with db.session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Reader)) == 2
         waiting = session.scalar(select(func.count()).select_from(OutboxEvent).where(
             OutboxEvent.dispatched_at.is_(None)))
     assert waiting == 3  # the article's event and two confirmations, for the relay
-    events.set_dispatcher(None)
+    set_dispatcher(None)
 
 
 def _commit_events(count: int) -> list[int]:
@@ -110,4 +110,4 @@ def test_events_committed_together_reach_redis_as_one_batch_or_wait_for_the_rela
     ids = _commit_events(5)
     assert _undispatched(ids) == 5  # not one marked: the batch never left
     queue.flushdb()
-    events.set_dispatcher(None)
+    set_dispatcher(None)

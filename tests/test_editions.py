@@ -31,7 +31,7 @@ from newsletter.readers import subscriptions
 from newsletter.sending import batch
 from newsletter.states import FINISHED
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.conftest import ADMIN_TOKEN, dump_log, set_dispatcher
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 runner = CliRunner()
@@ -190,7 +190,7 @@ def test_report_splits_failures_and_skips_and_counts_unsubscribes(fresh, picky_r
                        "temp@example.com": ["syria"], "gone@example.com": ["syria"],
                        "quiet@example.com": ["iran"]})
     # The worker stays out: plan and send here, with the picky relay.
-    events.set_dispatcher(lambda *_: False)
+    set_dispatcher(lambda *_: False)
     try:
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
@@ -207,7 +207,7 @@ def test_report_splits_failures_and_skips_and_counts_unsubscribes(fresh, picky_r
             delivery_ids = list(session.scalars(select(Delivery.id)))
             batch.send_batch(session, delivery_ids, transport)
     finally:
-        events.set_dispatcher(None)
+        set_dispatcher(None)
 
     assert relay.accepted == ["ok@example.com"]
     with db.session_scope() as session:
@@ -236,7 +236,7 @@ def test_report_splits_failures_and_skips_and_counts_unsubscribes(fresh, picky_r
 def test_recent_editions_and_an_idempotent_double_click(fresh) -> None:
     client = TestClient(create_app())
     publish("Aid reaches Idlib", ["Syria"])
-    events.set_dispatcher(lambda *_: False)  # requests only: nothing needs to be planned
+    set_dispatcher(lambda *_: False)  # requests only: nothing needs to be planned
     try:
         first = client.post("/api/editions", headers={**AUTH, "Idempotency-Key": "click-1"},
                             json={"frequency": "daily"})
@@ -247,7 +247,7 @@ def test_recent_editions_and_an_idempotent_double_click(fresh) -> None:
         tagged = client.post("/api/editions", headers=AUTH,
                              json={"frequency": "weekly", "tags": ["Syria"]})
     finally:
-        events.set_dispatcher(None)
+        set_dispatcher(None)
     assert {r.status_code for r in (first, again, other, tagged)} == {202}
     assert first.json()["id"] == again.json()["id"] != other.json()["id"]
     assert count(Edition) == 3
@@ -292,7 +292,7 @@ def test_a_digest_the_renderer_keeps_is_versioned_without_its_items_and_renders_
     from newsletter.mail import rendering
 
     newsroom()
-    events.set_dispatcher(lambda *_: False)  # the worker stays out
+    set_dispatcher(lambda *_: False)  # the worker stays out
     renderer = rendering.Renderer.from_settings()  # fresh: no earlier test's digests
     try:
         with db.session_scope() as session:
@@ -317,60 +317,8 @@ def test_a_digest_the_renderer_keeps_is_versioned_without_its_items_and_renders_
             whole = content.load_batch(session, keys, fresh_renderer)
             again = {k: fresh_renderer.rendered_digest(whole[k]) for k in sorted(keys)}
     finally:
-        events.set_dispatcher(None)
+        set_dispatcher(None)
     for k in keys:
         assert (again[k].subject, again[k].text, again[k].html) == \
             (first[k].subject, first[k].text, first[k].html)
     assert all("Summary of" in r.text for r in again.values())  # stories, not empty digests
-
-
-def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(fresh) -> None:
-    """The planner marks a digest shared when a page gives it a second reader, on that page
-    or a later one; a worker keeps a rendered digest only if it is marked shared when first
-    met, or is met again (most digests of a big edition have one reader)."""
-    import os
-
-    from newsletter.config import reload_settings
-    from newsletter.editions import content
-    from newsletter.mail import rendering
-    from newsletter.models import EditionDigest
-
-    publish("Aid reaches Idlib", ["Syria"])
-    publish("Brent steady", ["Energy"])
-    # Pages of two readers, by id: syria twice | energy, iran (no story) | both, energy.
-    add_readers({"s1@example.com": ["syria"], "s2@example.com": ["syria"],
-                 "e1@example.com": ["energy"], "i@example.com": ["iran"],
-                 "both@example.com": ["syria", "energy"], "e2@example.com": ["energy"]})
-    os.environ["NEWSLETTER_BATCH_SIZE"] = "2"
-    reload_settings()
-    events.set_dispatcher(lambda *_: False)  # the worker stays out
-    # A fresh renderer: SQLite reuses ids, an earlier test's edition may have had this one's.
-    renderer = rendering.Renderer.from_settings()
-    try:
-        with db.session_scope() as session:
-            edition_id = editions.request(session, "weekly", source="test").id
-        with db.session_scope() as session:
-            planning.plan(session, edition_id)
-            key_of = dict(session.execute(
-                select(Reader.email, Delivery.content_key).join(Delivery)
-                .where(Delivery.edition_id == edition_id)).all())
-            shared = dict(session.execute(
-                select(EditionDigest.content_key, EditionDigest.shared)
-                .where(EditionDigest.edition_id == edition_id)).all())
-            assert shared == {key_of["s1@example.com"]: True, key_of["e1@example.com"]: True,
-                              key_of["both@example.com"]: False}
-            loaded = content.load_batch(session, {(edition_id, k) for k in shared}, renderer)
-
-            def kept() -> set[str]:
-                return {k for k in shared if content.load_batch(
-                    session, [(edition_id, k)], renderer)[(edition_id, k)].entries is None}
-
-            for key in shared:
-                renderer.digest(loaded[(edition_id, key)])
-            assert kept() == {key_of["s1@example.com"], key_of["e1@example.com"]}
-            renderer.digest(loaded[(edition_id, key_of["both@example.com"])])
-            assert kept() == set(shared)  # met again: worth keeping after all
-    finally:
-        events.set_dispatcher(None)
-        del os.environ["NEWSLETTER_BATCH_SIZE"]
-        reload_settings()

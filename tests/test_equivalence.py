@@ -73,7 +73,7 @@ def test_fragment_rendering_matches_whole_document_premailer(renderer, seed, sec
 def test_premailer_runs_per_fragment_not_per_digest(renderer) -> None:
     # Twenty digests drawn from the same pool of stories: after the first few, no premailer.
     for seed in range(20):
-        renderer.assemble_html("digest", _context(100 + seed % 4, 3, 4, 0))
+        renderer.assemble("digest", _context(100 + seed % 4, 3, 4, 0))
     calls = renderer.premailer_runs
     assert 1 <= calls <= 4  # one per new shell / new set of fragments, not one per digest
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from newsletter import db, events
 from newsletter.models import Delivery, OutboxEvent, Reader, utcnow
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log, post_subscribe
+from tests.conftest import ADMIN_TOKEN, dump_log, post_subscribe, set_dispatcher
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -211,13 +211,13 @@ def test_outbox_survives_a_broker_outage(fresh) -> None:
 
     client.post("/api/articles", headers=AUTH, json={
         "url": url_of("Seed"), "title": "Seed", "summary": "", "tags": ["Syria"]})
-    events.set_dispatcher(broker_down)
+    set_dispatcher(broker_down)
     try:
         r = post_subscribe(client, email="late@example.com", topics=["syria"],
                            frequency="daily", consent="yes")
         assert r.status_code == 200
     finally:
-        events.set_dispatcher(None)
+        set_dispatcher(None)
     with db.session_scope() as session:
         pending = session.scalars(select(OutboxEvent).where(
             OutboxEvent.dispatched_at.is_(None), OutboxEvent.name == events.READER_SUBSCRIBED)
@@ -247,14 +247,14 @@ def test_unsubscribe_suppresses_queued_deliveries(fresh) -> None:
     from newsletter.editions import requests as editions
 
     # Keep the worker out of it: plan here, and leave the batches queued, unsent.
-    events.set_dispatcher(lambda *_: False)
+    set_dispatcher(lambda *_: False)
     try:
         with db.session_scope() as session:
             edition = editions.request(session, "weekly", source="test")
         with db.session_scope() as session:
             planning.plan(session, edition.id)
     finally:
-        events.set_dispatcher(None)
+        set_dispatcher(None)
     with db.session_scope() as session:
         reader = session.scalar(select(Reader).where(Reader.email == "syria.fan@example.com"))
         token = tokens.make("unsubscribe", reader.id, reader.email, e=edition.id)

@@ -21,7 +21,7 @@ from newsletter.models import Base, ConsentEvent, Delivery, OutboxEvent, Reader,
 from newsletter.readers import subscriptions
 from newsletter.readers.consent import email_hash
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY, configure
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY, configure, set_dispatcher
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 UA = {"User-Agent": "Mozilla/5.0 (test reader)"}
@@ -156,14 +156,14 @@ def test_a_paused_reader_is_left_out_until_resumed(client) -> None:
 
 def planned_delivery_for(email: str) -> int:
     """Plan a weekly edition here, batches left unsent (no worker in this module)."""
-    events.set_dispatcher(lambda *_: False)
+    set_dispatcher(lambda *_: False)
     try:
         with db.session_scope() as session:
             edition = editions.request(session, "weekly", source="test")
         with db.session_scope() as session:
             planning.plan(session, edition.id)
     finally:
-        events.set_dispatcher(None)
+        set_dispatcher(None)
     return edition.id
 
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from newsletter import db, events
+from newsletter import db
 from newsletter.models import OutboxEvent, Reader, Tag
-from tests.conftest import live_web
+from tests.conftest import live_web, set_dispatcher
 
 CLIENTS = 60  # more than the 40 request threads and the pool's 10 connections
 
@@ -87,7 +87,7 @@ def test_subscribing_again_keeps_the_new_choice_of_a_pending_reader_aside(backen
     from newsletter.models import ConsentEvent, PendingChoice
     from newsletter.readers import subscriptions
 
-    events.set_dispatcher(lambda *_: True)  # no worker needed: only the rows are checked
+    set_dispatcher(lambda *_: True)  # no worker needed: only the rows are checked
     try:
         with db.session_scope() as session:
             session.add_all([Tag(slug=s, name=s.title()) for s in ("syria", "jordan", "iraq")])
@@ -118,4 +118,4 @@ def test_subscribing_again_keeps_the_new_choice_of_a_pending_reader_aside(backen
                 (first, ["jordan", "syria"]), (calm, ["syria"]), (first, ["iraq", "jordan"])]
             assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 3
     finally:
-        events.set_dispatcher(None)
+        set_dispatcher(None)

@@ -96,7 +96,7 @@ def load_batch(session: Session, keys: Collection[Key], held: Held | None = None
                 kept[k] = found
     stored = _items(session, keys - kept.keys())
     article_ids = {a for ids in kept.values() for a in ids[1]}
-    article_ids |= {item[1] for items, _ in stored.values() for item in items}
+    article_ids |= {item[1] for items in stored.values() for item in items}
     versions = dict(session.execute(
         select(Article.id, Article.updated_at).where(sql.one_of(session, Article.id,
                                                                article_ids))).all()) \
@@ -119,25 +119,24 @@ def load_batch(session: Session, keys: Collection[Key], held: Held | None = None
     return BatchContent(out)
 
 
-def _items(session: Session, keys: Collection[Key]) -> dict[Key, tuple[list[Any], bool]]:
+def _items(session: Session, keys: Collection[Key]) -> dict[Key, list[Any]]:
     """The stored items (kind, article id, tag id, revision id) of these digests."""
     if not keys:
         return {}
     wanted = set(keys)
     rows = session.execute(
-        select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items,
-               EditionDigest.shared)
+        select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
         .where(sql.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
                               wanted)))
-    return {(r.edition_id, r.content_key): (r.items, bool(r.shared)) for r in rows
+    return {(r.edition_id, r.content_key): r.items for r in rows
             if (r.edition_id, r.content_key) in wanted}
 
 
 def _contents(session: Session, editions: Mapping[int, Any],
-              stored: Mapping[Key, tuple[list[Any], bool]], versions: Mapping[int, datetime],
+              stored: Mapping[Key, list[Any]], versions: Mapping[int, datetime],
               version: Callable[[Iterable[int]], str],
               held: Held | None) -> dict[Key, DigestContent]:
-    needed = {item[1] for items, _ in stored.values() for item in items if item[1] in versions}
+    needed = {item[1] for items in stored.values() for item in items if item[1] in versions}
     stories: dict[int, Story] = {}
     if held is not None:
         for a in needed:
@@ -148,18 +147,17 @@ def _contents(session: Session, editions: Mapping[int, Any],
         stories.update((row.id, story(row)) for row in session.execute(
             select(Article.__table__).where(sql.one_of(session, Article.id, missing))))
     tags = {t.id: topic(t) for t in session.execute(select(Tag.id, Tag.slug, Tag.name))}
-    revision_ids = {item[3] for items, _ in stored.values() for item in items
+    revision_ids = {item[3] for items in stored.values() for item in items
                     if item[3] is not None}
     revisions = {r.id: r for r in session.execute(
         select(ArticleRevision.id, ArticleRevision.changes, ArticleRevision.changed_at)
         .where(ArticleRevision.id.in_(revision_ids)))} if revision_ids else {}
     out = {}
-    for k, (items, shared) in stored.items():
+    for k, items in stored.items():
         entries = tuple(entry(kind, stories[a], tags[t], revisions.get(r))
                         for kind, a, t, r in items if a in stories and t in tags)
         ids = tuple(item[1] for item in items)
-        out[k] = DigestContent(edition_info(editions[k[0]]), k[1], version(ids), entries, ids,
-                               shared)
+        out[k] = DigestContent(edition_info(editions[k[0]]), k[1], version(ids), entries, ids)
     return out
 
 

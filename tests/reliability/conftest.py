@@ -32,7 +32,14 @@ from newsletter.config import child_env, get_settings, reload_settings
 from newsletter.editions import reconcile
 from newsletter.mail.capture import free_port
 from newsletter.models import Delivery, Edition, utcnow
-from tests.conftest import ADMIN_TOKEN, _fresh_postgres, _fresh_redis, _unavailable, configure
+from tests.conftest import (
+    ADMIN_TOKEN,
+    _fresh_postgres,
+    _fresh_redis,
+    _unavailable,
+    configure,
+    wait_ready,
+)
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # A stalled SMTP command gives up after this (?timeout=): far below the task's soft limit
@@ -234,7 +241,7 @@ class Rig:
         log = self.var / f"worker-{len(self.workers)}.log"
         proc = processes.start_worker(child_env(get_settings()), logfile=log,
                                       concurrency=concurrency)
-        processes.wait_ready(log, proc)
+        wait_ready(log, proc)
         self.workers.append(proc)
         return proc
 

@@ -1,0 +1,5 @@
+"""``python -m bench``: the same as ``python bench/run.py``."""
+
+from bench.cli import main
+
+main()
