@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "")
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
 SECRET_KEY = "test-secret-key-0123456789abcdef0123456789"
 HASH_KEY = "test-hash-key-0123456789abcdef0123456789abc"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 # ---------------------------------------------------------------- SMTP
@@ -277,6 +279,28 @@ def live_web(log: Path, **env: str) -> Iterator[str]:
             proc.kill()
             proc.wait()
 
+
+# ---------------------------------------------------------------- browser
+
+@pytest.fixture
+def browser():
+    """Real headless Chromium (Debian's)."""
+    if not os.path.exists(CHROMIUM):
+        if REQUIRE_SERVERS:
+            pytest.fail("Chromium is not installed (apt-get install chromium)")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+
+# ---------------------------------------------------------------- forms
 
 def form_token(client) -> str:
     """The signed token of a freshly served subscribe form."""

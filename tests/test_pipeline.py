@@ -19,6 +19,7 @@ from newsletter import db, events
 from newsletter.models import Delivery, OutboxEvent, Reader, utcnow
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log, post_subscribe
+from tests.helpers import html_part, text_part, url_of, wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -44,29 +45,6 @@ EXPECTED = {
     "levant.watch@example.net": {"Aid reaches Idlib", "Amman water deal signed",
                                  "Gulf funds Levant solar", "Beirut port rebuilt"},
 }
-
-
-def url_of(title: str) -> str:
-    return "https://news.example/a/" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-
-
-def wait_edition(client: TestClient, edition_id: int, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        report = client.get(f"/api/editions/{edition_id}", headers=AUTH).json()
-        if report["status"] in ("done", "failed", "paused"):
-            return report
-        time.sleep(0.1)
-    raise AssertionError(f"edition {edition_id} stuck: {report}")
-
-
-# On the wire lines end in CRLF; Python's parser keeps them in decoded bodies.
-def text_part(message: EmailMessage) -> str:
-    return message.get_body(("plain",)).get_content().replace("\r\n", "\n")
-
-
-def html_part(message: EmailMessage) -> str:
-    return message.get_body(("html",)).get_content().replace("\r\n", "\n")
 
 
 def subscribe_and_confirm(client: TestClient, backend) -> None:

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from newsletter.web.app import create_app
+from tests.editions.test_alerts import add_readers, set_window, wait_alerts_settled
 from tests.security.test_hostile_text import AUTH, EVIL_LINK, HOSTILE
-from tests.test_alerts import add_readers, set_window, wait_alerts_settled
 
 
 @pytest.fixture(scope="module")

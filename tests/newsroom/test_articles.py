@@ -30,7 +30,7 @@ from newsletter.newsroom import articles
 from newsletter.readers import subscriptions
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
-from tests.test_pipeline import html_part, text_part, url_of, wait_edition
+from tests.helpers import html_part, text_part, url_of, wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TOPICS = ["Syria", "Energy", "Diplomacy"]

@@ -66,7 +66,7 @@ from newsletter.readers import subscriptions
 from newsletter.web import deps
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, configure, dump_log, post_subscribe
-from tests.test_pipeline import html_part, text_part, wait_edition
+from tests.helpers import html_part, text_part, wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 INJECT = "\r\nBcc: injected@evil.example"

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from newsletter import db
 from newsletter.models import Article, Edition
 from newsletter.web.app import create_app
-from tests.test_alerts import (
+from tests.editions.test_alerts import (
     add_readers,
     by_reader,
     publish,

@@ -311,7 +311,7 @@ def test_no_window_for_a_backfill_or_a_story_nobody_follows(fresh, no_dispatch) 
 # ---------------------------------------------------------------- the email
 
 def alert_context(titles_by_topic: dict[str, list[str]]) -> dict:
-    from tests.test_rendering import article, placeholders
+    from tests.helpers import article, placeholders
 
     sections, n = [], 0
     for name, titles in titles_by_topic.items():

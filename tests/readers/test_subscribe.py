@@ -154,7 +154,7 @@ def test_a_burst_of_sign_ups_is_one_task_and_each_reader_gets_their_confirmation
 def test_confirmations_deferred_by_the_relay_are_handed_back_to_retry(topics, fresh) -> None:
     from newsletter.mail.mailer import SmtpConfig, SmtpTransport
     from newsletter.readers import notices
-    from tests.test_mailer import Recorder, relay_server
+    from tests.mail.test_mailer import Recorder, relay_server
 
     ids = {e: subscribe(e, ["syria"])[0]
            for e in ("first@example.com", "later@example.com", "bounce@example.com")}
