@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -31,7 +32,22 @@ from newsletter.models import Base
 
 REQUIRE_SERVERS = os.environ.get("NEWSLETTER_TEST_REQUIRE_SERVERS") == "1"
 PG_URL = os.environ.get("NEWSLETTER_TEST_DATABASE_URL", "")
-REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "")
+
+
+def _redis_of_this_worker(url: str) -> str:
+    """The Redis database this pytest process may flush. Alone: the configured one. Under
+    pytest-xdist (``-n N``) worker gwK takes the configured db number XOR K, so that no two
+    workers flush each other's queues: with ``-n 2`` db 15 and its pair 14, or 12 and 13 —
+    the aligned block of N databases that holds the configured one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0) ^ int(worker.removeprefix("gw"))
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+REDIS_URL = _redis_of_this_worker(os.environ.get("NEWSLETTER_TEST_REDIS_URL", ""))
 # At least 32 characters: web, worker and beat refuse shorter secrets when BASE_URL is public
 # (as it is in these tests: https://news.example).
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
@@ -228,6 +244,55 @@ def wait_idle(timeout: float = 15) -> None:
         if not busy:
             return
         time.sleep(0.1)
+
+
+# ---------------------------------------------------------------- the outbox's doorbell
+
+class Doorbell:
+    """What the outbox does with the events a test commits (events.set_dispatcher).
+
+    Each call takes effect at once and lasts until the test ends; used as ``with``, it lasts
+    until the block ends. Either way the broker's own dispatcher is back afterwards, with no
+    "broker down" backoff left behind, even when the test fails.
+    """
+
+    def drop(self) -> Doorbell:
+        """Events stay undispatched rows: the worker stays out (the relay could still send
+        them)."""
+        return self.use(lambda *_: False)
+
+    def accept(self) -> Doorbell:
+        """Events count as dispatched without a broker: nothing is enqueued."""
+        return self.use(lambda *_: True)
+
+    def use(self, fn) -> Doorbell:
+        """Any dispatcher: (event id, name, payload) → True if the broker took it."""
+        from newsletter import events
+
+        events.set_dispatcher(fn)
+        return self
+
+    def restore(self) -> None:
+        from newsletter import events
+
+        events.set_dispatcher(None)
+
+    def __enter__(self) -> Doorbell:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+
+@pytest.fixture
+def dispatcher() -> Iterator[Doorbell]:
+    """The outbox's dispatcher for one test; the broker's own is back when the test ends."""
+    bell = Doorbell()
+    bell.restore()  # no backoff from an earlier test's dead broker
+    try:
+        yield bell
+    finally:
+        bell.restore()
 
 
 @pytest.fixture

@@ -179,7 +179,7 @@ def check_body(message: EmailMessage, titles: set[str]) -> None:
     assert "/unsubscribe/" in html and "/preferences/" in html and "/editions/" in html
 
 
-def test_outbox_survives_a_broker_outage(fresh) -> None:
+def test_outbox_survives_a_broker_outage(fresh, dispatcher) -> None:
     """Events written while the broker is unreachable are sent by the relay later."""
     backend = fresh
     client = TestClient(create_app())
@@ -189,13 +189,10 @@ def test_outbox_survives_a_broker_outage(fresh) -> None:
 
     client.post("/api/articles", headers=AUTH, json={
         "url": url_of("Seed"), "title": "Seed", "summary": "", "tags": ["Syria"]})
-    events.set_dispatcher(broker_down)
-    try:
+    with dispatcher.use(broker_down):
         r = post_subscribe(client, email="late@example.com", topics=["syria"],
                            frequency="daily", consent="yes")
         assert r.status_code == 200
-    finally:
-        events.set_dispatcher(None)
     with db.session_scope() as session:
         pending = session.scalars(select(OutboxEvent).where(
             OutboxEvent.dispatched_at.is_(None), OutboxEvent.name == events.READER_SUBSCRIBED)
@@ -212,7 +209,7 @@ def test_outbox_survives_a_broker_outage(fresh) -> None:
             OutboxEvent.id == pending[0].id)) is not None
 
 
-def test_unsubscribe_suppresses_queued_deliveries(fresh) -> None:
+def test_unsubscribe_suppresses_queued_deliveries(fresh, dispatcher) -> None:
     """An unsubscribe also stops deliveries already queued for that reader."""
     backend = fresh
     client = TestClient(create_app())
@@ -225,14 +222,11 @@ def test_unsubscribe_suppresses_queued_deliveries(fresh) -> None:
     from newsletter.editions import requests as editions
 
     # Keep the worker out of it: plan here, and leave the batches queued, unsent.
-    events.set_dispatcher(lambda *_: False)
-    try:
+    with dispatcher.drop():
         with db.session_scope() as session:
             edition = editions.request(session, "weekly", source="test")
         with db.session_scope() as session:
             planning.plan(session, edition.id)
-    finally:
-        events.set_dispatcher(None)
     with db.session_scope() as session:
         reader = session.scalar(select(Reader).where(Reader.email == "syria.fan@example.com"))
         token = tokens.make("unsubscribe", reader.id, reader.email, e=edition.id)

@@ -113,11 +113,9 @@ def by_reader(messages) -> dict[str, list]:
 
 
 @pytest.fixture
-def no_dispatch() -> Iterator[None]:
+def no_dispatch(dispatcher) -> None:
     """Events stay in the outbox: the worker does not interfere with a domain-level test."""
-    events.set_dispatcher(lambda *_: False)
-    yield
-    events.set_dispatcher(None)
+    dispatcher.drop()
 
 
 # ---------------------------------------------------------------- through the worker
@@ -186,7 +184,7 @@ def test_a_story_nobody_immediate_follows_sends_nothing(fresh) -> None:
     assert backend.smtp.received == []
 
 
-def test_a_lost_doorbell_is_made_good_by_the_sweep_and_planned_once(fresh) -> None:
+def test_a_lost_doorbell_is_made_good_by_the_sweep_and_planned_once(fresh, dispatcher) -> None:
     from workers.celery_app import get_app
     from workers.dispatch import dispatch
 
@@ -195,9 +193,8 @@ def test_a_lost_doorbell_is_made_good_by_the_sweep_and_planned_once(fresh) -> No
     # The broker loses the timed "close the window" task: only beat's sweep is left. (The
     # story's task runs here, in this process, so that this dispatcher sees the doorbell.)
     lost = {events.ARTICLE_PUBLISHED, events.ALERT_WINDOW_OPENED}
-    events.set_dispatcher(lambda event_id, name, payload: True if name in lost
-                          else dispatch(event_id, name, payload))
-    try:
+    with dispatcher.use(lambda event_id, name, payload: True if name in lost
+                        else dispatch(event_id, name, payload)):
         with db.session_scope() as session:
             (story,) = stories(session, "Aid convoy reaches Idlib")
         with db.session_scope() as session:
@@ -210,8 +207,6 @@ def test_a_lost_doorbell_is_made_good_by_the_sweep_and_planned_once(fresh) -> No
             get_app().send_task("newsletter.close_alert_windows")
         backend.smtp.wait_for(1)
         (edition,) = wait_alerts_settled(backend)
-    finally:
-        events.set_dispatcher(None)
     assert edition.id == window.id
     assert [m["To"] for m in backend.smtp.messages()] == ["syria.now@example.com"]
     with db.session_scope() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from newsletter import db, events
+from newsletter import db
 from newsletter.editions import planning
 from newsletter.editions import requests as editions
 from newsletter.models import Delivery
@@ -18,16 +18,15 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def test_a_digest_the_renderer_keeps_is_versioned_without_its_items_and_renders_the_same(
-        fresh) -> None:
+        fresh, dispatcher) -> None:
     """A digest the renderer keeps encoded is versioned from the article ids it holds, its
     items not read; one edited since is loaded whole again, and renders as it did."""
     from newsletter.editions import content
     from newsletter.mail import rendering
 
     newsroom()
-    events.set_dispatcher(lambda *_: False)  # the worker stays out
     renderer = rendering.Renderer.from_settings()  # fresh: no earlier test's digests
-    try:
+    with dispatcher.drop():  # the worker stays out
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
         with db.session_scope() as session:
@@ -49,8 +48,6 @@ def test_a_digest_the_renderer_keeps_is_versioned_without_its_items_and_renders_
             fresh_renderer = rendering.Renderer.from_settings()
             whole = content.load_batch(session, keys, fresh_renderer)
             again = {k: fresh_renderer.rendered_digest(whole[k]) for k in sorted(keys)}
-    finally:
-        events.set_dispatcher(None)
     for k in keys:
         assert (again[k].subject, again[k].text, again[k].html) == \
             (first[k].subject, first[k].text, first[k].html)

@@ -9,7 +9,7 @@ import re
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from newsletter import db, events
+from newsletter import db
 from newsletter.editions import planning
 from newsletter.editions import requests as editions
 from newsletter.models import Delivery, OutboxEvent, Reader
@@ -68,7 +68,8 @@ def test_dry_run_sends_nothing_and_the_real_run_matches_it(fresh) -> None:
 
 
 
-def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(fresh) -> None:
+def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(
+        fresh, dispatcher) -> None:
     """The planner marks a digest shared when a page gives it a second reader, on that page
     or a later one; a worker keeps a rendered digest only if it is marked shared when first
     met, or is met again (most digests of a big edition have one reader)."""
@@ -87,7 +88,7 @@ def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(
                  "both@example.com": ["syria", "energy"], "e2@example.com": ["energy"]})
     os.environ["NEWSLETTER_BATCH_SIZE"] = "2"
     reload_settings()
-    events.set_dispatcher(lambda *_: False)  # the worker stays out
+    dispatcher.drop()  # the worker stays out, to the end of the test
     # A fresh renderer: SQLite reuses ids, an earlier test's edition may have had this one's.
     renderer = rendering.Renderer.from_settings()
     try:
@@ -115,6 +116,5 @@ def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(
             renderer.digest(loaded[(edition_id, key_of["both@example.com"])])
             assert kept() == set(shared)  # met again: worth keeping after all
     finally:
-        events.set_dispatcher(None)
         del os.environ["NEWSLETTER_BATCH_SIZE"]
         reload_settings()

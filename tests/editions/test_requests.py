@@ -29,11 +29,10 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 # ---------------------------------------------------------------- the list; double clicks
 
-def test_recent_editions_and_an_idempotent_double_click(fresh) -> None:
+def test_recent_editions_and_an_idempotent_double_click(fresh, dispatcher) -> None:
     client = TestClient(create_app())
     publish("Aid reaches Idlib", ["Syria"])
-    events.set_dispatcher(lambda *_: False)  # requests only: nothing needs to be planned
-    try:
+    with dispatcher.drop():  # requests only: nothing needs to be planned
         first = client.post("/api/editions", headers={**AUTH, "Idempotency-Key": "click-1"},
                             json={"frequency": "daily"})
         again = client.post("/api/editions", headers={**AUTH, "Idempotency-Key": "click-1"},
@@ -42,8 +41,6 @@ def test_recent_editions_and_an_idempotent_double_click(fresh) -> None:
                             json={"frequency": "daily"})
         tagged = client.post("/api/editions", headers=AUTH,
                              json={"frequency": "weekly", "tags": ["Syria"]})
-    finally:
-        events.set_dispatcher(None)
     assert {r.status_code for r in (first, again, other, tagged)} == {202}
     assert first.json()["id"] == again.json()["id"] != other.json()["id"]
     assert count(Edition) == 3

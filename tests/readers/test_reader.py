@@ -154,23 +154,20 @@ def test_a_paused_reader_is_left_out_until_resumed(client) -> None:
         session.rollback()
 
 
-def planned_delivery_for(email: str) -> int:
+def planned_delivery_for(dispatcher, email: str) -> int:
     """Plan a weekly edition here, batches left unsent (no worker in this module)."""
-    events.set_dispatcher(lambda *_: False)
-    try:
+    with dispatcher.drop():
         with db.session_scope() as session:
             edition = editions.request(session, "weekly", source="test")
         with db.session_scope() as session:
             planning.plan(session, edition.id)
-    finally:
-        events.set_dispatcher(None)
     return edition.id
 
 
-def test_export_holds_everything_and_erasure_leaves_only_the_hash(client) -> None:
+def test_export_holds_everything_and_erasure_leaves_only_the_hash(client, dispatcher) -> None:
     email = "erase.me@example.com"
     reader = signup(client, email, topics=("syria", "jordan"))
-    edition_id = planned_delivery_for(email)
+    edition_id = planned_delivery_for(dispatcher, email)
 
     export = client.get(f"/api/subscribers/{email}", headers=AUTH).json()
     assert export["reader"]["email"] == email and export["reader"]["status"] == "active"

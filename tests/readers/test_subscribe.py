@@ -34,7 +34,7 @@ def subscribe(email: str, slugs: list[str], frequency: str = "weekly") -> int:
         reader_id = subscriptions.subscribe(session, email, slugs, frequency,
                                             consent_given=True, source="form",
                                             ip="192.0.2.7", user_agent="Firefox " * 100)
-        pending = list(session.info.get(events._PENDING, []))
+        pending = events.pending(session)
         session.commit()
     return reader_id, pending
 

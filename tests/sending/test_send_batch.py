@@ -9,7 +9,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
-from newsletter import db, events, tokens
+from newsletter import db, tokens
 from newsletter.cli import app as cli
 from newsletter.editions import deliveries, planning, reports
 from newsletter.editions import requests as editions
@@ -62,7 +62,7 @@ def picky_relay():
     controller.stop()
 
 
-def test_report_splits_failures_and_skips_and_counts_unsubscribes(fresh, picky_relay) -> None:
+def test_report_splits_failures_and_skips_and_counts_unsubscribes(fresh, picky_relay, dispatcher) -> None:
     relay, transport = picky_relay
     publish("Aid reaches Idlib", ["Syria"])
     publish("Tehran archive", ["Iran"], published_at=(utcnow() - timedelta(days=40)).isoformat())
@@ -70,8 +70,7 @@ def test_report_splits_failures_and_skips_and_counts_unsubscribes(fresh, picky_r
                        "temp@example.com": ["syria"], "gone@example.com": ["syria"],
                        "quiet@example.com": ["iran"]})
     # The worker stays out: plan and send here, with the picky relay.
-    events.set_dispatcher(lambda *_: False)
-    try:
+    with dispatcher.drop():
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
         with db.session_scope() as session:
@@ -86,8 +85,6 @@ def test_report_splits_failures_and_skips_and_counts_unsubscribes(fresh, picky_r
         with db.session_scope() as session:
             delivery_ids = list(session.scalars(select(Delivery.id)))
             batch.send_batch(session, delivery_ids, transport)
-    finally:
-        events.set_dispatcher(None)
 
     assert relay.accepted == ["ok@example.com"]
     with db.session_scope() as session:
