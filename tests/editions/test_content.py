@@ -9,12 +9,7 @@ from newsletter import db
 from newsletter.editions import planning
 from newsletter.editions import requests as editions
 from newsletter.models import Delivery
-from tests.conftest import ADMIN_TOKEN
-from tests.helpers import (
-    newsroom,
-)
-
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+from tests.helpers import newsroom
 
 
 def test_a_digest_the_renderer_keeps_is_versioned_without_its_items_and_renders_the_same(

@@ -15,15 +15,7 @@ from newsletter.editions import requests as editions
 from newsletter.models import Delivery, OutboxEvent, Reader
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
-from tests.helpers import (
-    READERS,
-    add_readers,
-    count,
-    invoke,
-    newsroom,
-    publish,
-    wait_done,
-)
+from tests.helpers import READERS, add_readers, count, invoke, newsroom, publish, wait_done
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -17,12 +17,7 @@ from newsletter.editions import requests as editions
 from newsletter.models import Edition, OutboxEvent
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN
-from tests.helpers import (
-    count,
-    invoke,
-    publish,
-    runner,
-)
+from tests.helpers import count, invoke, publish, runner
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -18,16 +18,7 @@ from newsletter.mail.capture import free_port
 from newsletter.models import Delivery, Reader, utcnow
 from newsletter.readers import subscriptions
 from newsletter.sending import batch
-from tests.conftest import ADMIN_TOKEN
-from tests.helpers import (
-    add_readers,
-    invoke,
-    publish,
-    runner,
-)
-
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
+from tests.helpers import add_readers, invoke, publish, runner
 
 # ---------------------------------------------------------------- what an edition did
 
