@@ -56,6 +56,18 @@ HASH_KEY = "test-hash-key-0123456789abcdef0123456789abc"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
+# ---------------------------------------------------------------- order
+
+# Files that mostly wait (workers killed and recovered at the operators' default timings,
+# a Redis restarted, the minute-long confirmation ceiling) run first: under ``-n 2`` the two
+# processes then end together instead of one of them waiting on these alone at the end.
+WAITING_FIRST = ("tests/reliability/", "tests/security/test_confirmation_ceiling")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(WAITING_FIRST))  # stable
+
+
 # ---------------------------------------------------------------- SMTP
 
 @dataclass
