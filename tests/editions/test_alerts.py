@@ -1,6 +1,6 @@
 """Immediate alerts through a real worker and SMTP server, on each backend.
 
-The worker runs with a 2-second alert window here (tests/test_alerts_window0.py runs one
+The worker runs with a 2-second alert window here (tests/editions/test_alerts_window0.py runs one
 with a window of 0): a burst of stories inside the window becomes one email per reader.
 """
 
