@@ -80,6 +80,12 @@ def recorded(session: Session, event_id: int, name: str, payload: dict[str, Any]
     session.info.setdefault(_PENDING, []).append((event_id, name, payload))
 
 
+def pending(session: Session) -> list[tuple[int, str, dict[str, Any]]]:
+    """The events recorded in the session's open transaction: (id, name, payload), in order;
+    they are dispatched once it commits."""
+    return list(session.info.get(_PENDING, []))
+
+
 def record_many(session: Session, name: str, payloads: Sequence[dict[str, Any]]) -> None:
     """``record`` for many events of one kind in a few statements (bulk imports)."""
     if not payloads:

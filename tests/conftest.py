@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import threading
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -31,12 +33,40 @@ from newsletter.models import Base
 
 REQUIRE_SERVERS = os.environ.get("NEWSLETTER_TEST_REQUIRE_SERVERS") == "1"
 PG_URL = os.environ.get("NEWSLETTER_TEST_DATABASE_URL", "")
-REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "")
+
+
+def _redis_of_this_worker(url: str) -> str:
+    """The Redis database this pytest process may flush. Alone: the configured one. Under
+    pytest-xdist (``-n N``) worker gwK takes the configured db number XOR K, so that no two
+    workers flush each other's queues: with ``-n 2`` db 15 and its pair 14, or 12 and 13 —
+    the aligned block of N databases that holds the configured one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0) ^ int(worker.removeprefix("gw"))
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+REDIS_URL = _redis_of_this_worker(os.environ.get("NEWSLETTER_TEST_REDIS_URL", ""))
 # At least 32 characters: web, worker and beat refuse shorter secrets when BASE_URL is public
 # (as it is in these tests: https://news.example).
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
 SECRET_KEY = "test-secret-key-0123456789abcdef0123456789"
 HASH_KEY = "test-hash-key-0123456789abcdef0123456789abc"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+# ---------------------------------------------------------------- order
+
+# Files that mostly wait (workers killed and recovered at the operators' default timings,
+# a Redis restarted, the minute-long confirmation ceiling) run first: under ``-n 2`` the two
+# processes then end together instead of one of them waiting on these alone at the end.
+WAITING_FIRST = ("tests/reliability/", "tests/security/test_confirmation_ceiling")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(WAITING_FIRST))  # stable
 
 
 # ---------------------------------------------------------------- SMTP
@@ -167,11 +197,7 @@ def configure(var: Path, database_url: str, broker_url: str, smtp_url: str) -> N
     reload_settings()
     db.dispose_engines()
     # A new broker: forget any "broker down" backoff an earlier module left behind.
-    set_dispatcher(None)
-
-
-set_dispatcher = events.set_dispatcher
-flush_background = events.flush_background
+    events.set_dispatcher(None)
 
 
 def wait_ready(logfile: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -243,6 +269,54 @@ def wait_idle(timeout: float = 15) -> None:
         time.sleep(0.1)
 
 
+# ---------------------------------------------------------------- the outbox's doorbell
+
+class Doorbell:
+    """What the outbox does with the events a test commits (events.set_dispatcher).
+
+    Each call takes effect at once and lasts until the test ends; used as ``with``, it lasts
+    until the block ends. Either way the broker's own dispatcher is back afterwards, with no
+    "broker down" backoff left behind, even when the test fails.
+    """
+
+    def drop(self) -> Doorbell:
+        """Events stay undispatched rows: the worker stays out (the relay could still send
+        them)."""
+        return self.use(lambda *_: False)
+
+    def accept(self) -> Doorbell:
+        """Events count as dispatched without a broker: nothing is enqueued."""
+        return self.use(lambda *_: True)
+
+    def use(self, fn) -> Doorbell:
+        """Any dispatcher: (event id, name, payload) → True if the broker took it; None: the
+        broker's own, found through the entry point. (The one place tests swap it.)"""
+        from newsletter import events
+
+        events.set_dispatcher(fn)
+        return self
+
+    def restore(self) -> None:
+        self.use(None)
+
+    def __enter__(self) -> Doorbell:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+
+@pytest.fixture
+def dispatcher() -> Iterator[Doorbell]:
+    """The outbox's dispatcher for one test; the broker's own is back when the test ends."""
+    bell = Doorbell()
+    bell.restore()  # no backoff from an earlier test's dead broker
+    try:
+        yield bell
+    finally:
+        bell.restore()
+
+
 @pytest.fixture
 def fresh(backend) -> Backend:
     """Empty tables and an empty SMTP log for one test."""
@@ -292,6 +366,28 @@ def live_web(log: Path, **env: str) -> Iterator[str]:
             proc.kill()
             proc.wait()
 
+
+# ---------------------------------------------------------------- browser
+
+@pytest.fixture
+def browser():
+    """Real headless Chromium (Debian's)."""
+    if not os.path.exists(CHROMIUM):
+        if REQUIRE_SERVERS:
+            pytest.fail("Chromium is not installed (apt-get install chromium)")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+
+# ---------------------------------------------------------------- forms
 
 def form_token(client) -> str:
     """The signed token of a freshly served subscribe form."""

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from newsletter import db, events
 from newsletter.models import Delivery, OutboxEvent, Reader, utcnow
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log, post_subscribe, set_dispatcher
+from tests.conftest import ADMIN_TOKEN, dump_log, post_subscribe
+from tests.helpers import html_part, text_part, url_of, wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -44,29 +45,6 @@ EXPECTED = {
     "levant.watch@example.net": {"Aid reaches Idlib", "Amman water deal signed",
                                  "Gulf funds Levant solar", "Beirut port rebuilt"},
 }
-
-
-def url_of(title: str) -> str:
-    return "https://news.example/a/" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-
-
-def wait_edition(client: TestClient, edition_id: int, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        report = client.get(f"/api/editions/{edition_id}", headers=AUTH).json()
-        if report["status"] in ("done", "failed", "paused"):
-            return report
-        time.sleep(0.1)
-    raise AssertionError(f"edition {edition_id} stuck: {report}")
-
-
-# On the wire lines end in CRLF; Python's parser keeps them in decoded bodies.
-def text_part(message: EmailMessage) -> str:
-    return message.get_body(("plain",)).get_content().replace("\r\n", "\n")
-
-
-def html_part(message: EmailMessage) -> str:
-    return message.get_body(("html",)).get_content().replace("\r\n", "\n")
 
 
 def subscribe_and_confirm(client: TestClient, backend) -> None:
@@ -201,7 +179,7 @@ def check_body(message: EmailMessage, titles: set[str]) -> None:
     assert "/unsubscribe/" in html and "/preferences/" in html and "/editions/" in html
 
 
-def test_outbox_survives_a_broker_outage(fresh) -> None:
+def test_outbox_survives_a_broker_outage(fresh, dispatcher) -> None:
     """Events written while the broker is unreachable are sent by the relay later."""
     backend = fresh
     client = TestClient(create_app())
@@ -211,13 +189,10 @@ def test_outbox_survives_a_broker_outage(fresh) -> None:
 
     client.post("/api/articles", headers=AUTH, json={
         "url": url_of("Seed"), "title": "Seed", "summary": "", "tags": ["Syria"]})
-    set_dispatcher(broker_down)
-    try:
+    with dispatcher.use(broker_down):
         r = post_subscribe(client, email="late@example.com", topics=["syria"],
                            frequency="daily", consent="yes")
         assert r.status_code == 200
-    finally:
-        set_dispatcher(None)
     with db.session_scope() as session:
         pending = session.scalars(select(OutboxEvent).where(
             OutboxEvent.dispatched_at.is_(None), OutboxEvent.name == events.READER_SUBSCRIBED)
@@ -234,7 +209,7 @@ def test_outbox_survives_a_broker_outage(fresh) -> None:
             OutboxEvent.id == pending[0].id)) is not None
 
 
-def test_unsubscribe_suppresses_queued_deliveries(fresh) -> None:
+def test_unsubscribe_suppresses_queued_deliveries(fresh, dispatcher) -> None:
     """An unsubscribe also stops deliveries already queued for that reader."""
     backend = fresh
     client = TestClient(create_app())
@@ -247,14 +222,11 @@ def test_unsubscribe_suppresses_queued_deliveries(fresh) -> None:
     from newsletter.editions import requests as editions
 
     # Keep the worker out of it: plan here, and leave the batches queued, unsent.
-    set_dispatcher(lambda *_: False)
-    try:
+    with dispatcher.drop():
         with db.session_scope() as session:
             edition = editions.request(session, "weekly", source="test")
         with db.session_scope() as session:
             planning.plan(session, edition.id)
-    finally:
-        set_dispatcher(None)
     with db.session_scope() as session:
         reader = session.scalar(select(Reader).where(Reader.email == "syria.fan@example.com"))
         token = tokens.make("unsubscribe", reader.id, reader.email, e=edition.id)

@@ -26,7 +26,7 @@ once per distinct shell; a digest is the inlined shell with the slot texts put b
 (escaped as lxml serialises text) and the inlined fragments in the region between the first
 and last fragment. Inline styles depend on an element's tag, classes and ancestors, never on
 its text, and the stylesheet has no sibling selectors, so the result is the same as premailer
-over the whole document: tests/test_equivalence.py checks that on sample digests.
+over the whole document: tests/mail/test_equivalence.py checks that on sample digests.
 Without the filters (whole-document mode) the templates render exactly as before.
 
 :class:`Fragments` is this machinery for one :class:`~newsletter.mail.rendering.Renderer`,

@@ -10,7 +10,7 @@ own socket with SO_REUSEPORT and the kernel spreads new connections across them 
 The parent only supervises: it restarts a process that dies and passes SIGTERM / SIGINT on.
 What a process loses when it dies is its own: the connections it held and, for the few
 milliseconds until the kernel has closed its socket, new ones hashed to it (refused; browsers
-and proxies retry). tests/test_web_serve.py shows all three.
+and proxies retry). tests/web/test_web_serve.py shows all three.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """An editor's double submit: two concurrent POST /api/editions with one Idempotency-Key,
 each from its own client, with a real worker — one edition, and counting by Message-ID at
 the SMTP server, every reader gets exactly one copy. (The sequential double click is in
-tests/test_editions.py; this is the race.)"""
+tests/editions/test_requests.py; this is the race.)"""
 
 from __future__ import annotations
 

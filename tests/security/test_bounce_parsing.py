@@ -22,7 +22,7 @@ from newsletter import cli, logs
 from newsletter.web.api_bounces import MAX_BYTES
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, live_web
-from tests.test_bounces import sample
+from tests.readers.test_bounces import sample
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "message/rfc822"}
 SIZE = MAX_BYTES - 64 * 1024  # just under what the endpoint takes

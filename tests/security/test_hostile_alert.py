@@ -1,7 +1,7 @@
 """A breaking-news alert of a hostile story: its text stays text (issue 16, item 1).
 
 A module of its own: alerts go at once only with the worker's window at 0, which must be
-in the environment before this module's worker starts (as in tests/test_alerts_window0.py).
+in the environment before this module's worker starts (as in tests/editions/test_alerts_window0.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from newsletter.web.app import create_app
+from tests.editions.test_alerts import add_readers, set_window, wait_alerts_settled
 from tests.security.test_hostile_text import AUTH, EVIL_LINK, HOSTILE
-from tests.test_alerts import add_readers, set_window, wait_alerts_settled
 
 
 @pytest.fixture(scope="module")

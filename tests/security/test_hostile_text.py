@@ -23,7 +23,7 @@ from newsletter.cli import app as cli
 from newsletter.models import Article, Delivery, Tag, utcnow
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
-from tests.test_pipeline import wait_edition
+from tests.helpers import wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 READERS = ["amal@example.com", "omar@example.org"]

@@ -26,7 +26,6 @@ from newsletter.mail.capture import free_port
 from newsletter.models import Reader
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, live_web
-from tests.test_browser import browser  # noqa: F401 - the fixture: real headless Chromium
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 NEWSLETTER = str(Path(sys.executable).with_name("newsletter"))

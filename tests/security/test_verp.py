@@ -23,8 +23,9 @@ from newsletter import cli, db
 from newsletter.models import BounceEvent, Delivery, Reader, utcnow
 from newsletter.web.app import create_app
 from tests.conftest import dump_log, post_subscribe
-from tests.test_bounces import AUTH, postfix_dsn, sample, state
-from tests.test_pipeline import ARTICLES, READERS, subscribe_and_confirm, url_of, wait_edition
+from tests.helpers import url_of, wait_edition
+from tests.readers.test_bounces import AUTH, postfix_dsn, sample, state
+from tests.test_pipeline import ARTICLES, READERS, subscribe_and_confirm
 
 RFC822 = {"Content-Type": "message/rfc822"}
 VERP = re.compile(r"bounces\+([dcw])(\d+)-[a-z2-7]{16}@news\.example")

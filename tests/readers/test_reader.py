@@ -21,7 +21,7 @@ from newsletter.models import Base, ConsentEvent, Delivery, OutboxEvent, Reader,
 from newsletter.readers import subscriptions
 from newsletter.readers.consent import email_hash
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY, configure, set_dispatcher
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY, configure
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 UA = {"User-Agent": "Mozilla/5.0 (test reader)"}
@@ -154,23 +154,20 @@ def test_a_paused_reader_is_left_out_until_resumed(client) -> None:
         session.rollback()
 
 
-def planned_delivery_for(email: str) -> int:
+def planned_delivery_for(dispatcher, email: str) -> int:
     """Plan a weekly edition here, batches left unsent (no worker in this module)."""
-    set_dispatcher(lambda *_: False)
-    try:
+    with dispatcher.drop():
         with db.session_scope() as session:
             edition = editions.request(session, "weekly", source="test")
         with db.session_scope() as session:
             planning.plan(session, edition.id)
-    finally:
-        set_dispatcher(None)
     return edition.id
 
 
-def test_export_holds_everything_and_erasure_leaves_only_the_hash(client) -> None:
+def test_export_holds_everything_and_erasure_leaves_only_the_hash(client, dispatcher) -> None:
     email = "erase.me@example.com"
     reader = signup(client, email, topics=("syria", "jordan"))
-    edition_id = planned_delivery_for(email)
+    edition_id = planned_delivery_for(dispatcher, email)
 
     export = client.get(f"/api/subscribers/{email}", headers=AUTH).json()
     assert export["reader"]["email"] == email and export["reader"]["status"] == "active"

@@ -18,9 +18,8 @@ from sqlalchemy import select
 
 from newsletter import db
 from newsletter.models import ConsentEvent, Reader
-from tests.conftest import ADMIN_TOKEN, REQUIRE_SERVERS, live_web
+from tests.conftest import ADMIN_TOKEN, live_web
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -31,22 +30,6 @@ pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 def live_server(fresh, tmp_path) -> str:
     with live_web(tmp_path / "web.log") as base:
         yield base
-
-
-@pytest.fixture
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if REQUIRE_SERVERS:
-            pytest.fail("Chromium is not installed (apt-get install chromium)")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield chromium
-        chromium.close()
 
 
 def path_of(url: str) -> str:

@@ -1,7 +1,7 @@
 """With NEWSLETTER_ALERT_WINDOW_S=0 every story is its own alert, sent at once.
 
 A module of its own because the window is the worker's setting: this module's backend
-starts a worker with window 0, tests/test_alerts.py one with a 2-second window.
+starts a worker with window 0, tests/editions/test_alerts.py one with a 2-second window.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy import select
 from newsletter import db
 from newsletter.models import Article, Edition
 from newsletter.web.app import create_app
-from tests.test_alerts import (
+from tests.editions.test_alerts import (
     add_readers,
     by_reader,
     publish,

@@ -1,6 +1,6 @@
 """Immediate alerts through a real worker and SMTP server, on each backend.
 
-The worker runs with a 2-second alert window here (tests/test_alerts_window0.py runs one
+The worker runs with a 2-second alert window here (tests/editions/test_alerts_window0.py runs one
 with a window of 0): a burst of stories inside the window becomes one email per reader.
 """
 
@@ -27,7 +27,7 @@ from newsletter.models import Article, Delivery, Edition, OutboxEvent, Reader, u
 from newsletter.newsroom import articles
 from newsletter.newsroom.tags import get_or_create_tags
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log, set_dispatcher
+from tests.conftest import ADMIN_TOKEN, dump_log
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 WINDOW_S = 2
@@ -113,11 +113,9 @@ def by_reader(messages) -> dict[str, list]:
 
 
 @pytest.fixture
-def no_dispatch() -> Iterator[None]:
+def no_dispatch(dispatcher) -> None:
     """Events stay in the outbox: the worker does not interfere with a domain-level test."""
-    set_dispatcher(lambda *_: False)
-    yield
-    set_dispatcher(None)
+    dispatcher.drop()
 
 
 # ---------------------------------------------------------------- through the worker
@@ -186,7 +184,7 @@ def test_a_story_nobody_immediate_follows_sends_nothing(fresh) -> None:
     assert backend.smtp.received == []
 
 
-def test_a_lost_doorbell_is_made_good_by_the_sweep_and_planned_once(fresh) -> None:
+def test_a_lost_doorbell_is_made_good_by_the_sweep_and_planned_once(fresh, dispatcher) -> None:
     from workers.celery_app import get_app
     from workers.dispatch import dispatch
 
@@ -195,9 +193,8 @@ def test_a_lost_doorbell_is_made_good_by_the_sweep_and_planned_once(fresh) -> No
     # The broker loses the timed "close the window" task: only beat's sweep is left. (The
     # story's task runs here, in this process, so that this dispatcher sees the doorbell.)
     lost = {events.ARTICLE_PUBLISHED, events.ALERT_WINDOW_OPENED}
-    set_dispatcher(lambda event_id, name, payload: True if name in lost
-                          else dispatch(event_id, name, payload))
-    try:
+    with dispatcher.use(lambda event_id, name, payload: True if name in lost
+                        else dispatch(event_id, name, payload)):
         with db.session_scope() as session:
             (story,) = stories(session, "Aid convoy reaches Idlib")
         with db.session_scope() as session:
@@ -210,8 +207,6 @@ def test_a_lost_doorbell_is_made_good_by_the_sweep_and_planned_once(fresh) -> No
             get_app().send_task("newsletter.close_alert_windows")
         backend.smtp.wait_for(1)
         (edition,) = wait_alerts_settled(backend)
-    finally:
-        set_dispatcher(None)
     assert edition.id == window.id
     assert [m["To"] for m in backend.smtp.messages()] == ["syria.now@example.com"]
     with db.session_scope() as session:
@@ -311,7 +306,7 @@ def test_no_window_for_a_backfill_or_a_story_nobody_follows(fresh, no_dispatch) 
 # ---------------------------------------------------------------- the email
 
 def alert_context(titles_by_topic: dict[str, list[str]]) -> dict:
-    from tests.test_rendering import article, placeholders
+    from tests.helpers import article, placeholders
 
     sections, n = [], 0
     for name, titles in titles_by_topic.items():

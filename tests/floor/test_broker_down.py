@@ -15,10 +15,11 @@ from newsletter import db, events
 from newsletter.mail.capture import free_port
 from newsletter.models import OutboxEvent, Reader
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, configure, flush_background, post_subscribe, set_dispatcher
+from tests.conftest import ADMIN_TOKEN, configure, post_subscribe
 
 
-def test_requests_do_not_wait_on_a_dead_broker(tmp_path) -> None:
+def test_requests_do_not_wait_on_a_dead_broker(tmp_path, dispatcher) -> None:
+    # dispatcher: the broker's own, and afterwards no backoff left for the next tests
     dead = f"redis://127.0.0.1:{free_port('127.0.0.1')}/0"  # nothing listens there
     configure(tmp_path, f"sqlite:///{tmp_path / 'down.db'}", dead, "smtp://127.0.0.1:9")
     db.upgrade()
@@ -39,17 +40,15 @@ def test_requests_do_not_wait_on_a_dead_broker(tmp_path) -> None:
         waiting = session.scalar(select(func.count()).select_from(OutboxEvent).where(
             OutboxEvent.dispatched_at.is_(None)))
         assert waiting == 4  # the article's event and three confirmations, for the relay
-    set_dispatcher(None)  # the next tests have a live broker again
 
 
 def test_events_handed_to_the_background_wait_for_the_relay_when_the_broker_is_down(
-        tmp_path) -> None:
+        tmp_path, dispatcher) -> None:
     """The web server's way (its lifespan turns background dispatch on): the answer comes at
     once, the dispatch thread fails to reach the broker, and the rows wait for the relay."""
     dead = f"redis://127.0.0.1:{free_port('127.0.0.1')}/0"
     configure(tmp_path, f"sqlite:///{tmp_path / 'down.db'}", dead, "smtp://127.0.0.1:9")
     db.upgrade()
-    set_dispatcher(None)
     with TestClient(create_app()) as client:
         timings = []
         for n in range(3):
@@ -62,13 +61,12 @@ def test_events_handed_to_the_background_wait_for_the_relay_when_the_broker_is_d
             assert r.status_code in (200, 201), r.text
         assert max(timings) < 1.0, timings  # nobody waited on the dead broker's connect
         assert "outbox-dispatch" in {t.name for t in threading.enumerate()}
-        assert flush_background(timeout=60)
+        assert events.flush_background(timeout=60)
     with db.session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Reader)) == 2
         waiting = session.scalar(select(func.count()).select_from(OutboxEvent).where(
             OutboxEvent.dispatched_at.is_(None)))
     assert waiting == 3  # the article's event and two confirmations, for the relay
-    set_dispatcher(None)
 
 
 def _commit_events(count: int) -> list[int]:
@@ -86,7 +84,7 @@ def _undispatched(ids: list[int]) -> int:
 
 
 def test_events_committed_together_reach_redis_as_one_batch_or_wait_for_the_relay(
-        tmp_path) -> None:
+        tmp_path, dispatcher) -> None:
     """workers.dispatch publishes several events in one pipelined write; they count as
     dispatched only once it has reached the broker."""
     import redis
@@ -110,4 +108,3 @@ def test_events_committed_together_reach_redis_as_one_batch_or_wait_for_the_rela
     ids = _commit_events(5)
     assert _undispatched(ids) == 5  # not one marked: the batch never left
     queue.flushdb()
-    set_dispatcher(None)

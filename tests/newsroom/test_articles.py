@@ -29,8 +29,8 @@ from newsletter.models import (
 from newsletter.newsroom import articles
 from newsletter.readers import subscriptions
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log, set_dispatcher
-from tests.test_pipeline import html_part, text_part, url_of, wait_edition
+from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.helpers import html_part, text_part, url_of, wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TOPICS = ["Syria", "Energy", "Diplomacy"]
@@ -46,10 +46,9 @@ def seed_topics(client: TestClient) -> None:
     assert r.status_code == 201, r.text
 
 
-def add_readers(readers: dict[str, list[str]]) -> dict[str, int]:
+def add_readers(dispatcher, readers: dict[str, list[str]]) -> dict[str, int]:
     """Subscribe and confirm through the domain; their notices are not the subject here."""
-    set_dispatcher(lambda *_: True)  # confirmation and welcome emails: not sent
-    try:
+    with dispatcher.accept():  # confirmation and welcome emails: not sent
         ids = {}
         for email, topics in readers.items():
             with db.session_scope() as session:
@@ -58,8 +57,6 @@ def add_readers(readers: dict[str, list[str]]) -> dict[str, int]:
             with db.session_scope() as session:
                 subscriptions.confirm(session, tokens.make("confirm", ids[email], email))
         return ids
-    finally:
-        set_dispatcher(None)
 
 
 def post(client: TestClient, title: str, tags: list[str], *, url: str | None = None,
@@ -181,26 +178,24 @@ def test_api_and_cli_report_unchanged_updates(fresh) -> None:
 
 # ---------------------------------------------------------------- unpublish
 
-def test_unpublished_article_disappears_from_pending_deliveries(fresh) -> None:
+def test_unpublished_article_disappears_from_pending_deliveries(fresh, dispatcher) -> None:
     backend = fresh
     client = TestClient(create_app())
     seed_topics(client)
-    ids = add_readers({"x@example.com": ["syria", "energy"], "y@example.com": ["syria"],
-                       "z@example.com": ["energy"], "w@example.com": ["syria"],
-                       "v@example.com": ["syria"]})
+    ids = add_readers(dispatcher, {
+        "x@example.com": ["syria", "energy"], "y@example.com": ["syria"],
+        "z@example.com": ["energy"], "w@example.com": ["syria"],
+        "v@example.com": ["syria"]})
     strike = post(client, "Strike on Homs market", ["Syria"])
     post(client, "Gas field deal signed", ["Energy"])
     post(client, "Brent at $82", ["Energy"])
 
     # Plan here and keep the worker out until the unpublish is done.
-    set_dispatcher(lambda *_: False)
-    try:
+    with dispatcher.drop():
         with db.session_scope() as session:
             edition_id = editions.request(session, "weekly", source="test").id
         with db.session_scope() as session:
             planning.plan(session, edition_id)
-    finally:
-        set_dispatcher(None)
     with db.session_scope() as session:
         # w's message is on the wire right now; v's first attempt failed and waits to retry.
         session.execute(update(Delivery).where(Delivery.reader_id == ids["w@example.com"])
@@ -250,7 +245,7 @@ def test_unpublished_article_disappears_from_pending_deliveries(fresh) -> None:
     backend.smtp.clear()
 
     # A later edition never offers it, even to a reader who never had a digest.
-    add_readers({"u@example.com": ["syria"]})
+    add_readers(dispatcher, {"u@example.com": ["syria"]})
     post(client, "Homs market reopens", ["Syria"])
     send_edition(client, backend)
     later = by_recipient(backend.smtp.wait_for(5))
@@ -307,12 +302,12 @@ def test_decide_corrections_on_plain_data() -> None:
     assert same.content_key == d.content_key != other.content_key
 
 
-def test_a_corrected_article_is_flagged_once_in_the_next_digest(fresh) -> None:
+def test_a_corrected_article_is_flagged_once_in_the_next_digest(fresh, dispatcher) -> None:
     backend = fresh
     client = TestClient(create_app())
     seed_topics(client)
-    add_readers({"alice@example.com": ["syria"], "dave@example.org": ["syria"],
-                 "bob@example.net": ["energy"]})
+    add_readers(dispatcher, {"alice@example.com": ["syria"], "dave@example.org": ["syria"],
+                             "bob@example.net": ["energy"]})
     quake = post(client, "Quake in Aleppo: 3 dead", ["Syria"],
                  summary="Rescuers searched the rubble overnight.")
     post(client, "Brent steady at $80", ["Energy"])
@@ -324,7 +319,7 @@ def test_a_corrected_article_is_flagged_once_in_the_next_digest(fresh) -> None:
     # The desk corrects the headline; a new reader arrives; Energy has news.
     post(client, "Quake in Aleppo: 30 dead", ["Syria"], url=quake["url"], status=200,
          summary="Rescuers searched the rubble overnight.")
-    add_readers({"carol@example.com": ["syria"]})
+    add_readers(dispatcher, {"carol@example.com": ["syria"]})
     post(client, "OPEC holds output", ["Energy"])
     report = send_edition(client, backend)
     assert report["counts"]["sent"] == 4

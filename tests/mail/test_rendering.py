@@ -18,13 +18,9 @@ from newsletter.mail.rendering import (
     render,
     template_names,
 )
+from tests.helpers import article, placeholders
 
 SITE = {"site_name": "The Levant Ledger", "base_url": "https://news.example.com"}
-PER_READER = ("email", "unsubscribe_url", "preferences_url")
-
-
-def placeholders() -> dict[str, str]:
-    return {name: placeholder(name) for name in PER_READER}
 
 
 def reader(n: int) -> dict[str, str]:
@@ -33,22 +29,6 @@ def reader(n: int) -> dict[str, str]:
         "unsubscribe_url": f"https://news.example.com/unsubscribe/tok{n}.sig?src=email&n={n}",
         "preferences_url": f"https://news.example.com/preferences/tok{n}.sig",
     }
-
-
-def article(n: int, **overrides: Any) -> dict[str, Any]:
-    a = {
-        "title": f"Ceasefire talks resume in Geneva, day {n}",
-        "url": f"https://news.example.com/world/{n}-ceasefire-talks?utm_source=digest&n={n}",
-        "summary": (
-            "Negotiators met for a third day on Thursday; both delegations said progress had "
-            "been made on prisoner exchanges and on humanitarian corridors into the north."
-        ),
-        "author": "Lina Haddad" if n % 2 else None,
-        "published_label": "28 Nov 2026, 09:15",
-        "image_url": f"https://cdn.example.com/img/{n}.jpg" if n % 3 == 0 else None,
-    }
-    a.update(overrides)
-    return a
 
 
 def digest_context(

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 
 from newsletter import db
 from newsletter.models import OutboxEvent, Reader, Tag
-from tests.conftest import live_web, set_dispatcher
+from tests.conftest import live_web
 
 CLIENTS = 60  # more than the 40 request threads and the pool's 10 connections
 
@@ -80,15 +80,14 @@ def test_sixty_readers_subscribing_at_once_are_all_answered_and_stored(backend, 
 
 
 @pytest.mark.parametrize("backend", ["embedded", "postgres_redis"], indirect=True)
-def test_subscribing_again_keeps_the_new_choice_of_a_pending_reader_aside(backend, fresh) -> None:
+def test_subscribing_again_keeps_the_new_choice_of_a_pending_reader_aside(backend, fresh, dispatcher) -> None:
     """subscribe() is an upsert on the address: a pending or unsubscribed reader's new topics
     and frequency wait beside theirs until confirmed (one more consent entry, one more
     confirmation); an active one is left exactly as it was."""
     from newsletter.models import ConsentEvent, PendingChoice
     from newsletter.readers import subscriptions
 
-    set_dispatcher(lambda *_: True)  # no worker needed: only the rows are checked
-    try:
+    with dispatcher.accept():  # no worker needed: only the rows are checked
         with db.session_scope() as session:
             session.add_all([Tag(slug=s, name=s.title()) for s in ("syria", "jordan", "iraq")])
         with db.session_scope() as session:
@@ -117,5 +116,3 @@ def test_subscribing_again_keeps_the_new_choice_of_a_pending_reader_aside(backen
             assert [(r, d["topics"]) for r, d in ledger] == [
                 (first, ["jordan", "syria"]), (calm, ["syria"]), (first, ["iraq", "jordan"])]
             assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 3
-    finally:
-        set_dispatcher(None)

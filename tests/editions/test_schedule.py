@@ -16,7 +16,7 @@ from newsletter.editions import schedule
 from newsletter.editions.schedule import Due, latest_due
 from newsletter.models import Article, Edition, Reader
 from tests.conftest import dump_log
-from tests.test_editions import add_readers, count, publish, wait_done
+from tests.helpers import add_readers, count, publish, wait_done
 
 MONDAY = datetime(2026, 11, 30, tzinfo=UTC)  # ISO week 49
 

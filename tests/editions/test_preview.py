@@ -19,7 +19,7 @@ from newsletter.editions import requests as editions
 from newsletter.models import Delivery, EditionDigest, OutboxEvent, Reader
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
-from tests.test_editions import add_readers, count, invoke, publish, runner, url_of, wait_done
+from tests.helpers import add_readers, count, invoke, publish, runner, url_of, wait_done
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EDITOR = "editor@news.example"

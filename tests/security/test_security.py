@@ -3,24 +3,24 @@ secrets, templates, and a fuzzed admin API.
 
 Where the rest of the issue's security list is tested (so the whole list is in one place):
 
-- CR/LF in every header ``build_message`` writes: tests/test_mailer.py
+- CR/LF in every header ``build_message`` writes: tests/mail/test_mailer.py
   (test_line_breaks_in_header_values_are_rejected, test_extra_headers_…); an article title
-  on the API is one line: tests/test_web.py (test_subject_header_cannot_carry_a_newline).
-- Escaping in the templates themselves: tests/test_rendering.py (test_editor_and_feed_text_…,
+  on the API is one line: tests/web/test_web.py (test_subject_header_cannot_carry_a_newline).
+- Escaping in the templates themselves: tests/mail/test_rendering.py (test_editor_and_feed_text_…,
   test_confirm_escapes_…, test_correction_text_is_escaped, test_personalise_…); feed HTML made
-  harmless: tests/test_feeds.py (test_atom_import_…_html_made_harmless, test_to_text_…).
-- Tampered, wrong-purpose and expired tokens: tests/test_web.py
-  (test_tampered_and_wrong_purpose_tokens_change_nothing), tests/test_reader.py
+  harmless: tests/newsroom/test_feeds.py (test_atom_import_…_html_made_harmless, test_to_text_…).
+- Tampered, wrong-purpose and expired tokens: tests/web/test_web.py
+  (test_tampered_and_wrong_purpose_tokens_change_nothing), tests/readers/test_reader.py
   (test_expired_confirm_link_…); CSRF on preference and erasure posts, including another
-  reader's CSRF token: tests/test_reader.py (test_preferences_post_needs_the_pages_csrf_token,
+  reader's CSRF token: tests/readers/test_reader.py (test_preferences_post_needs_the_pages_csrf_token,
   test_self_service_erasure_needs_confirmation_and_csrf); one-click exempt:
-  tests/test_pipeline.py (test_edition_end_to_end), tests/test_reader.py.
+  tests/test_pipeline.py (test_edition_end_to_end), tests/readers/test_reader.py.
 - Subscribe bombing: per-IP rate limit, signed form token, honeypot, one confirmation a day
-  per address: tests/test_reader.py (test_rate_limit_per_ip, test_form_token_guards,
-  test_one_confirmation_email_a_day_per_address), tests/test_web.py (test_honeypot_…).
-- SMTP password hidden from repr: tests/test_mailer.py (test_smtp_config_repr_hides_the_password).
-- Concurrent schedulers and the editor's double click, in-process: tests/test_schedule.py,
-  tests/test_editions.py; with real processes, counting Message-IDs at the SMTP server:
+  per address: tests/readers/test_reader.py (test_rate_limit_per_ip, test_form_token_guards,
+  test_one_confirmation_email_a_day_per_address), tests/web/test_web.py (test_honeypot_…).
+- SMTP password hidden from repr: tests/mail/test_mailer.py (test_smtp_config_repr_hides_the_password).
+- Concurrent schedulers and the editor's double click, in-process: tests/editions/test_schedule.py,
+  tests/editions/test_requests.py; with real processes, counting Message-IDs at the SMTP server:
   tests/reliability/test_beats.py and tests/reliability/test_double_submit.py.
 
 Here: CR/LF from the API, a feed, the form and the settings into a real message (1); markup
@@ -66,7 +66,7 @@ from newsletter.readers import subscriptions
 from newsletter.web import deps
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, configure, dump_log, post_subscribe
-from tests.test_pipeline import html_part, text_part, wait_edition
+from tests.helpers import html_part, text_part, wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 INJECT = "\r\nBcc: injected@evil.example"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -21,9 +20,10 @@ from newsletter.newsroom import tags
 from newsletter.readers import consent
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.helpers import DATA
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-SAMPLE = Path(__file__).parent / "data" / "subscribers.csv"
+SAMPLE = DATA / "subscribers.csv"
 
 
 def seed_topics() -> None:

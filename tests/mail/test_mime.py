@@ -21,7 +21,7 @@ What this proves, each time by building the bytes and parsing them back with
 - A line break or NUL hidden inside non-ASCII header text (where base64 would otherwise
   smuggle it through) is refused (5).
 
-Already covered in tests/test_mailer.py and not repeated here: the other headers (Date,
+Already covered in tests/mail/test_mailer.py and not repeated here: the other headers (Date,
 List-*, Message-ID), word-folded ASCII subjects, a non-ASCII name in To, CR/LF appended to
 every header value, extra_headers, and unusable addresses.
 """

@@ -34,7 +34,7 @@ def subscribe(email: str, slugs: list[str], frequency: str = "weekly") -> int:
         reader_id = subscriptions.subscribe(session, email, slugs, frequency,
                                             consent_given=True, source="form",
                                             ip="192.0.2.7", user_agent="Firefox " * 100)
-        pending = list(session.info.get(events._PENDING, []))
+        pending = events.pending(session)
         session.commit()
     return reader_id, pending
 
@@ -154,7 +154,7 @@ def test_a_burst_of_sign_ups_is_one_task_and_each_reader_gets_their_confirmation
 def test_confirmations_deferred_by_the_relay_are_handed_back_to_retry(topics, fresh) -> None:
     from newsletter.mail.mailer import SmtpConfig, SmtpTransport
     from newsletter.readers import notices
-    from tests.test_mailer import Recorder, relay_server
+    from tests.mail.test_mailer import Recorder, relay_server
 
     ids = {e: subscribe(e, ["syria"])[0]
            for e in ("first@example.com", "later@example.com", "bounce@example.com")}

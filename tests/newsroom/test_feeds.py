@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -26,8 +25,8 @@ from newsletter.models import Article, ArticleRevision
 from newsletter.newsroom import feeds
 from newsletter.newsroom.fetch import FeedError, Guard, Refused, fetch
 from tests.conftest import dump_log
+from tests.helpers import DATA
 
-DATA = Path(__file__).parent / "data"
 RSS, ATOM = DATA / "feed.rss", DATA / "feed.atom"
 OPEN = Guard(allow_private=True)  # for the local test server; every other guard is closed
 

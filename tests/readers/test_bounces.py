@@ -14,7 +14,6 @@ import mailbox
 import re
 from datetime import timedelta
 from email.utils import format_datetime
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -35,10 +34,10 @@ from newsletter.readers import bounces, consent
 from newsletter.readers.bounce_reports import parse
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
-from tests.test_pipeline import ARTICLES, subscribe_and_confirm, url_of, wait_edition
+from tests.helpers import DATA, url_of, wait_edition
+from tests.test_pipeline import ARTICLES, subscribe_and_confirm
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-DATA = Path(__file__).parent / "data"
 
 HARD_ID = "<5b0e6c0f8a9d4e21b7c3a1f2d4e6b8a0@news.example>"
 SOFT_ID = "<9c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f@news.example>"

@@ -1,0 +1,58 @@
+"""Planning an edition, on each backend with a real worker and SMTP server: a dry run counts
+without sending and its figures are what the real run then does; the planner marks the digests
+readers share."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from newsletter.models import Delivery, OutboxEvent, Reader
+from newsletter.web.app import create_app
+from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.helpers import READERS, count, invoke, newsroom, wait_done
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def test_dry_run_sends_nothing_and_the_real_run_matches_it(fresh) -> None:
+    backend = fresh
+    client = TestClient(create_app())
+    newsroom()
+    events_before = count(OutboxEvent)
+
+    r = client.post("/api/editions", headers=AUTH, json={"frequency": "weekly", "dry_run": True})
+    assert r.status_code == 202, r.text
+    dry = wait_done(r.json()["id"])
+    assert dry["status"] == "done" and dry["dry_run"] is True, dump_log(backend)
+    expected = {"readers": 5, "emails": 4, "distinct_digests": 3, "articles": 3}
+    assert dry["plan"] == expected
+    assert dry["distinct_digests"] == 3
+    assert dry["counts"]["planned"] == dry["counts"]["sent"] == 0
+    assert client.get(f"/api/editions/{dry['id']}", headers=AUTH).json()["plan"] == expected
+
+    # The CLI's dry run waits for the planner and prints the same figures.
+    out = invoke("send", "--frequency", "weekly", "--dry-run")
+    assert "dry run" in out and re.search(r"would send\s*│?\s*4", out), out
+
+    # Nothing was sent, queued or changed: only the two requests' events were written.
+    assert count(Delivery) == 0
+    assert count(OutboxEvent) == events_before + 2
+    assert count(Reader, Reader.last_digest_at.is_not(None)) == 0
+    assert backend.smtp.received == []
+
+    out = invoke("send", "--frequency", "weekly", "--wait")
+    real_id = int(re.search(r"edition (\d+) requested", out).group(1))
+    assert "sent" in out and "done" in out
+    real = wait_done(real_id)
+    assert real["status"] == "done", dump_log(backend)
+    assert real["counts"]["planned"] == real["counts"]["sent"] == expected["emails"]
+    assert real["distinct_digests"] == expected["distinct_digests"]
+    assert real["plan"] == expected
+    assert real["counts"]["skipped_empty"] == 1 and real["counts"]["skipped"] == 1
+    messages = backend.smtp.wait_for(expected["emails"])
+    assert sorted(str(m["To"]) for m in messages) == sorted(set(READERS) - {"iran@example.com"})
+
+
+
