@@ -82,13 +82,14 @@ def test_credentials_over_plain_smtp_are_refused_before_they_are_sent() -> None:
     with plain_auth_relay() as (relay, port):
         url = f"smtp://editor:hunter2-relay-password@127.0.0.1:{port}"
         with pytest.raises(ValueError, match=r"\?starttls=true.*\?insecure=true") as err:
-            mailer.get_transport(url).send("news@example.com", "reader@example.org", message())
+            mailer.send_one(mailer.get_transport(url), "news@example.com", "reader@example.org",
+                            message())
         assert "hunter2" not in str(err.value)
         # A config built by hand (not from a URL) is refused by the transport itself.
         by_hand = mailer.SmtpConfig("127.0.0.1", port, "editor", "hunter2-relay-password")
         with pytest.raises(mailer.AuthenticationFailure, match="insecure=true"):
-            mailer.SmtpTransport(by_hand).send("news@example.com", "reader@example.org",
-                                               message())
+            mailer.send_one(mailer.SmtpTransport(by_hand), "news@example.com",
+                            "reader@example.org", message())
         assert relay.connections == 0 and relay.credentials == [] and relay.delivered == []
 
 
@@ -97,8 +98,8 @@ def test_starttls_demanded_of_a_relay_without_it_sends_no_credentials() -> None:
     with plain_auth_relay() as (relay, port):
         url = f"smtp://editor:hunter2-relay-password@127.0.0.1:{port}?starttls=true"
         with pytest.raises(mailer.MailerError):
-            mailer.SmtpTransport(mailer.SmtpConfig.from_url(url)).send(
-                "news@example.com", "reader@example.org", message())
+            mailer.send_one(mailer.SmtpTransport(mailer.SmtpConfig.from_url(url)),
+                            "news@example.com", "reader@example.org", message())
         assert relay.connections == 1 and relay.credentials == [] and relay.delivered == []
 
 
@@ -107,7 +108,7 @@ def test_insecure_true_sends_over_a_plain_relay_when_the_operator_says_so() -> N
     with plain_auth_relay() as (relay, port):
         url = f"smtp://editor:hunter2-relay-password@127.0.0.1:{port}?insecure=true"
         with mailer.SmtpTransport(mailer.SmtpConfig.from_url(url)) as transport:
-            transport.send("news@example.com", "reader@example.org", message())
+            mailer.send_one(transport, "news@example.com", "reader@example.org", message())
         assert relay.credentials == [(b"editor", b"hunter2-relay-password")]
         assert len(relay.delivered) == 1
 
