@@ -37,9 +37,11 @@ class EditionIn(BaseModel):
 def create_article(
     item: articles.ArticleIn, session: SessionDep, response: Response, actor: EditorActor,
 ) -> dict[str, Any]:
-    article, created = articles.publish(session, item.model_dump())
-    audit.record(session, actor.name, "article.publish", f"article:{article.id}",
-                 {"title": article.title, "created": created}, actor.ip)
+    done = articles.upsert(session, item.model_dump())
+    article, created = done.article, done.outcome == "created"
+    if done.outcome != "unchanged":  # the same article again changes nothing to record
+        audit.record(session, actor.name, "article.publish", f"article:{article.id}",
+                     {"title": article.title, "created": created}, actor.ip)
     session.commit()
     response.status_code = 201 if created else 200
     return articles.to_dict(article)

@@ -7,7 +7,7 @@ import hmac
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -146,6 +146,7 @@ def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 templates.env.filters["local_time"] = local_time
+templates.env.globals["now_utc"] = lambda: datetime.now(UTC)
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:

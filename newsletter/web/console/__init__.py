@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from newsletter.web.console import home, signin
+from newsletter.web.console import audit_log, editors, home, signin, tokens
 
-ROUTERS: tuple[APIRouter, ...] = (signin.router, home.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    signin.router, home.router, audit_log.router, editors.router, tokens.router,
+)
