@@ -158,6 +158,17 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=3, ge=1)
     soft_bounce_days: float = Field(default=21.0, gt=0)
 
+    # The newsroom console (/admin): a signed-in browser is signed out after this long
+    # without a request, and in any case this long after signing in.
+    console_idle_minutes: float = Field(default=60.0, gt=0)
+    console_session_hours: float = Field(default=12.0, gt=0)
+    # This many wrong passwords for one account, each within login_lock_minutes of the
+    # last, lock it for login_lock_minutes. One address (a client IP, or an IPv6 /64) may
+    # fail login_address_limit times (`limits` notation) whichever accounts it tries.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lock_minutes: float = Field(default=15.0, gt=0)
+    login_address_limit: str = "20/15minutes"
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:

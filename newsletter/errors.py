@@ -10,18 +10,30 @@ Hierarchy (each line: the class, its status, when it is raised)::
     ├── InvalidToken (400) ........... a link or form token is malformed, tampered with,
     │   │                              or made for another purpose (tokens.read)
     │   └── ExpiredToken (400) ....... a genuine link or form token that is too old
+    ├── NotSignedIn (401) ............ no console session or bearer token (a console page
+    │   │                              redirects to the sign-in page instead)
+    │   └── SignInFailed (401) ....... wrong email or password (the same answer for both)
+    ├── Forbidden (403) .............. signed in, but the role does not allow it
+    │   └── CsrfRefused (403) ........ a console change without its CSRF token, or posted
+    │                                  from another site
+    ├── AccountLocked (429) .......... too many wrong passwords for an account or from an
+    │                                  address: try again at ``until``
     ├── NotFound (404) ............... the base of "no such thing"
     │   ├── ArticleNotFound (404) .... no article with that id (withdrawing one)
     │   ├── EditionNotFound (404) .... no edition with that id (report, resume, requeue)
+    │   ├── EditorNotFound (404) ..... no editor with that address or id; no such token
     │   ├── ReaderNotFound (404) ..... no reader with that address (export, erase,
     │   │                              preview, test send)
     │   └── NothingToPreview (404) ... the next edition would send that reader or tag set
     │                                  nothing (no empty digests, not even as a preview)
     ├── Conflict (409) ............... the base of "not in a state that allows it"
-    │   └── NotPaused (409) .......... resume asked of an edition that is not paused
+    │   ├── NotPaused (409) .......... resume asked of an edition that is not paused
+    │   └── LastAdmin (409) .......... removing or demoting the last admin
     ├── Invalid (422) ................ the base of "the input cannot be used as given"
     │   ├── ArticleError (422) ....... an article that cannot be published as sent
     │   ├── EditionError (422) ....... an edition that cannot be requested as asked
+    │   ├── AccountError (422) ....... an editor account asked for wrongly (address, role,
+    │   │                              password too short, token name)
     │   ├── PreviewError (422) ....... a preview asked for wrongly (no reader nor tags,
     │   │                              unknown tag, bad frequency)
     │   ├── SubscriptionError (422) .. bad input to a subscription (``field`` names the
@@ -63,6 +75,36 @@ class ExpiredToken(InvalidToken):
     """The link was genuine but is too old."""
 
 
+class NotSignedIn(NewsletterError):
+    """No console session, or no valid bearer token."""
+
+    status = 401
+
+
+class SignInFailed(NotSignedIn):
+    """Wrong email or password: one answer for both, so the form tells nobody who has an account."""
+
+
+class Forbidden(NewsletterError):
+    """Signed in, but this role may not do that; nothing was changed."""
+
+    status = 403
+
+
+class CsrfRefused(Forbidden):
+    """A console change without the page's CSRF token, or posted from another site."""
+
+
+class AccountLocked(NewsletterError):
+    """Too many wrong passwords: sign-in is refused until ``until`` (aware UTC)."""
+
+    status = 429
+
+    def __init__(self, message: str, until):
+        super().__init__(message)
+        self.until = until
+
+
 class NotFound(NewsletterError):
     """What was asked for does not exist."""
 
@@ -75,6 +117,10 @@ class ArticleNotFound(NotFound):
 
 class EditionNotFound(NotFound):
     """No edition has that id."""
+
+
+class EditorNotFound(NotFound):
+    """No editor (or API token) by that address or id."""
 
 
 class ReaderNotFound(NotFound):
@@ -95,6 +141,10 @@ class NotPaused(Conflict):
     """Resume asked of an edition that is not paused."""
 
 
+class LastAdmin(Conflict):
+    """The last admin cannot be removed or made an editor: nobody could manage accounts."""
+
+
 class Invalid(NewsletterError):
     """The input cannot be used as given; the message says why."""
 
@@ -107,6 +157,10 @@ class ArticleError(Invalid):
 
 class EditionError(Invalid):
     """An edition cannot be requested as asked; the message says why."""
+
+
+class AccountError(Invalid):
+    """An editor account or token asked for wrongly; the message says why."""
 
 
 class PreviewError(Invalid):

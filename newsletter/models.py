@@ -329,6 +329,82 @@ class ClaimHolder(Base):
     beat_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Editor(Base):
+    """Somebody who works in the console: an editor, or an admin who also runs the list.
+
+    Removal keeps the row (``removed_at``): the audit log names editors by address, and an
+    address added again gets its row back with a new password and role.
+    """
+
+    __tablename__ = "editors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # states.EditorRole
+    # An argon2 hash (accounts.passwords); never the password itself.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Wrong passwords in a row, counted within LOGIN_LOCK_MINUTES of the last one.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_failed_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]
+    removed_at: Mapped[datetime | None]
+
+
+class ConsoleSession(Base):
+    """One signed-in browser. The cookie holds a random token; only its hash is kept here."""
+
+    __tablename__ = "console_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    editor_id: Mapped[int] = mapped_column(ForeignKey("editors.id", ondelete="CASCADE"),
+                                           index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The secret every console form and htmx request must echo (CSRF).
+    csrf_secret: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    editor: Mapped[Editor] = relationship(lazy="joined")
+
+
+class ApiToken(Base):
+    """An editor's bearer token for the admin API: shown once, kept as a hash, revocable."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    editor_id: Mapped[int] = mapped_column(ForeignKey("editors.id", ondelete="CASCADE"),
+                                           index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the token, shown in lists so its owner can tell them apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    editor: Mapped[Editor] = relationship(lazy="joined")
+
+
+class AuditEntry(Base):
+    """Who changed what, when and from where. Append-only: nothing updates or deletes a row
+    (on PostgreSQL a trigger refuses it), and erasing a reader leaves it: readers are named
+    by id only."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # An editor's address, "token:NAME" for an API token, or "cli".
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))  # "article.publish", "reader.erase" …
+    target: Mapped[str] = mapped_column(String(255), default="")  # "article:12", "reader:7"
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    __table_args__ = (
+        Index("ix_audit_log_at", "at", "id"),
+        Index("ix_audit_log_actor", "actor", "at"),
+        Index("ix_audit_log_action", "action", "at"),
+    )
+
+
 class OutboxEvent(Base):
     """A domain event written in the same transaction as its cause; the relay turns it into a task."""
 

@@ -48,3 +48,16 @@ OPEN = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.RETRY)
 # bounced) without racing a send. "sending" is left out: a worker holds that row and may be
 # talking to the relay; what it sends is settled when it records the outcome.
 UNSENT = (DeliveryStatus.QUEUED, DeliveryStatus.RETRY)
+
+
+class EditorRole(StrEnum):
+    """What a console account may do. An admin may do all an editor may, and more."""
+
+    # Articles, topics, previews, test sends, editions, stats.
+    EDITOR = "editor"
+    # Also readers' data (export, erase), imports, the suppression list, editors and
+    # tokens, feeds.
+    ADMIN = "admin"
+
+    def allows(self, needed: EditorRole) -> bool:
+        return needed is EditorRole.EDITOR or self is EditorRole.ADMIN

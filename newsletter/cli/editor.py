@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from newsletter import db
-from newsletter.cli.app import app, console
+from newsletter.cli.app import app, console, record
 from newsletter.config import get_settings
 from newsletter.editions import reports
 from newsletter.editions import requests as editions
@@ -39,6 +39,10 @@ def publish(
             # Noted as each is done: a later item may update the same article again.
             results = [(r.outcome, r.article.id, r.article.title)
                        for r in (articles.upsert(session, item) for item in items)]
+            for outcome, article_id, title in results:
+                if outcome != "unchanged":
+                    record(session, "article.publish", f"article:{article_id}",
+                           {"title": title, "created": outcome == "created"})
         except articles.ArticleError as exc:
             console.print(f"[red]nothing published:[/] {exc}")
             raise typer.Exit(2) from None
@@ -71,6 +75,9 @@ def import_subscribers(
                 # Row numbers are the file's line numbers: the header is line 1.
                 result = imports.import_readers(session, rows, first_row=2,
                                                 progress=lambda n: bar.advance(task, n))
+            record(session, "readers.import", "readers",
+                   {"created": result.created, "updated": result.updated,
+                    "unchanged": result.unchanged, "skipped": result.skipped})
     except (imports.ImportRowError, UnicodeDecodeError, csv.Error) as exc:
         reason = "the file is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc
         console.print(f"[red]nothing imported:[/] {reason}", highlight=False)
@@ -92,6 +99,8 @@ def unpublish(article: Annotated[str, typer.Argument(metavar="ID_OR_URL")]) -> N
     with db.session_scope() as session:
         try:
             done = withdrawal.unpublish(session, articles.find(session, article).id)
+            record(session, "article.unpublish", f"article:{done.article.id}",
+                   {"deliveries_changed": done.deliveries_changed})
         except articles.ArticleNotFound as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
@@ -112,6 +121,8 @@ def import_feed(
     with db.session_scope() as session:
         try:
             result = feeds.import_feed(session, source, default_tag=default_tag)
+            record(session, "feed.import", source[:200],
+                   {"created": result.created, "updated": result.updated})
         except feeds.FeedError as exc:
             console.print(f"[red]feed not imported:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
@@ -133,6 +144,10 @@ def ingest_bounces(
     with db.session_scope() as session:
         try:
             result = bounces.ingest_path(session, path)
+            if result.suppressed:
+                record(session, "suppression.add", "suppressions",
+                       {"suppressed": result.suppressed, "hard": result.hard,
+                        "complaints": result.complaints, "source": "mailbox"})
         except bounces.BounceSourceError as exc:
             console.print(f"[red]nothing read:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
@@ -170,6 +185,8 @@ def send(
         try:
             edition = editions.request(session, frequency, tags=tag, dry_run=dry_run,
                                        source="cli")
+            record(session, "edition.send", f"edition:{edition.id}",
+                   {"frequency": frequency, "tags": tag, "dry_run": dry_run})
         except editions.EditionError as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(2) from None
@@ -190,6 +207,9 @@ def _test_send(to: str, *, email: str | None, tags: list[str] | None,
         try:
             result = previews.request_test_send(session, to, email=email, tags=tags,
                                                 frequency=frequency)
+            record(session, "edition.test_send", "edition:test",
+                   {"articles": result.article_count, "frequency": result.frequency,
+                    "tags": tags})
         except previews.PreviewError as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(2) from None
@@ -302,6 +322,7 @@ def resume(edition_id: int) -> None:
     with db.session_scope() as session:
         try:
             done = reconcile.resume(session, edition_id)
+            record(session, "edition.resume", f"edition:{edition_id}", done)
         except (editions.EditionNotFound, reconcile.NotPaused) as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
@@ -316,6 +337,7 @@ def requeue(edition_id: int) -> None:
     with db.session_scope() as session:
         try:
             done = reconcile.requeue_dead(session, edition_id)
+            record(session, "edition.requeue", f"edition:{edition_id}", done)
         except editions.EditionNotFound as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None

@@ -163,8 +163,9 @@ def export(session: Session, email: str) -> dict[str, Any]:
     }
 
 
-def erase(session: Session, email: str) -> None:
-    """Delete the reader and their history, keeping only a keyed-hash suppression entry.
+def erase(session: Session, email: str) -> int:
+    """Delete the reader and their history, keeping only a keyed-hash suppression entry;
+    returns the id the reader had (the audit log names them by it).
 
     Delivery rows stay for the edition's counts but lose the link to the reader and any
     error text (an SMTP reply quotes the address); the ledger entries and bounce reports go
@@ -189,8 +190,10 @@ def erase(session: Session, email: str) -> None:
     session.execute(delete(OutboxEvent).where(
         _mentions(cast(OutboxEvent.payload, Text), email)))
     consent.suppress(session, email, "erased")
+    reader_id = reader.id
     session.delete(reader)
     session.flush()
+    return reader_id
 
 
 def _mentions(column: Any, email: str):

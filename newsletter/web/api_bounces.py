@@ -8,10 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from newsletter import audit
+from newsletter.accounts.actors import Actor
 from newsletter.readers import bounces
-from newsletter.web.deps import Editor, SessionDep
+from newsletter.web.deps import Admin, AdminActor, SessionDep
 
-router = APIRouter(prefix="/api/bounces", dependencies=[Editor])
+# Admins only: what it reads suppresses readers.
+router = APIRouter(prefix="/api/bounces", dependencies=[Admin])
 
 MAX_BYTES = 10 * 1024 * 1024
 # A raw message is what relays post; anything else (JSON from a misconfigured hook) is
@@ -29,7 +32,8 @@ _READERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bounce-reader")
 @router.post("", responses={413: {"description": "over 10 MB"},
                             415: {"description": "not a raw message"},
                             422: {"description": "empty body"}})
-async def post_bounce(request: Request, session: SessionDep) -> dict[str, int]:
+async def post_bounce(request: Request, session: SessionDep,
+                      actor: AdminActor) -> dict[str, int]:
     """Ingest one raw message (the body); answers what it found and whom it suppressed."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_TYPES:
@@ -45,11 +49,15 @@ async def post_bounce(request: Request, session: SessionDep) -> dict[str, int]:
     if not body.strip():
         raise HTTPException(422, "empty body: post the raw bounce or complaint message")
     result = await asyncio.get_running_loop().run_in_executor(
-        _READERS, _ingest, session, bytes(body))
+        _READERS, _ingest, session, bytes(body), actor)
     return result.as_dict()
 
 
-def _ingest(session: Session, raw: bytes) -> bounces.IngestResult:
+def _ingest(session: Session, raw: bytes, actor: Actor) -> bounces.IngestResult:
     result = bounces.ingest(session, raw, source="webhook")
+    if result.suppressed:
+        audit.record(session, actor.name, "suppression.add", "suppressions",
+                     {"suppressed": result.suppressed, "hard": result.hard,
+                      "complaints": result.complaints, "source": "webhook"}, actor.ip)
     session.commit()
     return result

@@ -1,4 +1,5 @@
-"""Admin API for a reader's data rights: export (GDPR art. 15) and erasure (art. 17)."""
+"""Admin API for a reader's data rights: export (GDPR art. 15) and erasure (art. 17).
+Admins only: an editor's role does not reach readers' data."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from newsletter import audit
 from newsletter.readers import privacy
-from newsletter.web.deps import Editor, SessionDep
+from newsletter.web.deps import Admin, AdminActor, SessionDep
 
-router = APIRouter(prefix="/api/subscribers", dependencies=[Editor])
+router = APIRouter(prefix="/api/subscribers", dependencies=[Admin])
 
 
 @router.get("/{email}")
@@ -19,8 +21,10 @@ def export_subscriber(email: str, session: SessionDep) -> dict[str, Any]:
 
 
 @router.delete("/{email}")
-def erase_subscriber(email: str, session: SessionDep) -> dict[str, str]:
+def erase_subscriber(email: str, session: SessionDep, actor: AdminActor) -> dict[str, str]:
     """Delete the reader, keeping only a hashed suppression entry."""
-    privacy.erase(session, email)
+    reader_id = privacy.erase(session, email)
+    # By id only: the log outlives the reader and must hold nothing erasure would remove.
+    audit.record(session, actor.name, "reader.erase", f"reader:{reader_id}", {}, actor.ip)
     session.commit()
     return {"status": "erased"}

@@ -1,4 +1,4 @@
-"""The web app: reader pages, the admin API, health."""
+"""The web app: reader pages, the newsroom console, the admin API, health."""
 
 from __future__ import annotations
 
@@ -19,7 +19,16 @@ from newsletter import db, events, logs
 from newsletter.config import DEV_SECRET_KEY, get_settings
 from newsletter.errors import NewsletterError
 from newsletter.metrics import exposition
-from newsletter.web import api, api_bounces, api_privacy, hardening, pages, reader_data
+from newsletter.web import (
+    api,
+    api_audit,
+    api_bounces,
+    api_privacy,
+    console,
+    hardening,
+    pages,
+    reader_data,
+)
 from newsletter.web.bodies import BodyLimit
 from newsletter.web.deps import HERE, SessionDep, newsletter_error
 
@@ -46,6 +55,9 @@ def create_app() -> FastAPI:
     app.include_router(api.router)
     app.include_router(api_privacy.router)
     app.include_router(api_bounces.router)
+    app.include_router(api_audit.router)
+    for router in console.ROUTERS:  # the newsroom console, /admin
+        app.include_router(router)
 
     @app.get("/healthz")
     def healthz(session: SessionDep) -> JSONResponse:

@@ -1,25 +1,33 @@
-"""What every route shares: the database session, editor auth, page rendering."""
+"""What every route shares: the database session, who is calling the API and what their role
+allows, page rendering, the one handler of domain errors."""
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, HTTPException, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from newsletter import db, tokens
+from newsletter.accounts import api_tokens
+from newsletter.accounts.actors import ADMIN_TOKEN_ACTOR, Actor
 from newsletter.config import get_settings
-from newsletter.errors import NewsletterError
+from newsletter.errors import Forbidden, NewsletterError, NotSignedIn
+from newsletter.states import EditorRole
 
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)
@@ -87,18 +95,58 @@ RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
 _bearer = HTTPBearer(auto_error=False)
 
 
-def require_editor(
+def api_actor(
+    request: Request, session: SessionDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    expected = get_settings().admin_token
+) -> Actor:
+    """Who calls the admin API: the automation token (an admin) or an editor's API token
+    (with that editor's role). A console cookie is not enough: a page on another site could
+    make the browser send it (CSRF); the API wants a bearer token the browser never adds."""
     given = creds.credentials if creds else ""
-    # Constant-time comparison; an unset token disables the admin API rather than opening it.
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+    ip = client(request)["ip"]
+    expected = get_settings().admin_token
+    # Constant-time comparison; an unset token disables it rather than opening the API.
+    if expected and given and hmac.compare_digest(given.encode(), expected.encode()):
+        return Actor(ADMIN_TOKEN_ACTOR, EditorRole.ADMIN, ip=ip)
+    token = api_tokens.authenticate(session, given) if given else None
+    if token is None:
         raise HTTPException(401, "missing or wrong bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
+    if session.dirty:
+        session.commit()  # its last use, kept even if the call then fails
+    return Actor(f"token:{token.name}", EditorRole(token.editor.role), token.editor_id, ip)
 
 
-Editor = Depends(require_editor)
+@lru_cache(maxsize=2)
+def require_role(role: str) -> Callable[[Actor], Actor]:
+    """A dependency: the API caller, if their role allows ``role``; else 403, nothing done.
+    Cached, so a router's and a route's use of one role are one dependency for FastAPI."""
+    needed = EditorRole(role)
+
+    def allowed(actor: Annotated[Actor, Depends(api_actor)]) -> Actor:
+        if not actor.may(needed):
+            raise Forbidden(f"this needs the {needed} role; {actor.name} is {actor.role}")
+        return actor
+
+    return allowed
+
+
+# Router-level guards, and the caller for routes that audit what they change.
+Editor = Depends(require_role(EditorRole.EDITOR))
+Admin = Depends(require_role(EditorRole.ADMIN))
+EditorActor = Annotated[Actor, Depends(require_role(EditorRole.EDITOR))]
+AdminActor = Annotated[Actor, Depends(require_role(EditorRole.ADMIN))]
+
+
+def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An instant in the site's time zone (TIMEZONE), for pages."""
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(get_settings().timezone)).strftime(fmt)
+
+
+templates.env.filters["local_time"] = local_time
+templates.env.globals["now_utc"] = lambda: datetime.now(UTC)
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -136,6 +184,8 @@ def newsletter_error(request: Request, exc: NewsletterError) -> Response:
     detail = str(exc) if status < 500 else "Internal Server Error"
     if request.url.path.startswith("/api/"):
         return JSONResponse({"detail": detail}, status)
+    if request.url.path.startswith("/admin"):
+        return console_error(request, exc, detail)
     if isinstance(exc, tokens.InvalidToken):
         return invalid_link(request, exc)
     if status >= 500:
@@ -143,6 +193,26 @@ def newsletter_error(request: Request, exc: NewsletterError) -> Response:
                        status=status)
     return message(request, _HEADINGS.get(status, "Something went wrong"),
                    detail[:1].upper() + detail[1:], status=status)
+
+
+def console_error(request: Request, exc: NewsletterError, detail: str) -> Response:
+    """A console page's answer to a domain error: signed out, to the sign-in page (and back
+    here after it); otherwise the console's own error page."""
+    if isinstance(exc, NotSignedIn) and request.method in ("GET", "HEAD"):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/admin/login?next={quote(target, safe='')}", 303)
+    if isinstance(exc, NotSignedIn):  # a change with no session can carry no right token
+        return page(request, "console/message.html", 403, heading="Signed out",
+                    lines=["Your session has ended, so nothing was changed.",
+                           "Sign in again, then make the change again."],
+                    link={"url": "/admin/login", "label": "Sign in"}, user=None, csrf_token="")
+    heading = {403: "Not allowed"}.get(exc.status) or _HEADINGS.get(exc.status,
+                                                                    "Something went wrong")
+    text = detail[:1].upper() + detail[1:] if exc.status < 500 else "Please try again."
+    text += "" if text.endswith((".", "!", "?", ")")) else "."
+    user = getattr(request.state, "console_user", None)
+    return page(request, "console/message.html", exc.status, heading=heading, lines=[text],
+                user=user, csrf_token=user.csrf_token if user else "")
 
 
 def client(request: Request) -> dict[str, str | None]:

@@ -1,6 +1,7 @@
 """What every answer carries, and the operator pages that are not for the public.
 
-Headers: ``X-Content-Type-Options: nosniff`` and a Content-Security-Policy on everything,
+Headers: ``X-Content-Type-Options: nosniff`` and a Content-Security-Policy on everything
+(the console's own under /admin, which allows our vendored scripts and is never framed),
 ``Referrer-Policy: no-referrer`` on pages whose URL holds a reader's token (a click from
 them would hand the token to the next site). Who may frame us comes from one setting,
 FRAME_ANCESTORS (default ``'none'``), so an embeddable form changes one place.
@@ -25,6 +26,12 @@ from newsletter.redaction import SECRET_PREFIXES, install_access_log_redaction
 # Our pages: one stylesheet of our own, forms that post to us, no script at all.
 PAGE_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self' data:; "
                "form-action 'self'; base-uri 'none'")
+# The newsroom console: our stylesheet and our own vendored scripts (htmx), requests back to
+# us; no inline script or style, no eval. Never framed, whatever FRAME_ANCESTORS allows for
+# the reader pages (a framed console is a clickjacking target).
+CONSOLE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                  "connect-src 'self'; form-action 'self'; base-uri 'none'; "
+                  "frame-ancestors 'none'")
 # An email shown in the browser: its CSS is inlined (style attributes and a <style> of
 # media queries) and its pictures come from the newsroom's CDN; still no script, no forms.
 EMAIL_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
@@ -42,7 +49,13 @@ def frame_ancestors() -> str:
     return get_settings().frame_ancestors.strip() or "'none'"
 
 
+def is_console(path: str) -> bool:
+    return path == "/admin" or path.startswith("/admin/")
+
+
 def policy_for(path: str) -> str:
+    if is_console(path):
+        return CONSOLE_POLICY
     if path.startswith("/emails/"):
         base = EMAIL_POLICY
     elif path == "/docs":
@@ -77,7 +90,7 @@ class SecurityHeaders:
 
     def _for(self, path: str) -> list[tuple[bytes, bytes]]:
         token_page = path.startswith(TOKEN_PAGES)
-        kind = ("/emails/" if path.startswith("/emails/") else
+        kind = ("/admin" if is_console(path) else "/emails/" if path.startswith("/emails/") else
                 "/docs" if path == "/docs" else "")
         key = (kind, token_page)
         if key not in self._headers:
@@ -87,6 +100,8 @@ class SecurityHeaders:
                 (b"referrer-policy",
                  b"no-referrer" if token_page else b"strict-origin-when-cross-origin"),
             ]
+            if kind == "/admin":  # readers' data and one-time tokens: never in a cache
+                self._headers[key].append((b"cache-control", b"no-store"))
         return self._headers[key]
 
 

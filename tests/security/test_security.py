@@ -418,7 +418,7 @@ def test_an_unset_admin_token_closes_the_api(web, web_env) -> None:
 
 def test_the_token_comparison_is_constant_time() -> None:
     # Structural: a timing test would be flaky on a shared machine.
-    tree = ast.parse(textwrap.dedent(inspect.getsource(deps.require_editor)))
+    tree = ast.parse(textwrap.dedent(inspect.getsource(deps.api_actor)))
     calls = [ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)]
     assert "hmac.compare_digest" in calls
     compares = [n for n in ast.walk(tree) if isinstance(n, ast.Compare)
