@@ -15,15 +15,17 @@ Hierarchy (each line: the class, its status, when it is raised)::
     │   ├── EditionNotFound (404) .... no edition with that id (report, resume, requeue)
     │   ├── ReaderNotFound (404) ..... no reader with that address (export, erase,
     │   │                              preview, test send)
-    │   └── NothingToPreview (404) ... the next edition would send that reader or tag set
-    │                                  nothing (no empty digests, not even as a preview)
+    │   ├── TopicNotFound (404) ...... no topic with that slug (update, retire)
+    │   └── NothingToPreview (404) ... the next edition would send that reader or topic
+    │                                  set nothing (no empty digests, not even as a preview)
     ├── Conflict (409) ............... the base of "not in a state that allows it"
     │   └── NotPaused (409) .......... resume asked of an edition that is not paused
     ├── Invalid (422) ................ the base of "the input cannot be used as given"
     │   ├── ArticleError (422) ....... an article that cannot be published as sent
     │   ├── EditionError (422) ....... an edition that cannot be requested as asked
-    │   ├── PreviewError (422) ....... a preview asked for wrongly (no reader nor tags,
-    │   │                              unknown tag, bad frequency)
+    │   ├── PreviewError (422) ....... a preview asked for wrongly (no reader nor topics,
+    │   │                              unknown topic, bad frequency)
+    │   ├── TopicError (422) ......... a topic that cannot be made or changed as asked
     │   ├── SubscriptionError (422) .. bad input to a subscription (``field`` names the
     │   │                              form field at fault)
     │   ├── ImportRowError (422) ..... one row of an import that cannot be imported
@@ -81,8 +83,12 @@ class ReaderNotFound(NotFound):
     """No reader has that address."""
 
 
+class TopicNotFound(NotFound):
+    """No topic has that slug."""
+
+
 class NothingToPreview(NotFound):
-    """The next edition would send this reader (or tag set) nothing: no empty digests."""
+    """The next edition would send this reader (or topic set) nothing: no empty digests."""
 
 
 class Conflict(NewsletterError):
@@ -110,7 +116,11 @@ class EditionError(Invalid):
 
 
 class PreviewError(Invalid):
-    """The preview was asked for wrongly (no reader nor tags, unknown tag, bad frequency)."""
+    """The preview was asked for wrongly (no reader nor topics, unknown topic, bad frequency)."""
+
+
+class TopicError(Invalid):
+    """A topic cannot be made or changed as asked; the message says why."""
 
 
 class SubscriptionError(Invalid):

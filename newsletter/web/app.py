@@ -19,7 +19,15 @@ from newsletter import db, events, logs
 from newsletter.config import DEV_SECRET_KEY, get_settings
 from newsletter.errors import NewsletterError
 from newsletter.metrics import exposition
-from newsletter.web import api, api_bounces, api_privacy, hardening, pages, reader_data
+from newsletter.web import (
+    api,
+    api_bounces,
+    api_privacy,
+    api_topics,
+    hardening,
+    pages,
+    reader_data,
+)
 from newsletter.web.bodies import BodyLimit
 from newsletter.web.deps import HERE, SessionDep, newsletter_error
 
@@ -46,6 +54,7 @@ def create_app() -> FastAPI:
     app.include_router(api.router)
     app.include_router(api_privacy.router)
     app.include_router(api_bounces.router)
+    app.include_router(api_topics.router)
 
     @app.get("/healthz")
     def healthz(session: SessionDep) -> JSONResponse:
