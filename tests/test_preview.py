@@ -18,7 +18,7 @@ from newsletter.editions import preview
 from newsletter.editions import requests as editions
 from newsletter.models import Delivery, EditionDigest, OutboxEvent, Reader
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.conftest import ADMIN_TOKEN, dump_log, topics_for
 from tests.test_editions import add_readers, count, invoke, publish, runner, url_of, wait_done
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -40,6 +40,8 @@ def newsroom(fresh):
     publish("Solar in Homs", ["Syria", "Energy"])
     add_readers({"syria@example.com": ["syria"]})
     add_readers({"both@example.net": ["syria", "energy"]}, frequency="daily")
+    with db.session_scope() as session:  # offered, though nobody follows it yet
+        topics_for(session, ["iran"])
     return fresh
 
 

@@ -155,7 +155,7 @@ def listing(session: Session) -> list[dict[str, Any]]:
 def to_dict(topic: Topic, followers: int | None = None) -> dict[str, Any]:
     return {"slug": topic.slug, "name": topic.name, "description": topic.description,
             "group": topic.group_name, "position": topic.position,
-            "tags": [t.slug for t in topic.tags], "followers": followers,
+            "tags": sorted(t.slug for t in topic.tags), "followers": followers,
             "retired": topic.retired_at is not None,
             "retired_at": topic.retired_at.isoformat() if topic.retired_at else None}
 
