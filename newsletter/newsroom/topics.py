@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.config import get_settings
@@ -76,16 +77,24 @@ def create(session: Session, name: str, *, tags: Sequence[str] | None = None,
     group_name = _text(group, "group", 128) or None
     names = _tag_names(tags if tags is not None else [slug])
     existing = session.scalar(select(Topic).where(Topic.slug == slug))
-    if existing is not None:
-        existing.retired_at = None
-        return existing, False
-    last = session.scalar(select(func.max(Topic.position)))
-    topic = Topic(slug=slug, name=name, description=description, group_name=group_name,
-                  position=(last + 1) if last is not None else 0,
-                  tags=get_or_create_tags(session, names), created_at=utcnow())
-    session.add(topic)
-    session.flush()
-    return topic, True
+    if existing is None:
+        try:
+            # A savepoint: a double click that made the same topic meanwhile is answered
+            # with that topic, as if it had come second.
+            with session.begin_nested():
+                last = session.scalar(select(func.max(Topic.position)))
+                topic = Topic(slug=slug, name=name, description=description,
+                              group_name=group_name, created_at=utcnow(),
+                              position=(last + 1) if last is not None else 0,
+                              tags=get_or_create_tags(session, names))
+                session.add(topic)
+            return topic, True
+        except IntegrityError:
+            existing = session.scalar(select(Topic).where(Topic.slug == slug))
+            if existing is None:
+                raise
+    existing.retired_at = None
+    return existing, False
 
 
 def get(session: Session, slug: str) -> Topic:
