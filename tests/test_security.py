@@ -147,6 +147,8 @@ def test_an_address_with_a_line_break_is_refused_and_nothing_stored(web, email) 
 
 def test_a_trailing_line_break_is_trimmed_like_any_whitespace(web) -> None:
     # Pasted addresses often end in a newline: it is whitespace around the address, not in it.
+    with db.session_scope() as session:
+        offer_topics(session, "Syria")
     r = post_subscribe(web, email="pasted@example.com\r\n", topics=["syria"],
                        frequency="daily", consent="yes")
     assert r.status_code == 200
@@ -210,6 +212,7 @@ def test_line_breaks_from_the_api_and_a_feed_never_reach_a_received_header(fresh
     with db.session_scope() as session:
         for article in session.scalars(select(Article)):
             assert not re.search(r"[\r\n]", article.title + (article.author or "")), article.title
+    assert client.post("/api/topics", headers=AUTH, json={"name": "Syria"}).status_code == 201
     assert client.post("/api/subscribers", headers=AUTH, json=[
         {"email": "reader@example.com", "topics": ["syria"], "frequency": "daily",
          "consented_at": utcnow().isoformat()}]).json()["created"] == 1
