@@ -49,6 +49,17 @@ def skewed(rng: random.Random, k: int, weights: list[float]) -> list[int]:
     return sorted(chosen)
 
 
+def _write_topics(cur, now: datetime) -> None:
+    """One topic per tag, as the migration turns a site's tags into topics."""
+    with cur.copy("COPY topics (id, slug, name, description, position, created_at) "
+                  "FROM STDIN") as cp:
+        for i in range(TAGS):
+            cp.write_row((i + 1, f"topic-{i:02d}", _NAMES[i], "", i, now))
+    with cur.copy("COPY topic_tags (topic_id, tag_id) FROM STDIN") as cp:
+        for i in range(TAGS):
+            cp.write_row((i + 1, i + 1))
+
+
 def seed(url: str, readers: int, articles: int, *, frequency: str = "weekly",
          reader_tags: tuple[int, int] = (1, 5), seed_value: int = 1) -> None:
     """Tags, a week of articles and active readers, written with COPY (fast for 100k)."""
@@ -61,14 +72,16 @@ def seed(url: str, readers: int, articles: int, *, frequency: str = "weekly",
         with cur.copy("COPY tags (id, slug, name) FROM STDIN") as cp:
             for i in range(TAGS):
                 cp.write_row((i + 1, f"topic-{i:02d}", _NAMES[i]))
+        _write_topics(cur, now)
         _write_articles(cur, rng, articles, now)
         _write_readers(cur, rng, readers, now, frequency, reader_tags)
-        for table in ("tags", "articles", "readers"):
+        for table in ("tags", "topics", "articles", "readers"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                         f"(SELECT max(id) FROM {table}))")
         # Only the seeded tables: an ANALYZE of the still empty deliveries tables would tell the
         # planner they hold nothing, a state no real list is in.
-        cur.execute("ANALYZE tags, articles, article_tags, readers, reader_topics")
+        cur.execute("ANALYZE tags, topics, topic_tags, articles, article_tags, readers, "
+                    "reader_topics")
         raw.commit()
     finally:
         raw.close()
@@ -103,7 +116,7 @@ def _write_readers(cur, rng: random.Random, readers: int, now: datetime,
         for r in range(readers):
             cp.write_row((r + 1, f"reader{r + 1}@example.org", "active", frequency,
                           "import", now - timedelta(days=30), now - timedelta(days=30)))
-    with cur.copy("COPY reader_topics (reader_id, tag_id) FROM STDIN") as cp:
+    with cur.copy("COPY reader_topics (reader_id, topic_id) FROM STDIN") as cp:
         for r in range(readers):
             for t in skewed(rng, rng.randint(*reader_tags), weights):
                 cp.write_row((r + 1, t + 1))

@@ -20,10 +20,10 @@ from newsletter.cli import app as cli
 from newsletter.cli import console
 from newsletter.editions import reports
 from newsletter.mail.rendering import placeholder
-from newsletter.models import Reader, Tag, utcnow
+from newsletter.models import Reader, utcnow
 from newsletter.newsroom import articles
 from newsletter.states import FINISHED
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, topics_for
 
 # Sample feeds, bounce reports and imports, of our own making.
 DATA = Path(__file__).parent / "data"
@@ -52,9 +52,8 @@ def add_readers(readers: dict[str, Iterable[str]], frequency: str = "weekly") ->
     ids = {}
     with db.session_scope() as session:
         for email, slugs in readers.items():
-            tags = list(session.scalars(select(Tag).where(Tag.slug.in_(list(slugs)))))
             reader = Reader(email=email, status="active", frequency=frequency, source="test",
-                            confirmed_at=utcnow(), topics=tags)
+                            confirmed_at=utcnow(), topics=topics_for(session, slugs))
             session.add(reader)
             session.flush()
             ids[email] = reader.id

@@ -25,7 +25,7 @@ def alert_latency(n: int = 1000) -> dict:
     url = fresh_database(name)
     seed(url, n, 0, frequency="immediate", reader_tags=(1, 1), seed_value=3)
     with create_engine(url).begin() as c:  # every reader follows topic 1
-        c.execute(text("UPDATE reader_topics SET tag_id = 1"))
+        c.execute(text("UPDATE reader_topics SET topic_id = 1"))
     # smtp-sink when installed (aiosmtpd in Python tops out near 1,000 small messages a
     # second on this machine, which would be measuring the sink).
     sink = Sink(VAR / "alert-sink") if smtp_sink_binary() else TimestampSink()

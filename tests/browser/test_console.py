@@ -20,8 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from newsletter.cli import app as cli
-from tests.conftest import ADMIN_TOKEN, REQUIRE_SERVERS, live_web
-from tests.test_browser import CHROMIUM, DESKTOP, PHONE
+from tests.browser.test_browser import DESKTOP, PHONE
+from tests.conftest import ADMIN_TOKEN, CHROMIUM, REQUIRE_SERVERS, live_web
 
 pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 

@@ -15,7 +15,7 @@ from newsletter import db
 from newsletter.models import AuditEntry, Base, ConsoleSession, Editor
 from newsletter.web.app import create_app
 from tests.conftest import EDITOR_PASSWORD, add_editor, console_client, csrf_of, hidden, sign_in
-from tests.test_security import _walk
+from tests.security.test_security import _walk
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
