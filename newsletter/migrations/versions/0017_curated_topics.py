@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0017_curated_topics'
-# 0016 (another branch) is re-chained between these on merge.
 down_revision = '0016_editors_audit'
 branch_labels = None
 depends_on = None
