@@ -233,6 +233,14 @@ def seed(url: str, readers: int, articles: int, *, frequency: str = "weekly",
         with cur.copy("COPY tags (id, slug, name) FROM STDIN") as cp:
             for i in range(TAGS):
                 cp.write_row((i + 1, f"topic-{i:02d}", names[i]))
+        # One topic per tag, as the migration turns a site's tags into topics.
+        with cur.copy("COPY topics (id, slug, name, description, position, created_at) "
+                      "FROM STDIN") as cp:
+            for i in range(TAGS):
+                cp.write_row((i + 1, f"topic-{i:02d}", names[i], "", i, now))
+        with cur.copy("COPY topic_tags (topic_id, tag_id) FROM STDIN") as cp:
+            for i in range(TAGS):
+                cp.write_row((i + 1, i + 1))
         lorem = ("Officials said talks would resume next week as aid convoys waited at the "
                  "border crossing, while residents described a tense night in the capital. ")
         with cur.copy("COPY articles (id, url, title, summary, author, image_url, status, "
@@ -253,16 +261,17 @@ def seed(url: str, readers: int, articles: int, *, frequency: str = "weekly",
             for r in range(readers):
                 cp.write_row((r + 1, f"reader{r + 1}@example.org", "active", frequency,
                               "import", now - timedelta(days=30), now - timedelta(days=30)))
-        with cur.copy("COPY reader_topics (reader_id, tag_id) FROM STDIN") as cp:
+        with cur.copy("COPY reader_topics (reader_id, topic_id) FROM STDIN") as cp:
             for r in range(readers):
                 for t in skewed(rng, rng.randint(*reader_tags), weights):
                     cp.write_row((r + 1, t + 1))
-        for table in ("tags", "articles", "readers"):
+        for table in ("tags", "topics", "articles", "readers"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                         f"(SELECT max(id) FROM {table}))")
         # Only the seeded tables: an ANALYZE of the still empty deliveries tables would tell the
         # planner they hold nothing, a state no real list is in.
-        cur.execute("ANALYZE tags, articles, article_tags, readers, reader_topics")
+        cur.execute("ANALYZE tags, topics, topic_tags, articles, article_tags, readers, "
+                    "reader_topics")
         raw.commit()
     finally:
         raw.close()
@@ -587,7 +596,7 @@ def alert_latency(n: int = 1000) -> dict:
     url = fresh_database(name)
     seed(url, n, 0, frequency="immediate", reader_tags=(1, 1), seed_value=3)
     with create_engine(url).begin() as c:  # every reader follows topic 1
-        c.execute(text("UPDATE reader_topics SET tag_id = 1"))
+        c.execute(text("UPDATE reader_topics SET topic_id = 1"))
     # smtp-sink when installed (aiosmtpd in Python tops out near 1,000 small messages a
     # second on this machine, which would be measuring the sink).
     sink = Sink(VAR / "alert-sink") if smtp_sink_binary() else TimestampSink()

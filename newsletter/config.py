@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     # A fresh install (no scheduled edition yet) sends the period just past only if its send
     # time was at most this long ago; after that, scheduled editions are caught up once.
     schedule_grace_hours: float = Field(default=6.0, ge=0)
+    # Readers follow topics editors curate; true keeps a small site's old way: every tag an
+    # article or feed names for the first time becomes a topic readers may follow at once.
+    topics_from_tags: bool = False
     # Feeds beat polls: "URL" or "URL Default Tag" (the tag for entries without a category;
     # URLs never contain spaces), comma-separated or a JSON list.
     feeds: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -24,8 +24,9 @@ Hierarchy (each line: the class, its status, when it is raised)::
     │   ├── EditorNotFound (404) ..... no editor with that address or id; no such token
     │   ├── ReaderNotFound (404) ..... no reader with that address (export, erase,
     │   │                              preview, test send)
-    │   └── NothingToPreview (404) ... the next edition would send that reader or tag set
-    │                                  nothing (no empty digests, not even as a preview)
+    │   ├── TopicNotFound (404) ...... no topic with that slug (update, retire)
+    │   └── NothingToPreview (404) ... the next edition would send that reader or topic
+    │                                  set nothing (no empty digests, not even as a preview)
     ├── Conflict (409) ............... the base of "not in a state that allows it"
     │   ├── NotPaused (409) .......... resume asked of an edition that is not paused
     │   └── LastAdmin (409) .......... removing or demoting the last admin
@@ -34,8 +35,9 @@ Hierarchy (each line: the class, its status, when it is raised)::
     │   ├── EditionError (422) ....... an edition that cannot be requested as asked
     │   ├── AccountError (422) ....... an editor account asked for wrongly (address, role,
     │   │                              password too short, token name)
-    │   ├── PreviewError (422) ....... a preview asked for wrongly (no reader nor tags,
-    │   │                              unknown tag, bad frequency)
+    │   ├── PreviewError (422) ....... a preview asked for wrongly (no reader nor topics,
+    │   │                              unknown topic, bad frequency)
+    │   ├── TopicError (422) ......... a topic that cannot be made or changed as asked
     │   ├── SubscriptionError (422) .. bad input to a subscription (``field`` names the
     │   │                              form field at fault)
     │   ├── ImportRowError (422) ..... one row of an import that cannot be imported
@@ -127,8 +129,12 @@ class ReaderNotFound(NotFound):
     """No reader has that address."""
 
 
+class TopicNotFound(NotFound):
+    """No topic has that slug."""
+
+
 class NothingToPreview(NotFound):
-    """The next edition would send this reader (or tag set) nothing: no empty digests."""
+    """The next edition would send this reader (or topic set) nothing: no empty digests."""
 
 
 class Conflict(NewsletterError):
@@ -164,7 +170,11 @@ class AccountError(Invalid):
 
 
 class PreviewError(Invalid):
-    """The preview was asked for wrongly (no reader nor tags, unknown tag, bad frequency)."""
+    """The preview was asked for wrongly (no reader nor topics, unknown topic, bad frequency)."""
+
+
+class TopicError(Invalid):
+    """A topic cannot be made or changed as asked; the message says why."""
 
 
 class SubscriptionError(Invalid):

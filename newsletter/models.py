@@ -51,12 +51,43 @@ class Base(DeclarativeBase):
 
 
 class Tag(Base):
-    """A topic readers follow (Syria, Energy …)."""
+    """A name articles are filed under (syria, damascus …); readers follow topics, not tags."""
 
     __tablename__ = "tags"
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(128))
+
+
+class Topic(Base):
+    """What readers may follow, curated by editors: covers one or more tags.
+
+    "Syria" can cover syria, damascus and aleppo; a tag may be in more than one topic. A
+    retired topic is no longer offered and delivers nothing; its followers' rows are kept
+    (the preference centre shows it as no longer offered).
+    """
+
+    __tablename__ = "topics"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # The order on the form (and the order a digest prefers when several topics fit).
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A section of the form ("Middle East", "Business"); None: the ungrouped section.
+    group_name: Mapped[str | None] = mapped_column(String(128))
+    retired_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    tags: Mapped[list[Tag]] = relationship(secondary="topic_tags", lazy="selectin",
+                                           order_by="Tag.slug")
+
+
+class TopicTag(Base):
+    __tablename__ = "topic_tags"
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    __table_args__ = (Index("ix_topic_tags_tag", "tag_id"),)
 
 
 class ArticleTag(Base):
@@ -112,8 +143,9 @@ class ReaderTopic(Base):
     reader_id: Mapped[int] = mapped_column(
         ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True
     )
-    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
-    __table_args__ = (Index("ix_reader_topics_tag", "tag_id"),)
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True)
+    __table_args__ = (Index("ix_reader_topics_topic", "topic_id"),)
 
 
 class Reader(Base):
@@ -140,7 +172,7 @@ class Reader(Base):
     # Why the last confirmation email could not be sent (an address no relay takes, a
     # message that would not build); cleared when one goes out.
     confirmation_error: Mapped[str | None] = mapped_column(String(500))
-    topics: Mapped[list[Tag]] = relationship(secondary="reader_topics", lazy="selectin")
+    topics: Mapped[list[Topic]] = relationship(secondary="reader_topics", lazy="selectin")
 
 
 class PendingChoice(Base):
@@ -153,7 +185,7 @@ class PendingChoice(Base):
     __tablename__ = "pending_choices"
     reader_id: Mapped[int] = mapped_column(
         ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True)
-    topics: Mapped[list[Any]] = mapped_column(JSON)  # tag slugs
+    topics: Mapped[list[Any]] = mapped_column(JSON)  # topic slugs
     frequency: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -238,6 +270,7 @@ class Edition(Base):
     # Scheduled editions carry their period ("2026-W48", "2026-11-28") so that two beats or
     # a retried trigger make one edition; manual ones leave it NULL.
     period_key: Mapped[str | None] = mapped_column(String(32))
+    # The topic slugs a filtered edition is limited to (named "tags" before topics existed).
     tags: Mapped[list[Any] | None] = mapped_column(JSON)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(32), default="api")
@@ -297,8 +330,8 @@ class Delivery(Base):
 class EditionDigest(Base):
     """What one content key of an edition carries: written once however many readers share it.
 
-    ``items`` lists, in the order the email shows them, [kind, article id, tag id, revision
-    id] where kind is 'new' (the article itself, filed under that tag) or 'correction' (a
+    ``items`` lists, in the order the email shows them, [kind, article id, topic id, revision
+    id] where kind is 'new' (the article itself, filed under that topic) or 'correction' (a
     note that the revision changed an article the reader had already received). A reader's
     history is their deliveries' content keys: the planner reads it to send each article once.
     One row per distinct digest instead of a row per article per reader: at 100,000 readers

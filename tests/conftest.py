@@ -341,3 +341,25 @@ def sign_in(client, email: str, password: str = EDITOR_PASSWORD, next_: str = "/
 def csrf_of(client) -> str:
     """The signed-in session's CSRF token, as its pages carry it."""
     return hidden(client.get("/admin").text)
+def offer_topics(session, *names: str) -> list:
+    """Topics readers may follow, each covering the tag of its name: editors curate what
+    the form offers, so a test's readers can follow only what one offered."""
+    from newsletter.newsroom import topics
+
+    return [topics.create(session, name)[0] for name in names]
+
+
+def topics_for(session, slugs) -> list:
+    """The topics of these slugs, offering one (named as its tag, or after the slug) for
+    each that no editor offered yet: seeding readers, not a test of curation."""
+    from sqlalchemy import select
+
+    from newsletter.models import Tag
+    from newsletter.newsroom import topics
+
+    found = []
+    for slug in slugs:
+        tag = session.scalar(select(Tag).where(Tag.slug == slug))
+        name = tag.name if tag is not None else slug.replace("-", " ").title()
+        found.append(topics.create(session, name, tags=[slug])[0])
+    return found

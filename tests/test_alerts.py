@@ -25,9 +25,8 @@ from newsletter.editions import selection as digests
 from newsletter.mail import rendering
 from newsletter.models import Article, Delivery, Edition, OutboxEvent, Reader, utcnow
 from newsletter.newsroom import articles
-from newsletter.newsroom.tags import get_or_create_tags
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.conftest import ADMIN_TOKEN, dump_log, offer_topics
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 WINDOW_S = 2
@@ -62,8 +61,8 @@ def add_readers(readers: dict[str, tuple[str, list[str], str]]) -> None:
     """email → (frequency, topic names, status); topics are created as needed."""
     with db.session_scope() as session:
         for email, (frequency, topics, status) in readers.items():
-            tags = get_or_create_tags(session, topics)
-            session.add(Reader(email=email, frequency=frequency, status=status, topics=tags))
+            session.add(Reader(email=email, frequency=frequency, status=status,
+                               topics=offer_topics(session, *topics)))
 
 
 def publish(client: TestClient, title: str, tags: list[str]) -> int:
@@ -277,8 +276,8 @@ def test_the_window_slides_from_its_first_story_and_takes_late_commits(fresh,
         session.refresh(window)
         assert (window.status, window.period_key) == ("planning", None)
         assert alerts.close_due(session) == []  # closed once only
-        assert set(digests.candidate_articles(session, window).tag_ids) == {first.id, late.id}
-        assert set(digests.candidate_articles(session, following).tag_ids) == {after.id}
+        assert set(digests.candidate_articles(session, window).topic_ids) == {first.id, late.id}
+        assert set(digests.candidate_articles(session, following).topic_ids) == {after.id}
 
 
 def test_a_story_stamped_after_the_cutoff_never_joins_the_window(fresh, no_dispatch) -> None:
@@ -293,7 +292,7 @@ def test_a_story_stamped_after_the_cutoff_never_joins_the_window(fresh, no_dispa
         following = alerts.on_published(session, skewed.id, window_s=60)
         session.refresh(window)
         assert following.id != window.id and window.status == "planning"
-        assert set(digests.candidate_articles(session, following).tag_ids) == {skewed.id}
+        assert set(digests.candidate_articles(session, following).topic_ids) == {skewed.id}
 
 
 def test_no_window_for_a_backfill_or_a_story_nobody_follows(fresh, no_dispatch) -> None:

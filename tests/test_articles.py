@@ -29,7 +29,7 @@ from newsletter.models import (
 from newsletter.newsroom import articles
 from newsletter.readers import subscriptions
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.conftest import ADMIN_TOKEN, dump_log, topics_for
 from tests.test_pipeline import html_part, text_part, url_of, wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -53,6 +53,7 @@ def add_readers(readers: dict[str, list[str]]) -> dict[str, int]:
         ids = {}
         for email, topics in readers.items():
             with db.session_scope() as session:
+                topics_for(session, topics)
                 ids[email] = subscriptions.subscribe(session, email, topics, "weekly",
                                                      consent_given=True, source="api")
             with db.session_scope() as session:
@@ -293,7 +294,7 @@ def test_decide_corrections_on_plain_data() -> None:
     got = {(7, 10): T0 + timedelta(hours=1), (7, 11): T0 + timedelta(hours=6)}
     d = decide(reader, c, set(), got, set())
     # 10 was received before its revision; 11 was received after it (the new version).
-    assert [(x.article_id, x.revision_id, x.tag_id) for x in d.corrections] == [(10, 100, SYRIA)]
+    assert [(x.article_id, x.revision_id, x.topic_id) for x in d.corrections] == [(10, 100, SYRIA)]
     assert d.sections == () and d.article_ids == []
     assert decide(reader, c, set(), got, {(7, 100)}) is None  # already carried once
     assert decide(reader, c, set(), {}, set()) is None  # never received it

@@ -68,6 +68,10 @@ def test_a_readers_journey(backend, live_server, browser, tmp_path) -> None:
             "url": f"https://news.example/a/{n}", "title": f"Story {n}", "tags": tags},
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         assert r.status_code == 201
+        for name in tags:  # what the editors offer readers
+            assert httpx.post(f"{live_server}/api/topics", json={"name": name},
+                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+                              ).status_code in (200, 201)
 
     page = browser.new_page(viewport=PHONE)
 

@@ -25,12 +25,12 @@ def test_article_on_several_followed_tags_appears_once_under_its_main_topic() ->
     c = candidates({10: (RUSSIA, SYRIA), 11: (SYRIA,), 12: (JORDAN,)})
     d = decide(reader(SYRIA, RUSSIA), c, set())
     assert sorted(d.article_ids) == [10, 11]
-    assert {s.tag_id: s.article_ids for s in d.sections} == {RUSSIA: (10,), SYRIA: (11,)}
+    assert {s.topic_id: s.article_ids for s in d.sections} == {RUSSIA: (10,), SYRIA: (11,)}
 
 
 def test_article_filed_under_first_followed_tag_when_main_topic_not_followed() -> None:
     d = decide(reader(SYRIA), candidates({10: (RUSSIA, SYRIA)}), set())
-    assert [(s.tag_id, s.article_ids) for s in d.sections] == [(SYRIA, (10,))]
+    assert [(s.topic_id, s.article_ids) for s in d.sections] == [(SYRIA, (10,))]
 
 
 def test_only_followed_tags_and_no_empty_digest() -> None:
@@ -54,17 +54,17 @@ def test_only_articles_since_the_last_digest() -> None:
 def test_sections_fullest_first_articles_newest_first() -> None:
     c = candidates({1: (ENERGY,), 2: (SYRIA,), 3: (SYRIA,), 4: (SYRIA,)})
     d = decide(reader(SYRIA, ENERGY), c, set())
-    assert [s.tag_id for s in d.sections] == [SYRIA, ENERGY]
+    assert [s.topic_id for s in d.sections] == [SYRIA, ENERGY]
     assert d.sections[0].article_ids == (2, 3, 4)  # smaller id = fewer hours old here
 
 
 def test_edition_tag_filter_limits_articles_and_sections() -> None:
     c = candidates({10: (SYRIA,), 11: (ENERGY, SYRIA)}, filter_ids=frozenset({ENERGY}))
-    c.tag_ids.pop(10)  # candidate_articles() drops articles without a filter tag
-    c.by_tag.clear()
+    c.topic_ids.pop(10)  # candidate_articles() drops articles without a filter tag
+    c.by_topic.clear()
     c.__post_init__()
     d = decide(reader(SYRIA, ENERGY), c, set())
-    assert [(s.tag_id, s.article_ids) for s in d.sections] == [(ENERGY, (11,))]
+    assert [(s.topic_id, s.article_ids) for s in d.sections] == [(ENERGY, (11,))]
     assert decide(reader(SYRIA), c, set()) is None
 
 

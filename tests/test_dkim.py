@@ -18,6 +18,7 @@ from newsletter.editions import requests as editions
 from newsletter.models import Reader
 from newsletter.newsroom import articles
 from newsletter.readers import subscriptions
+from tests.conftest import offer_topics
 
 SELECTOR = "nl2026"
 
@@ -50,6 +51,7 @@ def test_received_messages_carry_a_valid_signature(dkim_key, backend, fresh) -> 
     with db.session_scope() as session:
         articles.publish(session, {"url": "https://news.example/a/1", "title": "Aid reaches Idlib",
                                    "summary": "Convoys crossed at dawn.", "tags": ["Syria"]})
+        offer_topics(session, "Syria")  # what the editors offer readers
     with db.session_scope() as session:
         reader = session.get(Reader, subscriptions.subscribe(
             session, "signed@example.com", ["syria"], "weekly", consent_given=True))

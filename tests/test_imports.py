@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from newsletter import db
 from newsletter.cli import app as cli
 from newsletter.models import ConsentEvent, OutboxEvent, Reader, ReaderTopic, utcnow
-from newsletter.newsroom import tags
+from newsletter.newsroom import topics
 from newsletter.readers import consent
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.conftest import ADMIN_TOKEN, dump_log, offer_topics
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SAMPLE = Path(__file__).parent / "data" / "subscribers.csv"
@@ -28,7 +28,7 @@ SAMPLE = Path(__file__).parent / "data" / "subscribers.csv"
 
 def seed_topics() -> None:
     with db.session_scope() as session:
-        tags.get_or_create_tags(session, ["Syria", "Jordan", "Lebanon", "Gulf States"])
+        offer_topics(session, "Syria", "Jordan", "Lebanon", "Gulf States")
 
 
 def reader(email: str) -> tuple[Reader | None, set[str]]:
@@ -128,7 +128,7 @@ def test_api_import_creates_updates_and_skips_with_reasons(fresh) -> None:
 def test_an_import_never_resubscribes_nor_re_adds_a_suppressed_address(fresh) -> None:
     seed_topics()
     with db.session_scope() as session:
-        syria = tags.get_or_create_tags(session, ["Syria"])
+        syria = [topics.get(session, "syria")]
         session.add(Reader(email="gone@example.com", status="unsubscribed", topics=syria,
                            unsubscribed_at=utcnow()))
         session.add(Reader(email="waiting@example.com", status="pending", topics=syria,

@@ -43,6 +43,7 @@ def test_metrics_move_when_mail_is_sent_and_fails(fresh) -> None:
     client.post("/api/articles", headers=AUTH, json={
         "url": "https://news.example/a/seed", "title": "Seed", "tags": ["Syria"],
         "published_at": "2026-01-01T00:00:00Z"})
+    client.post("/api/topics", headers=AUTH, json={"name": "Syria"})  # offered to readers
     for email in ("good@example.com", "bounce-gone@example.com"):
         assert post_subscribe(client, email=email, topics=["syria"], frequency="weekly",
                               consent="yes").status_code == 200

@@ -18,7 +18,7 @@ from newsletter.editions import preview
 from newsletter.editions import requests as editions
 from newsletter.models import Delivery, EditionDigest, OutboxEvent, Reader
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, dump_log
+from tests.conftest import ADMIN_TOKEN, dump_log, topics_for
 from tests.test_editions import add_readers, count, invoke, publish, runner, url_of, wait_done
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -93,6 +93,8 @@ def test_the_preview_is_the_email_the_send_delivers(newsroom) -> None:
 
 
 def test_preview_refuses_what_it_cannot_show(newsroom) -> None:
+    with db.session_scope() as session:  # offered, though nobody follows it yet
+        topics_for(session, ["iran"])
     with db.session_scope() as session:
         with pytest.raises(preview.ReaderNotFound):
             preview.build(session, email="nobody@example.com")

@@ -22,9 +22,9 @@ def candidates(arts: dict[int, list[int]]) -> Candidates:
     return Candidates(
         ingested_at={a: T0 + timedelta(minutes=a) for a in arts},
         published_at={a: T0 + timedelta(minutes=a) for a in arts},
-        tag_ids={a: tuple(t) for a, t in arts.items()},
-        tag_names={t: f"tag{t}" for t in range(1, 7)},
-        filter_tag_ids=None)
+        topic_ids={a: tuple(t) for a, t in arts.items()},
+        topic_names={t: f"tag{t}" for t in range(1, 7)},
+        filter_topic_ids=None)
 
 
 @settings(max_examples=150, deadline=None)
@@ -45,11 +45,11 @@ def test_each_article_once_only_followed_tags_never_twice_across_editions(
             assert ids, "no empty digests"
             assert len(ids) == len(set(ids)), "each article once"
             for section in digest.sections:
-                assert section.tag_id in reader.topic_ids, "only followed tags"
+                assert section.topic_id in reader.topic_ids, "only followed tags"
                 for a in section.article_ids:
-                    assert section.tag_id in cands.tag_ids[a]
+                    assert section.topic_id in cands.topic_ids[a]
                     # filed under the first of its tags the reader follows
-                    assert section.tag_id == next(t for t in cands.tag_ids[a]
+                    assert section.topic_id == next(t for t in cands.topic_ids[a]
                                                   if t in reader.topic_ids)
             for a in ids:
                 assert (reader.id, a) not in sent, "never twice across editions"

@@ -37,6 +37,8 @@ def client(tmp_path_factory) -> TestClient:
         assert c.post("/api/articles", headers=AUTH, json={
             "url": f"https://news.example/a/{n}", "title": f"Story {n}", "summary": "s",
             "tags": tags}).status_code == 201
+    for name in ("Syria", "Russia", "Jordan", "Energy"):  # what the editors offer readers
+        assert c.post("/api/topics", headers=AUTH, json={"name": name}).status_code == 201
     return c
 
 

@@ -60,12 +60,12 @@ from newsletter.config import get_settings, reload_settings
 from newsletter.editions import content
 from newsletter.mail import compose, rendering
 from newsletter.mail.capture import free_port
-from newsletter.models import Article, Base, Edition, Reader, Tag, utcnow
+from newsletter.models import Article, Base, Edition, Reader, Topic, utcnow
 from newsletter.newsroom import feeds
 from newsletter.readers import subscriptions
 from newsletter.web import deps
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, configure, dump_log, post_subscribe
+from tests.conftest import ADMIN_TOKEN, configure, dump_log, offer_topics, post_subscribe
 from tests.test_pipeline import html_part, text_part, wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -147,6 +147,8 @@ def test_an_address_with_a_line_break_is_refused_and_nothing_stored(web, email) 
 
 def test_a_trailing_line_break_is_trimmed_like_any_whitespace(web) -> None:
     # Pasted addresses often end in a newline: it is whitespace around the address, not in it.
+    with db.session_scope() as session:
+        offer_topics(session, "Syria")
     r = post_subscribe(web, email="pasted@example.com\r\n", topics=["syria"],
                        frequency="daily", consent="yes")
     assert r.status_code == 200
@@ -160,10 +162,10 @@ def _transient_digest(title: str = "Aid reaches Idlib") -> bytes:
     now = utcnow()
     article = Article(id=1, url="https://news.example/a/1", title=title, summary="Convoys.",
                       author="Desk", image_url=None, published_at=now)
-    tag = Tag(id=1, name="Syria", slug="syria")
+    topic = Topic(id=1, name="Syria", slug="syria")
     article.updated_at = now
     edition = Edition(id=7, kind="digest", frequency="daily", cutoff_at=now)
-    digest = content.contents_from_rows(edition, [(1, "new", article, tag, None)])
+    digest = content.contents_from_rows(edition, [(1, "new", article, topic, None)])
     rendered = rendering.Renderer.from_settings().rendered_digest(digest)
     return compose.compose(rendered, compose.personal_links(1, "reader@example.com", 7),
                            "<d7.1@news.example>")
@@ -210,6 +212,7 @@ def test_line_breaks_from_the_api_and_a_feed_never_reach_a_received_header(fresh
     with db.session_scope() as session:
         for article in session.scalars(select(Article)):
             assert not re.search(r"[\r\n]", article.title + (article.author or "")), article.title
+    assert client.post("/api/topics", headers=AUTH, json={"name": "Syria"}).status_code == 201
     assert client.post("/api/subscribers", headers=AUTH, json=[
         {"email": "reader@example.com", "topics": ["syria"], "frequency": "daily",
          "consented_at": utcnow().isoformat()}]).json()["created"] == 1
@@ -272,6 +275,8 @@ def test_markup_from_editors_feeds_and_tags_is_escaped_everywhere(fresh, tmp_pat
         &lt;a href="javascript:alert(6)"&gt;x&lt;/a&gt;</description></item></channel></rss>"""))
     with db.session_scope() as session:
         assert feeds.import_feed(session, str(feed)).created == 1
+    for name in ("Syria", HOSTILE_TAG):  # offered to readers: a topic named as hostilely
+        assert client.post("/api/topics", headers=AUTH, json={"name": name}).status_code == 201
     assert client.post("/api/subscribers", headers=AUTH, json=[
         {"email": "reader@example.com", "topics": ["syria", hostile_slug], "frequency": "daily",
          "consented_at": utcnow().isoformat()}]).json()["created"] == 1
@@ -307,9 +312,7 @@ def test_markup_from_editors_feeds_and_tags_is_escaped_everywhere(fresh, tmp_pat
 
 def _active(email: str) -> int:
     with db.session_scope() as session:
-        if session.scalar(select(Tag).where(Tag.slug == "syria")) is None:
-            session.add(Tag(name="Syria", slug="syria"))
-            session.flush()
+        offer_topics(session, "Syria")
         reader = session.get(Reader, subscriptions.subscribe(
             session, email, ["syria"], "weekly", consent_given=True))
         reader.status = "active"

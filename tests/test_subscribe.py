@@ -15,18 +15,17 @@ from newsletter.models import (
     PendingChoice,
     Reader,
     ReaderTopic,
-    Tag,
+    Topic,
 )
 from newsletter.readers import subscriptions
+from tests.conftest import offer_topics
 
 
 @pytest.fixture
 def topics(fresh) -> dict[str, int]:
     with db.session_scope() as session:
-        tags = [Tag(slug=s, name=s.title()) for s in ("syria", "russia", "jordan")]
-        session.add_all(tags)
-        session.flush()
-        return {t.slug: t.id for t in tags}
+        offered = offer_topics(session, "Syria", "Russia", "Jordan")
+        return {t.slug: t.id for t in offered}
 
 
 def subscribe(email: str, slugs: list[str], frequency: str = "weekly") -> int:
@@ -46,8 +45,8 @@ def state(email: str) -> dict:
             return {}
         return {
             "status": reader.status, "frequency": reader.frequency, "source": reader.source,
-            "topics": sorted(session.scalars(select(Tag.slug).join(
-                ReaderTopic, ReaderTopic.tag_id == Tag.id).where(
+            "topics": sorted(session.scalars(select(Topic.slug).join(
+                ReaderTopic, ReaderTopic.topic_id == Topic.id).where(
                 ReaderTopic.reader_id == reader.id))),
             "consent": [(c.action, c.source, c.ip, len(c.user_agent or ""), c.details)
                         for c in session.scalars(select(ConsentEvent).where(

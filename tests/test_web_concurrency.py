@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from newsletter import db, events
-from newsletter.models import OutboxEvent, Reader, Tag
-from tests.conftest import live_web
+from newsletter.models import OutboxEvent, Reader
+from tests.conftest import live_web, offer_topics
 
 CLIENTS = 60  # more than the 40 request threads and the pool's 10 connections
 
@@ -51,8 +51,7 @@ def test_sixty_readers_subscribing_at_once_are_all_answered_and_stored(backend, 
         return await asyncio.gather(*(one(i) for i in range(CLIENTS)))
 
     with db.session_scope() as session:
-        if session.scalar(select(Tag).where(Tag.slug == "syria")) is None:
-            session.add(Tag(slug="syria", name="Syria"))
+        offer_topics(session, "Syria")
     results = asyncio.run(all_at_once())
     statuses = [s for s, _ in results]
     slowest = max(t for _, t in results)
@@ -90,7 +89,7 @@ def test_subscribing_again_keeps_the_new_choice_of_a_pending_reader_aside(backen
     events.set_dispatcher(lambda *_: True)  # no worker needed: only the rows are checked
     try:
         with db.session_scope() as session:
-            session.add_all([Tag(slug=s, name=s.title()) for s in ("syria", "jordan", "iraq")])
+            offer_topics(session, *(s.title() for s in ("syria", "jordan", "iraq")))
         with db.session_scope() as session:
             first = subscriptions.subscribe(session, "again@example.org", ["syria", "jordan"],
                                             "weekly", consent_given=True)

@@ -105,7 +105,7 @@ def schedule_tick() -> None:
 @app.task(name="newsletter.send_test", autoretry_for=(mailer.TemporaryFailure,),
           retry_backoff=30, max_retries=5)
 def send_test(to: str, email: str, tags: str, frequency: str) -> None:
-    """``email`` or ``tags`` (comma-separated slugs) names the preview; "" for neither."""
+    """``email`` or ``tags`` (comma-separated topic slugs) names the preview; "" for neither."""
     with db.session_scope() as session:
         preview.send_test(session, to, _transport(), email=email or None,
                           tags=tags.split(",") if tags else None, frequency=frequency or None)

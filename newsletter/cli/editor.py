@@ -162,7 +162,7 @@ def ingest_bounces(
 def send(
     frequency: Annotated[str | None, typer.Option(help="daily or weekly.")] = None,
     tag: Annotated[list[str] | None, typer.Option(
-        help="Only articles on this tag (repeatable).")] = None,
+        help="Only articles on this topic, by slug (repeatable).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Plan only: count readers, emails and distinct digests; send nothing.",
     )] = False,
@@ -379,13 +379,13 @@ def list_editions(
 def preview(
     email: Annotated[str | None, typer.Option(help="The reader whose next digest to show.")] = None,
     tag: Annotated[list[str] | None, typer.Option(
-        help="Or: a reader following exactly these tags (repeatable).")] = None,
+        help="Or: a reader following exactly these topics, by slug (repeatable).")] = None,
     frequency: Annotated[str | None, typer.Option(
         help="daily or weekly (default: the reader's, or weekly).")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Where to write the HTML [default: ./var/preview.html].")] = None,
 ) -> None:
-    """Render the digest a reader (or tag set) would get next to an HTML file; changes nothing."""
+    """Render the digest a reader (or topic set) would get next to an HTML file; changes nothing."""
     from newsletter.editions import preview as previews
 
     with db.session_scope() as session:

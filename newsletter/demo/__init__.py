@@ -13,16 +13,16 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from rich.console import Console
-from sqlalchemy import select
 
 from newsletter import db, processes
 from newsletter.config import child_env, reload_settings
-from newsletter.demo.newsroom import ARTICLES
+from newsletter.demo.newsroom import ARTICLES, TOPICS
 from newsletter.editions import reports
 from newsletter.editions import requests as editions
 from newsletter.mail.capture import CaptureServer
-from newsletter.models import Tag, utcnow
+from newsletter.models import utcnow
 from newsletter.newsroom import articles
+from newsletter.newsroom import topics as curation
 from newsletter.readers import subscriptions
 
 FIRST = ["amira", "bilal", "chloe", "dana", "elias", "farah", "ghassan", "hana", "imad", "jana",
@@ -102,12 +102,14 @@ def _seed_articles(session) -> None:
             # Spread over the past six days, newest first.
             "published_at": now - timedelta(hours=3 + i * 4.4),
         })
+    for group, name, description in TOPICS:  # what the editors offer readers
+        curation.create(session, name, description=description, group=group)
 
 
 def _subscribe_readers(count: int) -> list[str]:
     rng = random.Random(2026)
     with db.session_scope() as session:
-        slugs = list(session.scalars(select(Tag.slug).order_by(Tag.slug)))
+        slugs = sorted(t.slug for _, group in curation.offered(session) for t in group)
     people = []
     for i in range(count):
         email = f"{FIRST[i % len(FIRST)]}.{i}@{DOMAINS[i % len(DOMAINS)]}"

@@ -103,3 +103,19 @@ ARTICLES = [
      "Our columnist argues that every border dispute in the region is becoming a quarrel over "
      "rivers and aquifers.", ["Jordan", "Syria", "Diplomacy"], "Hélène Dubois"),
 ]
+
+
+# The topics the demo's editors offer readers: (group, name, description); each covers the
+# tag of its name.
+TOPICS = [
+    ("Levant", "Syria", "The war, the return of refugees and the rebuilding."),
+    ("Levant", "Lebanon", "Politics, the banks and the port."),
+    ("Levant", "Jordan", "Water, the economy and the palace."),
+    ("Region", "Egypt", "Cairo, the canal and the Nile."),
+    ("Region", "Gulf", "Riyadh, Doha, Abu Dhabi and their money."),
+    ("Region", "Iran", "Tehran, sanctions and the streets."),
+    ("Region", "Turkey", "Ankara and the border."),
+    ("Region", "Russia", "Moscow's hand in the region."),
+    ("Themes", "Diplomacy", "Talks, truces and summits."),
+    ("Themes", "Energy", "Oil, gas, power and the grid."),
+]

@@ -33,7 +33,16 @@ from newsletter import events
 from newsletter.config import get_settings
 from newsletter.editions.frequencies import LOOKBACK
 from newsletter.errors import AlertError  # noqa: F401 - re-exported
-from newsletter.models import Article, Edition, Reader, ReaderTopic, UTCDateTime, utcnow
+from newsletter.models import (
+    Article,
+    Edition,
+    Reader,
+    ReaderTopic,
+    Topic,
+    TopicTag,
+    UTCDateTime,
+    utcnow,
+)
 
 OPEN_KEY = "open"
 # The doorbell may ring this much before the cutoff by the database's clock (two machines
@@ -103,11 +112,14 @@ def _worth_alerting(session: Session, article: Article) -> bool:
     if article.published_at <= article.created_at - LOOKBACK["immediate"]:
         return False
     tag_ids = [link.tag_id for link in article.tag_links]
+    # Readers follow live topics covering one of the story's tags.
     return bool(tag_ids) and session.scalar(
         select(ReaderTopic.reader_id)
         .join(Reader, Reader.id == ReaderTopic.reader_id)
-        .where(ReaderTopic.tag_id.in_(tag_ids), Reader.status == "active",
-               Reader.frequency == "immediate")
+        .join(TopicTag, TopicTag.topic_id == ReaderTopic.topic_id)
+        .join(Topic, Topic.id == TopicTag.topic_id)
+        .where(TopicTag.tag_id.in_(tag_ids), Topic.retired_at.is_(None),
+               Reader.status == "active", Reader.frequency == "immediate")
         .limit(1)
     ) is not None
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.config import get_settings
-from newsletter.models import Article, Delivery, Edition, EditionDigest, Tag
+from newsletter.models import Article, Delivery, Edition, EditionDigest, Topic
 
 
 def edition_archive(session: Session, edition_id: int) -> dict[str, Any] | None:
@@ -25,22 +25,22 @@ def edition_archive(session: Session, edition_id: int) -> dict[str, Any] | None:
         select(EditionDigest.items).where(EditionDigest.edition_id == edition_id,
                                           EditionDigest.content_key.in_(used)))
         for i in stored}
-    tags = {t.id: t for t in session.scalars(select(Tag).where(
-        Tag.id.in_({t for t, _ in pairs})))} if pairs else {}
+    topics = {t.id: t for t in session.scalars(select(Topic).where(
+        Topic.id.in_({t for t, _ in pairs})))} if pairs else {}
     articles = {a.id: a for a in session.scalars(select(Article).where(
         Article.id.in_({a for _, a in pairs}), Article.status == "published"))} if pairs else {}
     # Sorted by topic first, so that an article under several topics files under the same
     # one each time the page is built.
-    rows = [(tags[t], articles[a]) for t, a in sorted(pairs) if t in tags and a in articles]
+    rows = [(topics[t], articles[a]) for t, a in sorted(pairs) if t in topics and a in articles]
     sections: dict[int, dict[str, Any]] = {}
     seen: set[int] = set()
     # An article filed under several topics (for different readers) appears once.
-    for tag, article in sorted(rows, key=lambda r: (r[1].published_at, r[1].id), reverse=True):
+    for topic, article in sorted(rows, key=lambda r: (r[1].published_at, r[1].id), reverse=True):
         if article.id in seen:
             continue
         seen.add(article.id)
-        section = sections.setdefault(tag.id, {"topic": {"slug": tag.slug, "name": tag.name},
-                                               "articles": []})
+        section = sections.setdefault(topic.id, {
+            "topic": {"slug": topic.slug, "name": topic.name}, "articles": []})
         section["articles"].append({
             "title": article.title, "url": article.url, "summary": article.summary,
             "author": article.author, "image_url": article.image_url,

@@ -1,6 +1,6 @@
 """What a delivery says, loaded from the database for a whole batch at once.
 
-:func:`load_batch` reads the digests of a batch (their items, articles, tags and revisions)
+:func:`load_batch` reads the digests of a batch (their items, articles, topics and revisions)
 in a few queries and returns plain data (:class:`BatchContent` of
 :class:`~newsletter.mail.digest.DigestContent`); rendering it is the renderer's alone
 (``rendering.renderer().digest(content)``: data in, bytes out), and so is every cache. One
@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from newsletter import db
 from newsletter.mail.digest import DigestContent, EditionInfo, Entry, Story, Topic
 from newsletter.mail.rendering import DIGEST_CACHE
-from newsletter.models import Article, ArticleRevision, Edition, EditionDigest, Tag
+from newsletter.models import Article, ArticleRevision, Edition, EditionDigest
+from newsletter.models import Topic as TopicRow
 
 Key = tuple[int, str]  # (edition id, content key)
 
@@ -59,8 +60,8 @@ def story(article: Any) -> Story:
                  image_url=article.image_url, published_at=article.published_at)
 
 
-def topic(tag: Any) -> Topic:
-    return Topic(id=tag.id, slug=tag.slug, name=tag.name)
+def topic(row: Any) -> Topic:
+    return Topic(id=row.id, slug=row.slug, name=row.name)
 
 
 def entry(kind: str, story_: Story, topic_: Topic, revision: Any | None) -> Entry:
@@ -120,7 +121,7 @@ def load_batch(session: Session, keys: Collection[Key], held: Held | None = None
 
 
 def _items(session: Session, keys: Collection[Key]) -> dict[Key, tuple[list[Any], bool]]:
-    """The stored items (kind, article id, tag id, revision id) of these digests."""
+    """The stored items (kind, article id, topic id, revision id) of these digests."""
     if not keys:
         return {}
     wanted = set(keys)
@@ -147,7 +148,8 @@ def _contents(session: Session, editions: Mapping[int, Any],
     if missing := needed - stories.keys():
         stories.update((row.id, story(row)) for row in session.execute(
             select(Article.__table__).where(db.one_of(session, Article.id, missing))))
-    tags = {t.id: topic(t) for t in session.execute(select(Tag.id, Tag.slug, Tag.name))}
+    topics = {t.id: topic(t) for t in session.execute(
+        select(TopicRow.id, TopicRow.slug, TopicRow.name))}
     revision_ids = {item[3] for items, _ in stored.values() for item in items
                     if item[3] is not None}
     revisions = {r.id: r for r in session.execute(
@@ -155,8 +157,8 @@ def _contents(session: Session, editions: Mapping[int, Any],
         .where(ArticleRevision.id.in_(revision_ids)))} if revision_ids else {}
     out = {}
     for k, (items, shared) in stored.items():
-        entries = tuple(entry(kind, stories[a], tags[t], revisions.get(r))
-                        for kind, a, t, r in items if a in stories and t in tags)
+        entries = tuple(entry(kind, stories[a], topics[t], revisions.get(r))
+                        for kind, a, t, r in items if a in stories and t in topics)
         ids = tuple(item[1] for item in items)
         out[k] = DigestContent(edition_info(editions[k[0]]), k[1], version(ids), entries, ids,
                                shared)
@@ -165,8 +167,8 @@ def _contents(session: Session, editions: Mapping[int, Any],
 
 def contents_from_rows(edition: Any, rows: Sequence[tuple[Any, ...]],
                        content_key: str = "") -> DigestContent:
-    """A digest from (tag_id, kind, Article, Tag, ArticleRevision | None) rows in the order
+    """A digest from (topic_id, kind, Article, Topic, ArticleRevision | None) rows in the order
     the email shows them (the preview builds these from the planner's decision)."""
     return DigestContent(edition_info(edition), content_key, "",
                          tuple(entry(kind, story(a), topic(t), rev)
-                               for _tag_id, kind, a, t, rev in rows))
+                               for _topic_id, kind, a, t, rev in rows))

@@ -39,7 +39,7 @@ def plan(session: Session, edition_id: int) -> int:
         return 0
     # One planner at a time per frequency (readers have one): a reader's history is read
     # before their page is written, so two editions planned side by side (alerts seconds
-    # apart, a tag-filtered digest beside the weekly one) could both give them an article.
+    # apart, a topic-filtered digest beside the weekly one) could both give them an article.
     with db.exclusive(session, f"plan-{edition.frequency}"):
         session.expire_all()
         return _plan(session, edition_id)
@@ -56,7 +56,7 @@ def _plan(session: Session, edition_id: int) -> int:
     candidates = digests.candidate_articles(session, edition)
     # An alert reaches the few immediate readers who follow its stories' topics; a digest
     # reaches most of its readers, where the filter would cost more than it saves.
-    follows_any = list(candidates.by_tag) if edition.kind == "alert" else None
+    follows_any = list(candidates.by_topic) if edition.kind == "alert" else None
     made, after, readers = 0, 0, 0
     analyzed_at = _FIRST_ANALYZE
     would = _DryRun()
@@ -126,7 +126,7 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
         return 0
     rows = _insert_deliveries(session, edition.id, chosen, domain)
     _store_contents(session, edition.id, chosen)
-    # A tag-filtered digest covered only its tags: the reader's next full digest must still
+    # A topic-filtered digest covered only its topics: the reader's next full digest must still
     # carry the rest of what came before this cutoff (already_sent keeps out what this sent).
     if not (edition.kind == "digest" and edition.tags):
         session.execute(

@@ -1,4 +1,4 @@
-"""Previews for editors: the digest a reader (or a set of tags) would get next, and test sends.
+"""Previews for editors: the digest a reader (or a set of topics) would get next, and test sends.
 
 A preview runs the planner's own decision (``digests.decide_page``) over an edition that is
 never saved, so it shows exactly what the next edition would carry, and it changes nothing:
@@ -26,7 +26,7 @@ from newsletter.editions.frequencies import DIGEST_FREQUENCIES, LOOKBACK
 from newsletter.errors import NothingToPreview, PreviewError, ReaderNotFound  # noqa: F401 - re-exported
 from newsletter.mail import mailer, rendering
 from newsletter.mail.compose import compose, personal_placeholders
-from newsletter.models import Article, ArticleRevision, Edition, Reader, Tag, utcnow
+from newsletter.models import Article, ArticleRevision, Edition, Reader, Topic, utcnow
 from newsletter.newsroom.tags import slugify
 from newsletter.readers.subscriptions import SubscriptionError, normalise_email
 
@@ -39,8 +39,8 @@ TEST_PREFIX = "[TEST] "
 @dataclass(frozen=True)
 class Preview:
     frequency: str
-    recipient: str  # the reader's address, or a sample one for a tag set
-    reader_status: str | None  # None for a tag set
+    recipient: str  # the reader's address, or a sample one for a topic set
+    reader_status: str | None  # None for a topic set
     article_count: int
     correction_count: int
     content: rendering.RenderedEmail  # shared part, before personalisation
@@ -61,7 +61,7 @@ class Preview:
 
 def build(session: Session, *, email: str | None = None, tags: Iterable[str] | None = None,
           frequency: str | None = None, now: datetime | None = None) -> Preview:
-    """Render the digest that ``email``'s reader, or a reader following exactly ``tags``,
+    """Render the digest that ``email``'s reader, or a reader following exactly the topics ``tags``,
     would get in the next edition of ``frequency`` (default: the reader's, or weekly)."""
     slugs = sorted({slugify(t) for t in tags or [] if t and t.strip()})
     if bool(email and email.strip()) == bool(slugs):
@@ -82,9 +82,12 @@ def build(session: Session, *, email: str | None = None, tags: Iterable[str] | N
         recipient, status = reader.email, reader.status
         who = f"{reader.email} since their last digest"
     else:
-        found = dict(session.execute(select(Tag.slug, Tag.id).where(Tag.slug.in_(slugs))).all())
+        # ``tags`` name topics by slug (the option kept its name from before topics).
+        found = dict(session.execute(select(Topic.slug, Topic.id).where(
+            Topic.slug.in_(slugs), Topic.retired_at.is_(None))).all())
         if unknown := sorted(set(slugs) - set(found)):
-            raise PreviewError(f"unknown tag(s): {', '.join(unknown)}")
+            raise PreviewError(f"unknown tag(s): {', '.join(unknown)} (name live topics "
+                               "by their slug)")
         frequency = frequency or "weekly"
         # No reader has id 0: nothing was ever sent to it, as for a newcomer on these tags.
         row = digests.ReaderRow(0, None, frozenset(found.values()))
@@ -111,15 +114,15 @@ def build(session: Session, *, email: str | None = None, tags: Iterable[str] | N
 
 
 def _rows(session: Session, digest: digests.Digest) -> list[tuple]:
-    """The digest as the (tag_id, kind, Article, Tag, revision) rows a delivery would hold."""
+    """The digest as the (topic_id, kind, Article, Topic, revision) rows a delivery would hold."""
     ids = set(digest.article_ids) | {c.article_id for c in digest.corrections}
     articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
-    tags = {t.id: t for t in session.scalars(select(Tag))}
+    topics = {t.id: t for t in session.scalars(select(Topic))}
     revisions = {r.id: r for r in session.scalars(select(ArticleRevision).where(
         ArticleRevision.id.in_([c.revision_id for c in digest.corrections])))}
-    return ([(s.tag_id, "new", articles[a], tags[s.tag_id], None)
+    return ([(s.topic_id, "new", articles[a], topics[s.topic_id], None)
              for s in digest.sections for a in s.article_ids]
-            + [(c.tag_id, "correction", articles[c.article_id], tags[c.tag_id],
+            + [(c.topic_id, "correction", articles[c.article_id], topics[c.topic_id],
                 revisions.get(c.revision_id)) for c in digest.corrections])
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from newsletter import events
 from newsletter.editions.frequencies import DIGEST_FREQUENCIES
 from newsletter.errors import EditionError, EditionNotFound  # noqa: F401 - re-exported
-from newsletter.models import Edition, Tag, utcnow
+from newsletter.models import Edition, Topic, utcnow
 from newsletter.newsroom.tags import slugify
 
 
@@ -56,9 +56,12 @@ def request(
         raise EditionError("a scheduled edition cannot be a dry run")
     slugs = sorted({slugify(t) for t in tags or [] if t and t.strip()}) or None
     if slugs:
-        known = set(session.scalars(select(Tag.slug).where(Tag.slug.in_(slugs))))
+        # "tags" name topics, by slug (the field kept its name from before topics).
+        known = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(slugs),
+                                                             Topic.retired_at.is_(None))))
         if unknown := sorted(set(slugs) - known):
-            raise EditionError(f"unknown tag(s): {', '.join(unknown)}")
+            raise EditionError(f"unknown tag(s): {', '.join(unknown)} (name live topics "
+                               "by their slug)")
     if period is not None:
         existing = session.scalar(
             select(Edition).where(Edition.kind == "digest", Edition.frequency == frequency,

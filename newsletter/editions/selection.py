@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +32,8 @@ from newsletter.models import (
     EditionDigest,
     Reader,
     ReaderTopic,
-    Tag,
+    Topic,
+    TopicTag,
 )
 
 # A catch-up digest reaches back at most this far: a list asleep for longer starts afresh
@@ -42,7 +43,7 @@ MAX_CATCH_UP = timedelta(days=31)
 
 @dataclass(frozen=True)
 class Section:
-    tag_id: int
+    topic_id: int
     article_ids: tuple[int, ...]
 
 
@@ -50,7 +51,7 @@ class Section:
 class Correction:
     article_id: int
     revision_id: int
-    tag_id: int  # the reader's topic it is filed under, as for a new article
+    topic_id: int  # the reader's topic it is filed under, as for a new article
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,10 @@ class Candidates:
 
     ingested_at: dict[int, datetime]
     published_at: dict[int, datetime]
-    tag_ids: dict[int, tuple[int, ...]]  # editor's order: the first is the main topic
-    tag_names: dict[int, str]
-    filter_tag_ids: frozenset[int] | None
-    by_tag: dict[int, list[int]] = field(default_factory=dict)
+    topic_ids: dict[int, tuple[int, ...]]  # editor's order: the first is the main topic
+    topic_names: dict[int, str]
+    filter_topic_ids: frozenset[int] | None
+    by_topic: dict[int, list[int]] = field(default_factory=dict)
     # article → its latest substantial revision inside the window, for readers who got it.
     revised: dict[int, Revised] = field(default_factory=dict)
     # (topics, last digest) → the digest of every reader who has them and no history among
@@ -92,23 +93,23 @@ class Candidates:
     rank: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Index by tag so a reader costs the articles on their topics, not all of them.
-        for article_id, tag_ids in self.tag_ids.items():
-            for tag_id in tag_ids:
-                self.by_tag.setdefault(tag_id, []).append(article_id)
-        newest_first = sorted(self.tag_ids, key=lambda a: (self.published_at[a], a),
+        # Index by topic so a reader costs the articles on their topics, not all of them.
+        for article_id, topic_ids in self.topic_ids.items():
+            for topic_id in topic_ids:
+                self.by_topic.setdefault(topic_id, []).append(article_id)
+        newest_first = sorted(self.topic_ids, key=lambda a: (self.published_at[a], a),
                               reverse=True)
         self.rank = {a: i for i, a in enumerate(newest_first)}
 
     def __len__(self) -> int:
-        return len(self.tag_ids) + len(self.revised)
+        return len(self.topic_ids) + len(self.revised)
 
 
 @dataclass(frozen=True)
 class Revised:
     revision_id: int
     changed_at: datetime
-    tag_ids: tuple[int, ...]
+    topic_ids: tuple[int, ...]
     ingested_at: datetime | None = None  # when the article reached us (bounds the history)
 
 
@@ -120,8 +121,8 @@ def lookback_floor(session: Session, edition: Edition) -> datetime:
     if edition.kind != "digest":  # an alert's window is deliberately short: backfills are not news
         return floor
     # Readers never get an article twice (last_digest_at, already_sent), so reaching further
-    # back only adds what the missed days published. A tag-filtered edition covered only its
-    # tags, so it does not count as the previous one.
+    # back only adds what the missed days published. A topic-filtered edition covered only
+    # its topics, so it does not count as the previous one.
     earlier = session.execute(
         select(Edition.cutoff_at, Edition.tags)
         .where(Edition.kind == edition.kind, Edition.frequency == edition.frequency,
@@ -154,19 +155,43 @@ def candidate_articles(session: Session, edition: Edition) -> Candidates:
         ingested[article_id] = created_at
         published[article_id] = published_at
         tags[article_id].append(tag_id)
+    covering = topics_covering(session)
+    on = {a: t for a, t in ((a, on_topics(t, covering)) for a, t in tags.items()) if t}
     filter_ids = None
-    if edition.tags:
-        filter_ids = frozenset(session.scalars(select(Tag.id).where(Tag.slug.in_(edition.tags))))
-        tags = {a: t for a, t in tags.items() if filter_ids & set(t)}
-    names = dict(session.execute(select(Tag.id, Tag.name)).all())
+    if edition.tags:  # topic slugs
+        filter_ids = frozenset(session.scalars(select(Topic.id).where(
+            Topic.slug.in_(edition.tags))))
+        on = {a: t for a, t in on.items() if filter_ids.intersection(t)}
+    names = dict(session.execute(select(Topic.id, Topic.name)).all())
     # Corrections ride on digests; an alert carries only what was just published.
-    revised = revised_articles(session, edition, filter_ids) if edition.kind != "alert" else {}
-    return Candidates(ingested, published, {a: tuple(t) for a, t in tags.items()}, names,
+    revised = revised_articles(session, edition, filter_ids, covering) \
+        if edition.kind != "alert" else {}
+    return Candidates({a: ingested[a] for a in on}, {a: published[a] for a in on}, on, names,
                       filter_ids, revised=revised)
 
 
-def revised_articles(session: Session, edition: Edition,
-                     filter_ids: frozenset[int] | None) -> dict[int, Revised]:
+def topics_covering(session: Session) -> dict[int, tuple[int, ...]]:
+    """Tag → the live topics covering it, in form order: read once per edition, so that
+    deciding a reader stays a matter of topic ids (retired topics deliver nothing)."""
+    covering: dict[int, list[int]] = defaultdict(list)
+    for tag_id, topic_id in session.execute(
+        select(TopicTag.tag_id, TopicTag.topic_id).join(Topic, Topic.id == TopicTag.topic_id)
+        .where(Topic.retired_at.is_(None)).order_by(Topic.position, Topic.name, Topic.id)
+    ):
+        covering[tag_id].append(topic_id)
+    return {t: tuple(ids) for t, ids in covering.items()}
+
+
+def on_topics(tag_ids: Iterable[int],
+              covering: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
+    """An article's topics: those covering its main (first) tag, then those covering its
+    other tags, in that order. Filing an article under the first of these a reader follows
+    files it under their topic covering the main tag, else the first covering any tag."""
+    return tuple(dict.fromkeys(topic for tag in tag_ids for topic in covering.get(tag, ())))
+
+
+def revised_articles(session: Session, edition: Edition, filter_ids: frozenset[int] | None,
+                     covering: dict[int, tuple[int, ...]]) -> dict[int, Revised]:
     """Published articles with a substantial revision in the edition's window, by article."""
     floor = lookback_floor(session, edition)
     latest: dict[int, tuple[int, datetime, datetime]] = {}
@@ -189,15 +214,16 @@ def revised_articles(session: Session, edition: Edition,
         .where(ArticleTag.article_id.in_(latest)).order_by(ArticleTag.position)
     ):
         tags[article_id].append(tag_id)
-    return {a: Revised(r, at, tuple(tags[a]), created) for a, (r, at, created) in latest.items()
-            if filter_ids is None or filter_ids & set(tags[a])}
+    on = {a: on_topics(tags[a], covering) for a in latest}
+    return {a: Revised(r, at, on[a], created) for a, (r, at, created) in latest.items()
+            if on[a] and (filter_ids is None or filter_ids.intersection(on[a]))}
 
 
 def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
                  follows_any: Collection[int] | None = None) -> list[ReaderRow]:
     """The next ``limit`` active readers of the edition's frequency, by id after ``after_id``.
 
-    With ``follows_any``, only readers who follow at least one of those tags.
+    With ``follows_any``, only readers who follow at least one of those topics.
     """
     query = (
         select(Reader.id, Reader.last_digest_at)
@@ -210,18 +236,19 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
     )
     if follows_any is not None:
         query = query.where(
-            select(ReaderTopic.tag_id)
-            .where(ReaderTopic.reader_id == Reader.id, ReaderTopic.tag_id.in_(list(follows_any)))
+            select(ReaderTopic.topic_id)
+            .where(ReaderTopic.reader_id == Reader.id,
+                   ReaderTopic.topic_id.in_(list(follows_any)))
             .exists())
     rows = session.execute(query).all()
     if not rows:
         return []
     topics: dict[int, set[int]] = defaultdict(set)
-    for reader_id, tag_id in session.execute(
-        select(ReaderTopic.reader_id, ReaderTopic.tag_id)
+    for reader_id, topic_id in session.execute(
+        select(ReaderTopic.reader_id, ReaderTopic.topic_id)
         .where(db.one_of(session, ReaderTopic.reader_id, [r[0] for r in rows]))
     ):
-        topics[reader_id].add(tag_id)
+        topics[reader_id].add(topic_id)
     # An alert's window is exact, so a story whose publish committed just after the previous
     # alert was planned comes in the next one although it is older than that alert's cutoff:
     # alerts rely on the (reader, article) uniqueness alone, not on last_digest_at.
@@ -270,9 +297,9 @@ def history(session: Session, reader_ids: Collection[int], candidates: Candidate
         select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
         .where(db.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
                               {(d.edition_id, d.content_key) for d in deliveries}))))
-    wanted = candidates.tag_ids.keys() | candidates.revised.keys()
+    wanted = candidates.topic_ids.keys() | candidates.revised.keys()
     for d in deliveries:
-        for kind, article_id, _tag_id, revision_id in contents.get((d.edition_id,
+        for kind, article_id, _topic_id, revision_id in contents.get((d.edition_id,
                                                                      d.content_key), ()):
             if kind == "correction":
                 found.corrections.add((d.reader_id, revision_id))
@@ -327,18 +354,18 @@ def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]]
            carried: set[tuple[int, int]] | frozenset = frozenset()) -> Digest | None:
     """The reader's digest, or None when there is nothing new for them (no empty digests).
 
-    Each article appears once, filed under the first of its tags (in the editor's order)
-    that the reader follows; sections run from the fullest to the thinnest. ``got`` (from
+    Each article appears once, filed under the first of its topics (see on_topics) that
+    the reader follows; sections run from the fullest to the thinnest. ``got`` (from
     received()) and ``carried`` (from carried_revisions()) decide the corrections.
     """
     follows = reader.topic_ids
-    if candidates.filter_tag_ids is not None:
-        follows = follows & candidates.filter_tag_ids
+    if candidates.filter_topic_ids is not None:
+        follows = follows & candidates.filter_topic_ids
     if not follows:
         return None
     sections: dict[int, list[int]] = {}
-    by_tag, tag_ids, ingested_at = candidates.by_tag, candidates.tag_ids, candidates.ingested_at
-    mine = {a for t in follows for a in by_tag.get(t, ())}
+    by_topic, topic_ids, ingested_at = candidates.by_topic, candidates.topic_ids, candidates.ingested_at
+    mine = {a for t in follows for a in by_topic.get(t, ())}
     last = reader.last_digest_at
     # Newest first, so each section comes out in its order with no sort of its own.
     for article_id in sorted(mine, key=candidates.rank.__getitem__):
@@ -346,8 +373,8 @@ def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]]
             continue
         if last and ingested_at[article_id] <= last:
             continue
-        tags = tag_ids[article_id]
-        home = tags[0] if len(tags) == 1 else next(t for t in tags if t in follows)
+        on = topic_ids[article_id]
+        home = on[0] if len(on) == 1 else next(t for t in on if t in follows)
         if home in sections:
             sections[home].append(article_id)
         else:
@@ -356,7 +383,7 @@ def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]]
         if candidates.revised else ()
     if not sections and not fixes:
         return None
-    ordered = _fullest_first(sections, candidates.tag_names)
+    ordered = _fullest_first(sections, candidates.topic_names)
     return Digest(reader.id, ordered, content_key(ordered, fixes), fixes)
 
 
@@ -375,7 +402,7 @@ def corrections_for(reader_id: int, follows: frozenset[int], candidates: Candida
             continue  # never received, or received already showing this revision
         if (reader_id, rev.revision_id) in carried:
             continue
-        home = next((t for t in rev.tag_ids if t in follows), None)
+        home = next((t for t in rev.topic_ids if t in follows), None)
         if home is not None:
             found.append((rev.changed_at, article_id, Correction(article_id, rev.revision_id,
                                                                  home)))
@@ -384,24 +411,24 @@ def corrections_for(reader_id: int, follows: frozenset[int], candidates: Candida
 
 
 def order_sections(sections: dict[int, list[int]], published_at: dict[int, datetime],
-                   tag_names: dict[int, str]) -> tuple[Section, ...]:
+                   topic_names: dict[int, str]) -> tuple[Section, ...]:
     """Sections from the fullest to the thinnest (then by name), articles newest first."""
-    return _fullest_first({tag_id: sorted(ids, key=lambda a: (published_at[a], a), reverse=True)
-                           for tag_id, ids in sections.items()}, tag_names)
+    return _fullest_first({topic: sorted(ids, key=lambda a: (published_at[a], a), reverse=True)
+                           for topic, ids in sections.items()}, topic_names)
 
 
 def _fullest_first(sections: dict[int, list[int]],
-                   tag_names: dict[int, str]) -> tuple[Section, ...]:
+                   topic_names: dict[int, str]) -> tuple[Section, ...]:
     """Sections (their articles already in order) from the fullest to the thinnest."""
-    return tuple(Section(tag_id, tuple(ids)) for tag_id, ids in
-                 sorted(sections.items(), key=lambda kv: (-len(kv[1]), tag_names[kv[0]])))
+    return tuple(Section(topic, tuple(ids)) for topic, ids in
+                 sorted(sections.items(), key=lambda kv: (-len(kv[1]), topic_names[kv[0]])))
 
 
 def items(sections: tuple[Section, ...],
           corrections: tuple[Correction, ...] = ()) -> list[list[Any]]:
-    """What an EditionDigest stores: [kind, article, tag, revision] in the email's order."""
-    return [*(["new", a, s.tag_id, None] for s in sections for a in s.article_ids),
-            *(["correction", c.article_id, c.tag_id, c.revision_id] for c in corrections)]
+    """What an EditionDigest stores: [kind, article, topic, revision] in the email's order."""
+    return [*(["new", a, s.topic_id, None] for s in sections for a in s.article_ids),
+            *(["correction", c.article_id, c.topic_id, c.revision_id] for c in corrections)]
 
 
 def items_json(sections: tuple[Section, ...],
@@ -409,16 +436,16 @@ def items_json(sections: tuple[Section, ...],
     """:func:`items` as JSON text, written directly: they are only ints (json.dumps of a
     digest's ~45 lists was 5 % of planning)."""
     return "[" + ",".join([
-        *(f'["new",{a},{s.tag_id},null]' for s in sections for a in s.article_ids),
-        *(f'["correction",{c.article_id},{c.tag_id},{c.revision_id}]' for c in corrections),
+        *(f'["new",{a},{s.topic_id},null]' for s in sections for a in s.article_ids),
+        *(f'["correction",{c.article_id},{c.topic_id},{c.revision_id}]' for c in corrections),
     ]) + "]"
 
 
 def content_key(sections: tuple[Section, ...], corrections: tuple[Correction, ...] = ()) -> str:
     """Equal for readers whose digests differ only in personal links."""
-    text = ";".join(f"{s.tag_id}:{','.join(map(str, s.article_ids))}" for s in sections)
+    text = ";".join(f"{s.topic_id}:{','.join(map(str, s.article_ids))}" for s in sections)
     if corrections:
-        text += "|" + ";".join(f"{c.tag_id}:{c.article_id}@{c.revision_id}"
+        text += "|" + ";".join(f"{c.topic_id}:{c.article_id}@{c.revision_id}"
                                for c in corrections)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.editions.deliveries import finish_if_complete
 from newsletter.editions.selection import Correction, content_key, items, order_sections
-from newsletter.models import Article, Delivery, Edition, EditionDigest, Tag
+from newsletter.models import Article, Delivery, Edition, EditionDigest, Topic
 from newsletter.newsroom import articles
 from newsletter.states import UNSENT, DeliveryStatus, EditionStatus
 
@@ -62,7 +62,7 @@ def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
     published = dict(session.execute(
         select(Article.id, Article.published_at)
         .where(Article.id.in_({i[1] for rest in remaining.values() for i in rest}))).all())
-    names = dict(session.execute(select(Tag.id, Tag.name)).all())
+    names = dict(session.execute(select(Topic.id, Topic.name)).all())
     replaced: dict[tuple[int, str], str] = {}
     empty = content_key(())
     for (edition_id, key), rest in remaining.items():
@@ -73,9 +73,9 @@ def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
                 session.add(EditionDigest(edition_id=edition_id, content_key=empty, items=[]))
             continue
         sections: dict[int, list[int]] = defaultdict(list)
-        for kind, article, tag_id, _ in rest:
+        for kind, article, topic_id, _ in rest:
             if kind == "new":
-                sections[tag_id].append(article)
+                sections[topic_id].append(article)
         ordered = order_sections(sections, published, names)
         fixes = tuple(Correction(a, r, t) for kind, a, t, r in rest if kind == "correction")
         new_key = replaced[(edition_id, key)] = content_key(ordered, fixes)

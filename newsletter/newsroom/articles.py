@@ -26,7 +26,8 @@ from newsletter.models import (
     ArticleTag,
     utcnow,
 )
-from newsletter.newsroom.tags import get_or_create_tags, slugify
+from newsletter.newsroom.tags import slugify
+from newsletter.newsroom.topics import article_tags
 from newsletter.untrusted import has_controls, strip_controls
 
 # What a revision records, besides status changes (publish / unpublish).
@@ -122,7 +123,7 @@ def upsert(session: Session, data: Any) -> Published:
     """
     item = validate(data)
     article = _find(session, item)
-    tags = get_or_create_tags(session, item.tags)
+    tags = article_tags(session, item.tags)
     now = utcnow()
     if article is None:
         article = Article(url=item.url, external_id=item.external_id, created_at=now,

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import events
 from newsletter.errors import ImportRowError  # noqa: F401 - re-exported
-from newsletter.models import ConsentEvent, Reader, ReaderTopic, Tag, utcnow
+from newsletter.models import ConsentEvent, Reader, ReaderTopic, Topic, utcnow
 from newsletter.newsroom.tags import slugify
 from newsletter.readers import consent, subscriptions
 from newsletter.readers.consent import email_hash
@@ -70,7 +70,7 @@ class ImportResult:
 class ImportRow:
     number: int
     email: str
-    tag_ids: frozenset[int]
+    topic_ids: frozenset[int]
     topics: tuple[str, ...]  # slugs, for the ledger
     frequency: str
     consented_at: datetime | None
@@ -78,13 +78,15 @@ class ImportRow:
 
 
 class TopicIndex:
-    """Topics by slug or by name, as another tool may spell them ('Gulf States', 'gulf-states')."""
+    """Live topics by slug or by name, as another tool may spell them ('Gulf States',
+    'gulf-states'); a retired topic is unknown here, as on the form."""
 
     def __init__(self, session: Session) -> None:
         self._by_key: dict[str, tuple[int, str]] = {}
-        for tag_id, slug, name in session.execute(select(Tag.id, Tag.slug, Tag.name)):
+        for topic_id, slug, name in session.execute(
+                select(Topic.id, Topic.slug, Topic.name).where(Topic.retired_at.is_(None))):
             for key in (slug, slugify(name), name.strip().lower()):
-                self._by_key.setdefault(key, (tag_id, slug))
+                self._by_key.setdefault(key, (topic_id, slug))
 
     def resolve(self, names: Iterable[str]) -> list[tuple[int, str]]:
         found, unknown = {}, []
@@ -120,13 +122,13 @@ def parse_row(number: int, raw: Any, topics: TopicIndex) -> ImportRow:
         raw_topics = _TOPIC_SEPARATORS.split(raw_topics)
     if not isinstance(raw_topics, list | tuple):
         raise ImportRowError("topics must be a list or a ';'-separated text")
-    tags = topics.resolve(str(t) for t in raw_topics if str(t).strip())
+    chosen = topics.resolve(str(t) for t in raw_topics if str(t).strip())
     frequency = str(data.get("frequency") or "").strip().lower() or DEFAULT_FREQUENCY
     if frequency not in subscriptions.FREQUENCIES:
         raise ImportRowError(f"frequency must be immediate, daily or weekly, not {frequency!r}")
     consent = data.get("consented_at") or data.get("consent_date")
     source = str(data.get("source") or "").strip()[:255] or None
-    return ImportRow(number, email, frozenset(t[0] for t in tags), tuple(t[1] for t in tags),
+    return ImportRow(number, email, frozenset(t[0] for t in chosen), tuple(t[1] for t in chosen),
                      frequency, parse_consent_date(consent), source)
 
 
@@ -236,8 +238,8 @@ def _insert_new(session: Session, rows: list[ImportRow], result: ImportResult, s
           "confirmed_at": r.consented_at} for r in rows],
     ).tuples().all())
     made = [r for r in rows if r.email in ids]
-    _insert_rows(session, ReaderTopic, [{"reader_id": ids[r.email], "tag_id": t}
-                                        for r in made for t in sorted(r.tag_ids)])
+    _insert_rows(session, ReaderTopic, [{"reader_id": ids[r.email], "topic_id": t}
+                                        for r in made for t in sorted(r.topic_ids)])
     for row in made:
         reader_id = ids[row.email]
         if row.consented_at:
@@ -256,11 +258,11 @@ def _update_existing(session: Session, rows: list[ImportRow], existing: dict[str
         return
     now = utcnow()
     follows: dict[int, set[int]] = {}
-    for reader_id, tag_id in session.execute(
-        select(ReaderTopic.reader_id, ReaderTopic.tag_id)
+    for reader_id, topic_id in session.execute(
+        select(ReaderTopic.reader_id, ReaderTopic.topic_id)
         .where(ReaderTopic.reader_id.in_([existing[r.email].id for r in rows]))
     ):
-        follows.setdefault(reader_id, set()).add(tag_id)
+        follows.setdefault(reader_id, set()).add(topic_id)
     retopic: list[tuple[int, ImportRow]] = []
     changes: dict[tuple[tuple[str, Any], ...], list[int]] = {}  # one UPDATE per distinct change
     for row in rows:
@@ -270,7 +272,7 @@ def _update_existing(session: Session, rows: list[ImportRow], existing: dict[str
             result.skip(row.number, f"reader is {reader.status}; an import never "
                                     "subscribes them again")
             continue
-        new_topics = row.tag_ids != follows.get(reader.id, set())
+        new_topics = row.topic_ids != follows.get(reader.id, set())
         values: dict[str, Any] = {}
         if row.frequency != reader.frequency:
             values["frequency"] = row.frequency
@@ -296,9 +298,9 @@ def _update_existing(session: Session, rows: list[ImportRow], existing: dict[str
     if retopic:
         session.execute(delete(ReaderTopic).where(
             ReaderTopic.reader_id.in_([reader_id for reader_id, _ in retopic])))
-        _insert_rows(session, ReaderTopic, [{"reader_id": reader_id, "tag_id": t}
+        _insert_rows(session, ReaderTopic, [{"reader_id": reader_id, "topic_id": t}
                                             for reader_id, row in retopic
-                                            for t in sorted(row.tag_ids)])
+                                            for t in sorted(row.topic_ids)])
 
 
 def _insert_rows(session: Session, model: type, rows: list[dict[str, Any]]) -> None:

@@ -23,7 +23,7 @@ from newsletter.models import (
     Reader,
     ReaderTopic,
     Suppression,
-    Tag,
+    Topic,
     utcnow,
 )
 from newsletter.readers import consent
@@ -88,21 +88,23 @@ def _check_known(wanted: list[str], found: Iterable[str]) -> None:
         raise SubscriptionError(f"Unknown topic: {', '.join(sorted(unknown))}.", "topics")
 
 
-def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Tag]:
-    """The tags named by ``slugs``; raises SubscriptionError for none or unknown ones."""
+def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Topic]:
+    """The live topics named by ``slugs``; raises SubscriptionError for none, unknown or
+    retired ones."""
     wanted = _wanted(slugs)
-    found = session.scalars(select(Tag).where(Tag.slug.in_(wanted))).all()
+    found = session.scalars(select(Topic).where(Topic.slug.in_(wanted),
+                                                Topic.retired_at.is_(None))).all()
     _check_known(wanted, (t.slug for t in found))
     return sorted(found, key=lambda t: t.name)
 
 
 def _topic_ids(session: Session, slugs: Iterable[str]) -> tuple[list[str], list[int]]:
-    """``resolve_topics`` without ORM objects: the slugs and the ids of their tags."""
+    """``resolve_topics`` without ORM objects: the slugs and the ids of their topics."""
     wanted = _wanted(slugs)
     found = session.execute(_find_topics(session.get_bind().dialect.name),
                             {"slugs": wanted}).all()
     _check_known(wanted, (slug for _id, slug in found))
-    return wanted, [tag_id for tag_id, _slug in found]
+    return wanted, [topic_id for topic_id, _slug in found]
 
 
 def _check_frequency(frequency: str) -> str:
@@ -129,18 +131,19 @@ def form_errors(session: Session, email: str, topics: Iterable[str], frequency: 
 
 # subscribe()'s statements, built once (per dialect) and run with parameters: building a
 # Core statement costs more CPU than PostgreSQL spends running it.
-_READERS, _LINKS, _TAGS = Reader.__table__, ReaderTopic.__table__, Tag.__table__
+_READERS, _LINKS, _TOPICS = Reader.__table__, ReaderTopic.__table__, Topic.__table__
 _CHOICES = PendingChoice.__table__
 
 
 @cache
 def _find_topics(dialect: str):
     # On PostgreSQL one array parameter: an expanding IN is rewritten for every call.
+    live = _TOPICS.c.retired_at.is_(None)
     if dialect == "postgresql":
-        return select(_TAGS.c.id, _TAGS.c.slug).where(_TAGS.c.slug == any_(
-            bindparam("slugs", type_=postgresql.ARRAY(_TAGS.c.slug.type))))
-    return select(_TAGS.c.id, _TAGS.c.slug).where(
-        _TAGS.c.slug.in_(bindparam("slugs", expanding=True)))
+        return select(_TOPICS.c.id, _TOPICS.c.slug).where(live, _TOPICS.c.slug == any_(
+            bindparam("slugs", type_=postgresql.ARRAY(_TOPICS.c.slug.type))))
+    return select(_TOPICS.c.id, _TOPICS.c.slug).where(
+        live, _TOPICS.c.slug.in_(bindparam("slugs", expanding=True)))
 
 
 @cache
@@ -189,7 +192,7 @@ def subscribe(
     """
     email = sendable_email(email)
     if session.get_bind().dialect.name != "postgresql":
-        slugs, tag_ids = _topic_ids(session, topics)
+        slugs, topic_ids = _topic_ids(session, topics)
     _check_frequency(frequency)
     if not consent_given:
         raise SubscriptionError("Please tick the box to agree to receive the newsletter.",
@@ -213,7 +216,7 @@ def subscribe(
             "created_at": now})
     else:
         session.execute(db.insert_ignoring_duplicates(session, _LINKS),
-                        [{"reader_id": reader_id, "tag_id": tag_id} for tag_id in tag_ids])
+                        [{"reader_id": reader_id, "topic_id": t} for t in topic_ids])
     consent.record(session, reader_id, email, "requested", source=source, ip=ip,
                    user_agent=user_agent,
                    details={"topics": slugs, "frequency": frequency})
@@ -250,7 +253,7 @@ def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequ
 # the choice waits in pending_choices until confirmed (see subscribe()).
 _SUBSCRIBE = text("""
 WITH chosen AS (
-  SELECT id, slug FROM tags WHERE slug = ANY(:slugs)
+  SELECT id, slug FROM topics WHERE slug = ANY(:slugs) AND retired_at IS NULL
 ), known AS (
   SELECT count(*) = cardinality(CAST(:slugs AS VARCHAR[])) AS ok FROM chosen
 ), reader AS (
@@ -260,7 +263,7 @@ WITH chosen AS (
   WHERE readers.status <> 'active'
   RETURNING id, created_at = :created_at AS is_new
 ), linked AS (
-  INSERT INTO reader_topics (reader_id, tag_id)
+  INSERT INTO reader_topics (reader_id, topic_id)
   SELECT reader.id, chosen.id FROM reader, chosen WHERE reader.is_new ON CONFLICT DO NOTHING
 ), choice AS (
   INSERT INTO pending_choices (reader_id, topics, frequency, created_at)
@@ -279,7 +282,7 @@ WITH chosen AS (
 )
 SELECT (SELECT array_agg(slug) FROM chosen), (SELECT id FROM reader), (SELECT id FROM event)
 """).bindparams(
-    bindparam("slugs", type_=postgresql.ARRAY(Tag.__table__.c.slug.type)),
+    bindparam("slugs", type_=postgresql.ARRAY(Topic.__table__.c.slug.type)),
     bindparam("created_at", type_=Reader.__table__.c.created_at.type),
     bindparam("details", type_=ConsentEvent.__table__.c.details.type),
     bindparam("choice", type_=PendingChoice.__table__.c.topics.type))
@@ -327,22 +330,24 @@ def confirm(session: Session, token: str, *, ip: str | None = None,
     return reader
 
 
-def pending_choice(session: Session, reader: Reader) -> tuple[list[Tag], str]:
+def pending_choice(session: Session, reader: Reader) -> tuple[list[Topic], str]:
     """What a confirmation asks the reader to confirm: the waiting choice, else their own."""
     choice = session.get(PendingChoice, reader.id)
     if choice is None:
         return sorted(reader.topics, key=lambda t: t.name), reader.frequency
-    tags = session.scalars(select(Tag).where(Tag.slug.in_(choice.topics))).all()
-    return sorted(tags, key=lambda t: t.name), choice.frequency
+    # Topic slugs, as the form posted them; one retired since is no longer offered.
+    topics = session.scalars(select(Topic).where(Topic.slug.in_(choice.topics),
+                                                 Topic.retired_at.is_(None))).all()
+    return sorted(topics, key=lambda t: t.name), choice.frequency
 
 
 def _apply_pending_choice(session: Session, reader: Reader) -> None:
     choice = session.get(PendingChoice, reader.id)
     if choice is None:
         return
-    tags, frequency = pending_choice(session, reader)
-    if tags:  # a topic since deleted drops out; none left keeps what the reader had
-        reader.topics = tags
+    topics, frequency = pending_choice(session, reader)
+    if topics:  # a topic since retired drops out; none left keeps what the reader had
+        reader.topics = topics
     reader.frequency = frequency
     session.delete(choice)
 
@@ -400,16 +405,17 @@ def change_preferences(
     user_agent: str | None = None,
 ) -> dict:
     """Apply the preferences form; returns what changed (empty when nothing did)."""
-    tags = resolve_topics(session, topics)
+    chosen = resolve_topics(session, topics)
     _check_frequency(frequency)
     if pause not in PAUSES and pause != "resume":
         raise SubscriptionError("Choose how long to pause.", "pause")
     changes: dict = {}
     before = sorted(t.slug for t in reader.topics)
-    after = sorted(t.slug for t in tags)
+    after = sorted(t.slug for t in chosen)
+    # A retired topic is not offered on the form, so saving it drops it (the ledger says so).
     if before != after:
         changes["topics"] = [before, after]
-        reader.topics = tags
+        reader.topics = chosen
     if reader.frequency != frequency:
         changes["frequency"] = [reader.frequency, frequency]
         reader.frequency = frequency

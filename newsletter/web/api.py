@@ -92,7 +92,7 @@ class TestSendIn(BaseModel):
 
 @router.post("/editions/test-send", status_code=202)
 def test_send(item: TestSendIn, session: SessionDep, actor: EditorActor) -> dict[str, Any]:
-    """Send the preview of a reader's (or a tag set's) next digest to ``to``, as "[TEST]"."""
+    """Send the preview of a reader's (or a topic set's) next digest to ``to``, as "[TEST]"."""
     result = preview.request_test_send(session, item.to, email=item.email,
                                        tags=item.tags, frequency=item.frequency)
     # No address in the log (the reader's, or an inbox that may be one): what was sent.
@@ -110,7 +110,7 @@ def preview_digest(
     tag: Annotated[list[str] | None, Query(max_length=50)] = None,
     frequency: Literal["daily", "weekly"] | None = None,
 ) -> HTMLResponse:
-    """The HTML of the digest a reader (``email``) or tag set (``tag``…) would get next."""
+    """The HTML of the digest a reader (``email``) or topic set (``tag``…: topic slugs) would get next."""
     result = preview.build(session, email=email, tags=tag, frequency=frequency)
     return HTMLResponse(result.html)
 

@@ -24,6 +24,7 @@ from newsletter.web import (
     api_audit,
     api_bounces,
     api_privacy,
+    api_topics,
     console,
     hardening,
     pages,
@@ -58,6 +59,7 @@ def create_app() -> FastAPI:
     app.include_router(api_audit.router)
     for router in console.ROUTERS:  # the newsroom console, /admin
         app.include_router(router)
+    app.include_router(api_topics.router)
 
     @app.get("/healthz")
     def healthz(session: SessionDep) -> JSONResponse:

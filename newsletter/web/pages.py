@@ -17,14 +17,14 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter import db, tokens
 from newsletter.config import CONSENT_TEXT, get_settings
 from newsletter.editions.archive import edition_archive
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
-from newsletter.models import Reader, Tag, utcnow
+from newsletter.models import Reader, Topic, utcnow
+from newsletter.newsroom.topics import offered
 from newsletter.readers import notices, privacy, subscriptions
 from newsletter.web import ratelimit
 from newsletter.web.deps import (
@@ -50,15 +50,9 @@ UNSUBSCRIBE_REASONS = ["Too many emails", "Not relevant to me any more",
 Text = Annotated[str, Form(max_length=320)]
 
 
-def topic_groups(session: Session) -> list[tuple[str, list[Tag]]]:
-    """The site's topics; past a dozen, grouped by initial so the form stays scannable."""
-    tags = session.scalars(select(Tag).order_by(Tag.name)).all()
-    if len(tags) <= 12:
-        return [("", list(tags))]
-    groups: dict[str, list[Tag]] = {}
-    for tag in tags:
-        groups.setdefault(tag.name[:1].upper(), []).append(tag)
-    return list(groups.items())
+def topic_groups(session: Session) -> list[tuple[str, list[Topic]]]:
+    """The live topics editors offer, by group (a fieldset each), in their order."""
+    return offered(session)
 
 
 def subscribe_form(request: Request, session: Session, form: dict, errors: dict,
@@ -273,6 +267,8 @@ def preferences_form(request: Request, session: Session, reader: Reader, token: 
     receipt = privacy.consent_receipt(session, reader)
     return page(request, "preferences.html", status, reader=reader, token=token, form=form,
                 errors=errors or {}, saved=saved, groups=topic_groups(session),
+                retired=[t for t in reader.topics if t.retired_at is not None],
+                live_followed=any(t.retired_at is None for t in reader.topics),
                 frequencies=FREQUENCY_LABELS, pauses=PAUSE_LABELS, csrf=_csrf(reader),
                 history=receipt["events"], link_lifetime=privacy.data_link_lifetime())
 

@@ -260,6 +260,8 @@ class Rig:
             "url": "https://news.example/a/" + title.lower().replace(" ", "-"),
             "title": title, "summary": "Convoys crossed at dawn.", "tags": [tag]})
         assert r.status_code == 201, r.text
+        assert client.post("/api/topics", headers=AUTH,  # what the editors offer readers
+                           json={"name": tag}).status_code in (200, 201)
         r = client.post("/api/subscribers", headers=AUTH, json=[
             {"email": e, "topics": [tag.lower()], "frequency": "daily",
              "consented_at": utcnow().isoformat()} for e in emails])

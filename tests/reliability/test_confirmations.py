@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 
 from newsletter import db
-from newsletter.models import Tag
 from newsletter.readers import subscriptions
+from tests.conftest import offer_topics
 
 
 def test_a_burst_retries_the_deferred_and_confirms_each_reader_once(rig) -> None:
     with db.session_scope() as session:
-        session.add(Tag(slug="syria", name="Syria"))
+        offer_topics(session, "Syria")
     rig.start_worker()
     fine = ["fine-a@example.com", "fine-b@example.com"]
     with db.session_scope() as session:  # committed together: one outbox batch, one task

@@ -40,6 +40,7 @@ def test_broker_down_while_readers_subscribe_and_editors_publish(redis_rig) -> N
         "url": "https://news.example/a/while-down", "title": "Published while down",
         "summary": "s", "tags": ["Syria"]})
     assert r.status_code == 201, r.text
+    assert client.post("/api/topics", headers=AUTH, json={"name": "Syria"}).status_code in (200, 201)
     from newsletter.models import utcnow
 
     r = client.post("/api/subscribers", headers=AUTH, json=[

@@ -20,7 +20,8 @@ from sqlalchemy import select
 from newsletter import db
 from newsletter.config import Settings, child_env, get_settings
 from newsletter.mail.capture import free_port
-from newsletter.models import ConsentEvent, Tag
+from newsletter.models import ConsentEvent
+from tests.conftest import offer_topics
 
 
 @contextmanager
@@ -54,7 +55,7 @@ def newsletter_web(log: Path, **env: str) -> Iterator[str]:
 @pytest.fixture
 def syria(fresh):
     with db.session_scope() as session:
-        session.add(Tag(slug="syria", name="Syria"))
+        offer_topics(session, "Syria")
     return fresh
 
 

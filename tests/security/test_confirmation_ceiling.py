@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from newsletter import db
-from newsletter.models import Reader, Tag
+from newsletter.models import Reader
 from newsletter.web.app import create_app
-from tests.conftest import post_subscribe
+from tests.conftest import offer_topics, post_subscribe
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,7 +31,7 @@ def ceiling_of_two():
 @pytest.fixture
 def client(fresh):
     with db.session_scope() as session:
-        session.add(Tag(slug="syria", name="Syria"))
+        offer_topics(session, "Syria")
     return TestClient(create_app())
 
 

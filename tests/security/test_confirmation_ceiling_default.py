@@ -7,8 +7,8 @@ import time
 
 from newsletter import db
 from newsletter.config import Settings, get_settings
-from newsletter.models import Tag
 from newsletter.readers import subscriptions
+from tests.conftest import offer_topics
 
 
 def test_the_default_ceiling_is_600_a_minute_and_a_burst_goes_at_once(fresh) -> None:
@@ -16,7 +16,7 @@ def test_the_default_ceiling_is_600_a_minute_and_a_burst_goes_at_once(fresh) -> 
     assert get_settings().confirmation_rate_per_minute == 600  # what this worker runs with
     emails = {f"reader{n}@example.com" for n in range(40)}
     with db.session_scope() as session:
-        session.add(Tag(slug="syria", name="Syria"))
+        offer_topics(session, "Syria")
         session.flush()
         for email in sorted(emails):
             subscriptions.subscribe(session, email, ["syria"], "weekly", consent_given=True)

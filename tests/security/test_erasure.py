@@ -30,6 +30,7 @@ def client(fresh) -> TestClient:
         "url": "https://news.example/a/seed", "title": "Seed", "summary": "news",
         "tags": ["Syria"], "published_at": (utcnow() - timedelta(hours=1)).isoformat()})
     assert r.status_code == 201, r.text
+    assert c.post("/api/topics", headers=AUTH, json={"name": "Syria"}).status_code == 201
     return c
 
 

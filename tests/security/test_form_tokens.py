@@ -16,15 +16,15 @@ from sqlalchemy import func, select, text
 
 from newsletter import db
 from newsletter.config import Settings, get_settings, reload_settings
-from newsletter.models import ConsentEvent, Reader, Tag, utcnow
+from newsletter.models import ConsentEvent, Reader, utcnow
 from newsletter.web.app import create_app
-from tests.conftest import form_token
+from tests.conftest import form_token, offer_topics
 
 
 @pytest.fixture
 def client(fresh):
     with db.session_scope() as session:
-        session.add_all([Tag(slug="syria", name="Syria"), Tag(slug="jordan", name="Jordan")])
+        offer_topics(session, "Syria", "Jordan")
     return TestClient(create_app())
 
 

@@ -42,6 +42,7 @@ def _readers(client: TestClient) -> None:
         "url": "https://news.example/seed", "title": "Seed", "summary": "old", "tags": ["Syria"],
         "published_at": (utcnow() - timedelta(days=30)).isoformat()})
     assert seed.status_code == 201, seed.text
+    assert client.post("/api/topics", headers=AUTH, json={"name": "Syria"}).status_code == 201
     r = client.post("/api/subscribers", headers=AUTH, json=[
         {"email": e, "topics": ["syria"], "frequency": "weekly",
          "consented_at": (utcnow() - timedelta(days=60)).isoformat()} for e in READERS])

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 
 from newsletter import db
 from newsletter.config import Settings, reload_settings
-from newsletter.models import Reader, Tag
+from newsletter.models import Reader
 from newsletter.readers import subscriptions
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, post_subscribe
+from tests.conftest import ADMIN_TOKEN, offer_topics, post_subscribe
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -30,7 +30,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 @pytest.fixture
 def client(fresh):
     with db.session_scope() as session:
-        session.add(Tag(slug="syria", name="Syria"))
+        offer_topics(session, "Syria")
     return TestClient(create_app())
 
 

@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from newsletter import db, tokens
-from newsletter.models import Reader, Tag
+from newsletter.models import Reader
 from newsletter.readers import consent
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, post_subscribe
+from tests.conftest import ADMIN_TOKEN, offer_topics, post_subscribe
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -29,7 +29,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 @pytest.fixture
 def client(fresh):
     with db.session_scope() as session:
-        session.add_all([Tag(slug=s, name=s.title()) for s in ("syria", "jordan", "energy")])
+        offer_topics(session, *(s.title() for s in ("syria", "jordan", "energy")))
     return TestClient(create_app())
 
 

@@ -182,6 +182,7 @@ def test_a_bounced_confirmation_counts_and_a_forged_one_does_not(fresh) -> None:
     r = client.post("/api/articles", headers=AUTH, json={
         "url": url_of("Seed"), "title": "Seed", "summary": "s", "tags": ["Energy"]})
     assert r.status_code == 201, r.text
+    assert client.post("/api/topics", headers=AUTH, json={"name": "Energy"}).status_code == 201
     for email in ("typo@example.org", "real.person@example.org"):
         r = post_subscribe(client, email=email, topics=["energy"], frequency="weekly",
                            consent="yes")
