@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsletter import db
 from newsletter.config import get_settings
 from newsletter.errors import TopicError, TopicNotFound
 from newsletter.models import Reader, ReaderTopic, Tag, Topic, TopicTag, utcnow
@@ -78,21 +78,20 @@ def create(session: Session, name: str, *, tags: Sequence[str] | None = None,
     names = _tag_names(tags if tags is not None else [slug])
     existing = session.scalar(select(Topic).where(Topic.slug == slug))
     if existing is None:
-        try:
-            # A savepoint: a double click that made the same topic meanwhile is answered
-            # with that topic, as if it had come second.
-            with session.begin_nested():
-                last = session.scalar(select(func.max(Topic.position)))
-                topic = Topic(slug=slug, name=name, description=description,
-                              group_name=group_name, created_at=utcnow(),
-                              position=(last + 1) if last is not None else 0,
-                              tags=get_or_create_tags(session, names))
-                session.add(topic)
+        last = session.scalar(select(func.max(Topic.position)))
+        # Skipped, not an error, when a double click made the same topic meanwhile: that
+        # one is the answer, as if this request had come second.
+        made = session.execute(
+            db.insert_for(session.get_bind().dialect.name, Topic.__table__)
+            .values(slug=slug, name=name, description=description, group_name=group_name,
+                    position=(last + 1) if last is not None else 0, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["slug"]).returning(Topic.id)).scalar()
+        if made is not None:
+            topic = session.get_one(Topic, made)
+            topic.tags = get_or_create_tags(session, names)
+            session.flush()
             return topic, True
-        except IntegrityError:
-            existing = session.scalar(select(Topic).where(Topic.slug == slug))
-            if existing is None:
-                raise
+        existing = session.scalars(select(Topic).where(Topic.slug == slug)).one()
     existing.retired_at = None
     return existing, False
 
