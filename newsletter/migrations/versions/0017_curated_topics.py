@@ -6,7 +6,7 @@ ids, pending choices and filtered editions keep naming the same slugs, and the t
 stored in edition_digests' items (formerly tag ids) still name the same section.
 
 Revision ID: 0017_curated_topics
-Revises: 0015_claim_holders
+Revises: 0016_editors_audit
 Create Date: 2026-12-07 23:30:00.000000
 """
 
