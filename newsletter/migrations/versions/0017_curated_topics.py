@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0017_curated_topics'
-# 0016 (another branch) is re-chained between these on merge.
+# Follows console-auth's editors and audit log (0016).
 down_revision = '0016_editors_audit'
 branch_labels = None
 depends_on = None
