@@ -286,7 +286,7 @@ def _uncovered(search: str):
     text = " ".join(search.split())
     if text:  # a search is text, never a pattern: % and _ match themselves
         stmt = stmt.where(or_(Tag.name.icontains(text, autoescape=True),
-                              Tag.slug.contains(slugify(text) or text, autoescape=True)))
+                              Tag.slug.contains(text.lower(), autoescape=True)))
     return stmt
 
 
