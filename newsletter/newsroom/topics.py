@@ -186,8 +186,9 @@ def snapshot(session: Session, name_or_slug: str) -> dict[str, Any] | None:
 def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
     """What a change did, for the audit log: ``{}`` when nothing changed."""
     if before is None:
-        return {"change": "add", "name": after["name"], "tags": ", ".join(after["tags"]),
-                "group": after["group"] or "", "description": after["description"]}
+        made = {"name": after["name"], "tags": ", ".join(after["tags"]),
+                "group": after["group"], "description": after["description"]}
+        return {"change": "add", **{key: value for key, value in made.items() if value}}
     found: dict[str, Any] = {}
     for key in ("description", "group", "position"):
         if before[key] != after[key]:

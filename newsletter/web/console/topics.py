@@ -69,29 +69,34 @@ def _back(done: str, slug: str, **keep: str) -> RedirectResponse:
     return RedirectResponse(f"/admin/topics?{query}{anchor}", 303)
 
 
+def _lists(numbers: dict[str, int], q: str, totals: dict[str, int]) -> dict[str, Pages]:
+    """The page's three lists, each paged by its own parameter; a list's links keep the
+    others' pages and the tag search."""
+    per_page = {"page": TOPICS_PER_PAGE, "retired_page": TOPICS_PER_PAGE,
+                "tags_page": TAGS_PER_PAGE}
+    labels = {"page": "Topic pages", "retired_page": "Retired topic pages",
+              "tags_page": "Tag pages"}
+    return {key: Pages(number, totals[key], per_page[key], (("q", q), *(
+        (other, str(n)) for other, n in numbers.items() if other != key)), key=key,
+        label=labels[key], words=("Previous", "Next")) for key, number in numbers.items()}
+
+
 def _overview(request: Request, session, user: ConsoleUser, status: int = 200, *,
               page: int = 1, retired_page: int = 1, q: str = "", tags_page: int = 1,
               **context: Any) -> HTMLResponse:
-    keep = (("q", q), ("tags_page", str(tags_page)), ("retired_page", str(retired_page)),
-            ("page", str(page)))
-    live = Pages(page, topics.count(session), TOPICS_PER_PAGE, keep[:3], label="Topic pages",
-                 words=("Previous", "Next"))
-    retired = Pages(retired_page, topics.count(session, retired=True), TOPICS_PER_PAGE,
-                    (keep[0], keep[1], keep[3]), key="retired_page",
-                    label="Retired topic pages", words=("Previous", "Next"))
-    tags = Pages(tags_page, topics.count_uncovered(session, q), TAGS_PER_PAGE,
-                 (keep[0], keep[2], keep[3]), key="tags_page", label="Tag pages",
-                 words=("Previous", "Next"))
-    sections = topics.offered(session)
+    lists = _lists({"page": page, "retired_page": retired_page, "tags_page": tags_page}, q, {
+        "page": topics.count(session), "retired_page": topics.count(session, retired=True),
+        "tags_page": topics.count_uncovered(session, q)})
+    live, retired, tags = lists["page"], lists["retired_page"], lists["tags_page"]
     retired_now = topics.page(session, retired=True, limit=retired.per_page,
                               offset=retired.offset)
     for topic in retired_now:
         topic["retired_on"] = local_time(datetime.fromisoformat(topic["retired_at"]), "%Y-%m-%d")
+    sections = topics.offered(session)
     return render(
         request, user, "topics.html", status, section="topics", pages=live, retired_pages=retired,
         tag_pages=tags, q=q, topics=topics.page(session, limit=live.per_page, offset=live.offset),
-        retired=retired_now,
-        tags=topics.uncovered_tags(session, q, tags.per_page, tags.offset),
+        retired=retired_now, tags=topics.uncovered_tags(session, q, tags.per_page, tags.offset),
         sections=sections, groups=[g for g, _ in sections if g],
         done=_done(request, session), **context)
 
