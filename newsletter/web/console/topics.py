@@ -16,12 +16,14 @@ from newsletter.errors import TopicError
 from newsletter.newsroom import topics
 from newsletter.web.api_topics import record_change
 from newsletter.web.console.auth import ConsoleUser, CurrentEditor, console_router, render
-from newsletter.web.console.pagination import PageNumber, Pages
+from newsletter.web.console.pagination import MAX_PAGE, PageNumber, Pages
 from newsletter.web.deps import SessionDep, local_time
 
 router = console_router()
 Slug = Annotated[str, Path(max_length=64)]
 Text = Annotated[str, Form(max_length=2000)]
+# Up to topics.MAX_TAGS tags of up to 128 characters, with their commas.
+TagList = Annotated[str, Form(max_length=topics.MAX_TAGS * 130)]
 Search = Annotated[str, Query(max_length=128)]
 # A site has a few dozen topics and thousands of tags: more topics than tags on a page.
 TOPICS_PER_PAGE, TAGS_PER_PAGE = 50, 25
@@ -47,7 +49,7 @@ def _field(message: str) -> str:
 
 def _number(text: str) -> int:
     """A page number sent back by a form; anything else is the first page."""
-    return int(text) if text.isdigit() and 0 < int(text) <= 10_000 else 1
+    return int(text) if text.isdigit() and 0 < int(text) <= MAX_PAGE else 1
 
 
 def _sentence(exc: Exception) -> str:
@@ -111,7 +113,7 @@ def topics_page(request: Request, session: SessionDep, user: CurrentEditor,
 
 @router.post("/topics", response_class=HTMLResponse)
 def add_topic(request: Request, session: SessionDep, user: CurrentEditor, name: Text = "",
-              tags: Text = "", description: Text = "", group: Text = "") -> Response:
+              tags: TagList = "", description: Text = "", group: Text = "") -> Response:
     typed = {"name": name, "tags": tags, "description": description, "group": group}
     errors: dict[str, str] = {}
     if (before := topics.snapshot(session, name)) is not None:
@@ -154,7 +156,7 @@ def topic_page(request: Request, session: SessionDep, user: CurrentEditor,
 @router.post("/topics/{slug}", response_class=HTMLResponse)
 def save_topic(request: Request, session: SessionDep, user: CurrentEditor, slug: Slug,
                description: Text = "", group: Text = "", position: Text = "",
-               tags: Text = "") -> Response:
+               tags: TagList = "") -> Response:
     typed = {"description": description, "group": group, "position": position, "tags": tags}
     before = topics.snapshot(session, slug)
     try:
