@@ -67,7 +67,8 @@ def _back(done: str, slug: str, **keep: str) -> RedirectResponse:
     """To the list, saying what was done; a tag's action keeps the tag list's search and
     page, and lands on it."""
     query = urlencode({"done": done, "topic": slug, **{k: v for k, v in keep.items() if v}})
-    anchor = "#tags" if keep else ""
+    # Explicit: a redirect without one would keep the form's (#add) and hide the notice.
+    anchor = "#tags" if keep else "#main"
     return RedirectResponse(f"/admin/topics?{query}{anchor}", 303)
 
 
