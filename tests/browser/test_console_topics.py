@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from newsletter.cli import app as cli
 from tests.browser import test_console as console_pages
-from tests.browser.test_console import Console
+from tests.browser.test_console import Console, htmx_ready
 from tests.conftest import ADMIN_TOKEN
 
 # The console's Chromium, axe-core and live-server fixtures.
@@ -131,6 +131,11 @@ def test_an_editor_curates_topics_in_the_console(backend, live, chromium, axe_so
     assert what[3].startswith("topic:syria") and "tags added: damascus" in what[3]
     assert what[4].startswith("topic:lebanon") and "change: add" in what[4]
     desk.check("audit-topics")
+
+    # Nothing blocked by the CSP or broken on any page (the 422 of the refused name is a
+    # failed resource to Chromium, as asked).
+    assert [e for e in desk.errors if "the server responded with a status of 4" not in e] == []
+    assert htmx_ready(desk)
 
     if keep := os.environ.get("NEWSLETTER_SCREENSHOTS"):  # to look at them after the run
         Path(keep).mkdir(parents=True, exist_ok=True)
