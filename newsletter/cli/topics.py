@@ -1,4 +1,7 @@
-"""``newsletter topics``: the topics editors curate for readers (add, list, retire)."""
+"""``newsletter topics``: the topics editors curate for readers (add, list, retire).
+
+A change is noted in the audit log (actor ``cli``, action ``topic.change``) in its own
+transaction."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from newsletter import db
-from newsletter.cli.app import app, console
+from newsletter.cli.app import app, console, record
 from newsletter.errors import NewsletterError
 from newsletter.newsroom import topics
 
@@ -28,9 +31,12 @@ def add(
     """Offer a topic to readers (nothing changes if one of that name exists)."""
     try:
         with db.session_scope() as session:
+            before = topics.snapshot(session, name)
             topic, created = topics.create(session, name, tags=tag, description=description,
                                            group=group)
             shown = topics.to_dict(topic)
+            if details := topics.changes(before, shown):
+                record(session, "topic.change", f"topic:{topic.slug}", details)
     except NewsletterError as exc:
         console.print(f"[red]no topic added:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -75,5 +81,9 @@ def retire(
     if not yes and not typer.confirm(f"Retire {counts.slug}?"):
         raise typer.Exit(1)
     with db.session_scope() as session:
-        topics.retire(session, slug)
+        before = topics.snapshot(session, slug)
+        done = topics.retire(session, slug)
+        if details := topics.changes(before, topics.snapshot(session, slug)):
+            record(session, "topic.change", f"topic:{done.slug}", {
+                **details, "followers": done.followers, "follow_nothing_else": done.only_topic})
     console.print(f"retired {counts.slug}", markup=False, highlight=False)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter import db
@@ -149,6 +149,85 @@ def retire(session: Session, slug: str) -> Retirement:
     return Retirement(counts.slug, counts.followers, counts.only_topic, retired=True)
 
 
+def get_tag(session: Session, slug: str) -> Tag:
+    tag = session.scalar(select(Tag).where(Tag.slug == slugify(slug or "")))
+    if tag is None:
+        raise TopicNotFound(f"no tag {slug!r}")
+    return tag
+
+
+def cover(session: Session, slug: str, tag_slug: str) -> Topic:
+    """Add the existing tag ``tag_slug`` to the topics ``slug`` covers (the console's "add
+    to topic" for a tag no topic covers yet). Covering it twice changes nothing."""
+    topic = get(session, slug)
+    tag = get_tag(session, tag_slug)
+    if tag not in topic.tags:
+        if len(topic.tags) >= MAX_TAGS:
+            raise TopicError(f"a topic covers at most {MAX_TAGS} tags")
+        topic.tags = [*topic.tags, tag]
+        session.flush()
+    return topic
+
+
+def restore(session: Session, slug: str) -> Topic:
+    """Bring a retired topic back: offered again, its followers' choices as they were."""
+    topic = get(session, slug)
+    topic.retired_at = None
+    session.flush()
+    return topic
+
+
+def snapshot(session: Session, name_or_slug: str) -> dict[str, Any] | None:
+    """The topic as ``to_dict`` shows it, or None: what a door compares after a change."""
+    topic = session.scalar(select(Topic).where(Topic.slug == slugify(name_or_slug or "")))
+    return to_dict(topic) if topic is not None else None
+
+
+def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """What a change did, for the audit log: ``{}`` when nothing changed."""
+    if before is None:
+        made = {"name": after["name"], "tags": ", ".join(after["tags"]),
+                "group": after["group"], "description": after["description"]}
+        return {"change": "add", **{key: value for key, value in made.items() if value}}
+    found: dict[str, Any] = {}
+    for key in ("description", "group", "position"):
+        if before[key] != after[key]:
+            found[key] = f"{_shown(before[key])} → {_shown(after[key])}"
+    added = sorted(set(after["tags"]) - set(before["tags"]))
+    removed = sorted(set(before["tags"]) - set(after["tags"]))
+    if added:
+        found["tags added"] = ", ".join(added)
+    if removed:
+        found["tags removed"] = ", ".join(removed)
+    if before["retired"] != after["retired"]:
+        return {"change": "retire" if after["retired"] else "restore", **found}
+    return {"change": "edit", **found} if found else {}
+
+
+def _shown(value: Any) -> str:
+    return "(none)" if value is None or value == "" else str(value)
+
+
+def count(session: Session, *, retired: bool = False) -> int:
+    """How many topics are live (or retired)."""
+    state = Topic.retired_at.is_not(None) if retired else Topic.retired_at.is_(None)
+    return session.scalar(select(func.count(Topic.id)).where(state)) or 0
+
+
+def page(session: Session, *, retired: bool = False, limit: int = 50,
+         offset: int = 0) -> list[dict[str, Any]]:
+    """One page of the live (or retired) topics in form order, with followers."""
+    state = Topic.retired_at.is_not(None) if retired else Topic.retired_at.is_(None)
+    found = list(session.scalars(select(Topic).where(state).order_by(
+        Topic.position, Topic.name, Topic.id).limit(limit).offset(offset)))
+    counts = dict(session.execute(
+        select(ReaderTopic.topic_id, func.count())
+        .join(Reader, Reader.id == ReaderTopic.reader_id)
+        .where(Reader.status.in_(FOLLOWING), ReaderTopic.topic_id.in_([t.id for t in found]))
+        .group_by(ReaderTopic.topic_id)).all())
+    return [to_dict(t, counts.get(t.id, 0)) for t in found]
+
+
 def listing(session: Session) -> list[dict[str, Any]]:
     """Every topic (retired ones last) with its tags and how many readers follow it."""
     counts = dict(session.execute(
@@ -191,10 +270,25 @@ def all_tags(session: Session) -> list[Tag]:
     return list(session.scalars(select(Tag).order_by(Tag.slug)))
 
 
-def uncovered_tags(session: Session) -> list[Tag]:
-    """Tags no topic covers: what articles and feeds named that readers cannot follow yet."""
-    covered = select(TopicTag.tag_id)
-    return list(session.scalars(select(Tag).where(Tag.id.not_in(covered)).order_by(Tag.slug)))
+def uncovered_tags(session: Session, search: str = "", limit: int | None = None,
+                   offset: int = 0) -> list[Tag]:
+    """Tags no topic covers: what articles and feeds named that readers cannot follow yet
+    (those whose name or slug holds ``search``; a page of them with ``limit``)."""
+    stmt = _uncovered(search).order_by(Tag.slug).offset(offset)
+    return list(session.scalars(stmt.limit(limit) if limit is not None else stmt))
+
+
+def count_uncovered(session: Session, search: str = "") -> int:
+    return session.scalar(select(func.count()).select_from(_uncovered(search).subquery())) or 0
+
+
+def _uncovered(search: str):
+    stmt = select(Tag).where(Tag.id.not_in(select(TopicTag.tag_id)))
+    text = " ".join(search.split())
+    if text:  # a search is text, never a pattern: % and _ match themselves
+        stmt = stmt.where(or_(Tag.name.icontains(text, autoescape=True),
+                              Tag.slug.contains(text.lower(), autoescape=True)))
+    return stmt
 
 
 def article_tags(session: Session, names: list[str]) -> list[Tag]:

@@ -139,6 +139,9 @@ def htmx_ready(console_: Console) -> bool:
 
 def seed_reader(base: str) -> None:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    # Readers follow curated topics: the one the reader is imported with is offered first.
+    r = httpx.post(f"{base}/api/topics", headers=admin, json={"name": "Syria"})
+    assert r.status_code == 201, r.text
     r = httpx.post(f"{base}/api/articles", headers=admin, json={
         "url": "https://news.example/a/1", "title": "Ceasefire holds", "tags": ["Syria"]})
     assert r.status_code == 201

@@ -15,8 +15,10 @@ from sqlalchemy import select
 
 from newsletter import db, events, tokens
 from newsletter.config import get_settings, reload_settings
+from newsletter.errors import TopicError, TopicNotFound
 from newsletter.models import Reader, Topic
 from newsletter.newsroom import articles, topics
+from newsletter.newsroom import tags as tag_names
 from newsletter.readers import subscriptions
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log, form_token, post_subscribe
@@ -204,3 +206,29 @@ def test_articles_name_tags_and_readers_still_follow_topics_by_slug(fresh) -> No
         {"email": "c@example.com", "topics": ["qatar"]}])  # a tag, not a topic
     assert r.json()["created"] == 2 and r.json()["errors"] == [
         {"row": 3, "reason": "unknown topic(s): qatar"}]
+
+
+def test_covering_restoring_and_what_a_change_did(fresh) -> None:
+    """The domain steps the console's one-click actions take, and the audit's account."""
+    with db.session_scope() as session:
+        topic, _ = topics.create(session, "Syria", group="Levant")
+        before = topics.to_dict(topic)
+        tag_names.get_or_create_tags(session, ["Aleppo"] + [f"t{i}" for i in range(topics.MAX_TAGS)])
+        topics.cover(session, "syria", "aleppo")
+        topics.cover(session, "syria", "ALEPPO")  # twice: once
+        assert topics.changes(before, topics.to_dict(topic)) == {
+            "change": "edit", "tags added": "aleppo"}
+        assert topics.changes(topics.to_dict(topic), topics.to_dict(topic)) == {}
+        with pytest.raises(TopicNotFound):
+            topics.cover(session, "syria", "nowhere")
+        full, _ = topics.create(session, "Full", tags=[f"t{i}" for i in range(topics.MAX_TAGS)])
+        with pytest.raises(TopicError, match="at most 50 tags"):
+            topics.cover(session, "full", "aleppo")
+        assert [t.slug for t in topics.uncovered_tags(session)] == []
+        topics.retire(session, "syria")
+        assert topics.count(session) == 1 and topics.count(session, retired=True) == 1
+        retired = topics.to_dict(topic)
+        topics.restore(session, "syria")
+        assert topics.changes(retired, topics.to_dict(topic)) == {"change": "restore"}
+        assert [t["slug"] for t in topics.page(session, limit=1, offset=1)] == ["full"]
+        assert topics.changes(None, topics.to_dict(full))["change"] == "add"

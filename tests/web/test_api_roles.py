@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from newsletter import db
 from newsletter.accounts import api_tokens, editors
 from newsletter.models import AuditEntry, Base, Reader
-from tests.conftest import ADMIN_TOKEN, add_editor, console_client, sign_in
+from tests.conftest import ADMIN_TOKEN, add_editor, console_client, offer_topics, sign_in
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ARTICLE = {"url": "https://news.example/a/1", "title": "Ceasefire holds", "tags": ["Syria"]}
@@ -67,6 +67,8 @@ def test_the_admin_token_and_an_admins_token_reach_everything(fresh) -> None:
     r = client.post("/api/articles", json=ARTICLE, headers=chief)
     assert r.status_code == 201
     article_id = r.json()["id"]
+    with db.session_scope() as session:  # readers follow curated topics: one is offered
+        offer_topics(session, "Syria")
     r = client.post("/api/subscribers", headers=ADMIN, json=[
         {"email": "reader.one@example.com", "topics": ["syria"],
          "consented_at": "2026-01-01T00:00:00Z"}])

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from newsletter.web.console import audit_log, editors, home, signin, tokens
+from newsletter.web.console import audit_log, editors, home, signin, tokens, topics
 
 ROUTERS: tuple[APIRouter, ...] = (
     signin.router, home.router, audit_log.router, editors.router, tokens.router,
+    topics.router,
 )

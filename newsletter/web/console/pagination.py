@@ -22,6 +22,11 @@ class Pages:
     total: int  # items over all pages
     per_page: int = PER_PAGE
     params: tuple[tuple[str, str], ...] = ()  # the filters the links keep
+    # A page with two lists names each one's page parameter and navigation apart; a list
+    # in an editor's order rather than by time says "Previous" and "Next".
+    key: str = "page"
+    label: str = "Pages"
+    words: tuple[str, str] = ("Newer", "Older")
 
     @property
     def offset(self) -> int:
@@ -40,4 +45,4 @@ class Pages:
         return self._link(self.number + 1) if self.number < self.count else None
 
     def _link(self, number: int) -> str:
-        return "?" + urlencode([*(p for p in self.params if p[1]), ("page", str(number))])
+        return "?" + urlencode([*(p for p in self.params if p[1]), (self.key, str(number))])
