@@ -24,6 +24,8 @@ Hierarchy (each line: the class, its status, when it is raised)::
     │   ├── EditorNotFound (404) ..... no editor with that address or id; no such token
     │   ├── ReaderNotFound (404) ..... no reader with that address (export, erase,
     │   │                              preview, test send)
+    │   ├── SuppressionNotFound (404)  no such entry on the suppression list (console)
+    │   ├── ImportNotFound (404) ..... no such console CSV import
     │   └── NothingToPreview (404) ... the next edition would send that reader or tag set
     │                                  nothing (no empty digests, not even as a preview)
     ├── Conflict (409) ............... the base of "not in a state that allows it"
@@ -125,6 +127,14 @@ class EditorNotFound(NotFound):
 
 class ReaderNotFound(NotFound):
     """No reader has that address."""
+
+
+class SuppressionNotFound(NotFound):
+    """No such entry on the suppression list."""
+
+
+class ImportNotFound(NotFound):
+    """No such console CSV import."""
 
 
 class NothingToPreview(NotFound):

@@ -9,7 +9,7 @@ from newsletter.config import get_settings
 from newsletter.editions import alerts, planning, preview, reconcile, schedule
 from newsletter.mail import mailer
 from newsletter.newsroom import feeds
-from newsletter.readers import notices
+from newsletter.readers import import_jobs, notices
 from newsletter.sending import batch
 from workers.celery_app import app
 
@@ -52,6 +52,12 @@ def send_welcome(reader_id: int) -> None:
 def send_data_link(reader_id: int) -> None:
     with db.session_scope() as session:
         notices.send_data_link(session, reader_id, _transport())
+
+
+@app.task(name="newsletter.import_readers")
+def import_readers(import_id: int) -> None:
+    with db.session_scope() as session:
+        import_jobs.run(session, import_id)
 
 
 @app.task(name="newsletter.plan_edition")

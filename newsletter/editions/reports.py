@@ -31,6 +31,15 @@ def recent(session: Session, limit: int = 20) -> list[dict[str, Any]]:
     return _reports(session, latest)
 
 
+def last_sent(session: Session) -> dict[str, Any] | None:
+    """The report of the latest edition that made deliveries (dry runs make none)."""
+    latest = session.scalar(select(Edition).where(
+        Edition.dry_run.is_(False),
+        select(Delivery.id).where(Delivery.edition_id == Edition.id).exists())
+        .order_by(Edition.id.desc()).limit(1))
+    return _reports(session, [latest])[0] if latest else None
+
+
 def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]]:
     ids = [e.id for e in chosen]
     tally: dict[int, dict[tuple[str, str | None], int]] = defaultdict(dict)

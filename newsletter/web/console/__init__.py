@@ -32,8 +32,22 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from newsletter.web.console import audit_log, editors, home, signin, tokens
+from newsletter.web.console import (
+    articles,
+    audit_log,
+    deliverability,
+    editors,
+    feeds,
+    home,
+    imports,
+    readers,
+    signin,
+    tokens,
+)
 
+# imports before readers: /admin/readers/import is not a reader's id.
 ROUTERS: tuple[APIRouter, ...] = (
     signin.router, home.router, audit_log.router, editors.router, tokens.router,
+    articles.router, imports.router, readers.router, feeds.router, deliverability.router,
+    deliverability.admin_router,
 )
