@@ -205,6 +205,7 @@ def console_error(request: Request, exc: NewsletterError, detail: str) -> Respon
     heading = {403: "Not allowed"}.get(exc.status) or _HEADINGS.get(exc.status,
                                                                     "Something went wrong")
     text = detail[:1].upper() + detail[1:] if exc.status < 500 else "Please try again."
+    text += "" if text.endswith((".", "!", "?", ")")) else "."
     user = getattr(request.state, "console_user", None)
     return page(request, "console/message.html", exc.status, heading=heading, lines=[text],
                 user=user, csrf_token=user.csrf_token if user else "")
