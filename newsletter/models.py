@@ -230,6 +230,9 @@ class ConsentEvent(Base):
     edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # An edition's report counts the unsubscribes its links caused: without this index, a
+    # scan of the whole ledger (100,000 readers: 100,000 entries and more) for a handful.
+    __table_args__ = (Index("ix_consent_events_edition", "edition_id"),)
 
 
 class Edition(Base):

@@ -1,4 +1,5 @@
-"""the console's newsroom and readers pages: feed polls, CSV imports, address prefix index
+"""the console's newsroom and readers pages: feed polls, CSV imports, address prefix index,
+the ledger by edition (an edition's report)
 
 Revision ID: 0017_console_desk
 Revises: 0016_editors_audit
@@ -41,9 +42,11 @@ def upgrade() -> None:
     )
     op.create_index('ix_readers_email_prefix', 'readers', ['email'],
                     postgresql_ops={'email': 'varchar_pattern_ops'})
+    op.create_index('ix_consent_events_edition', 'consent_events', ['edition_id'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_consent_events_edition', table_name='consent_events')
     op.drop_index('ix_readers_email_prefix', table_name='readers')
     op.drop_table('reader_imports')
     op.drop_table('feed_polls')
