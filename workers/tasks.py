@@ -54,10 +54,14 @@ def send_data_link(reader_id: int) -> None:
         notices.send_data_link(session, reader_id, _transport())
 
 
-@app.task(name="newsletter.import_readers")
-def import_readers(import_id: int) -> None:
+@app.task(name="newsletter.import_readers", bind=True, max_retries=3)
+def import_readers(self, import_id: int) -> None:
     with db.session_scope() as session:
-        import_jobs.run(session, import_id)
+        held = not import_jobs.run(session, import_id) and import_jobs.running(session, import_id)
+    if held:
+        # Another worker runs it, or one died running it (this task came back when it was
+        # lost): look again once such a claim would be stale.
+        raise self.retry(countdown=import_jobs.STALE_AFTER.total_seconds())
 
 
 @app.task(name="newsletter.plan_edition")

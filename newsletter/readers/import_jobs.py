@@ -58,6 +58,11 @@ def get(session: Session, import_id: int) -> ReaderImport:
     return job
 
 
+def running(session: Session, import_id: int) -> bool:
+    """Whether a worker holds the import (or held it and died)."""
+    return get(session, import_id).status == ImportStatus.RUNNING
+
+
 def run(session: Session, import_id: int) -> bool:
     """Run a queued import (or one whose worker died); False when it is not ours to run."""
     if not _claim(session, import_id):

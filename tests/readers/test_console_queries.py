@@ -120,3 +120,27 @@ def test_a_file_that_cannot_be_imported_is_refused_before_anything_is_queued(tex
     with pytest.raises(ImportRowError, match="UTF-8"):
         import_jobs.decode(b"email\n\xff\n")
     assert import_jobs.decode("\ufeffemail\n".encode()) == "email\n"
+
+
+def test_a_claimed_import_is_not_run_twice_until_its_claim_is_stale() -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from newsletter.models import utcnow
+
+    with db.session_scope() as session:
+        session.add(Tag(slug="syria", name="Syria"))
+        job_id = import_jobs.start(session, "chief@news.example", "x.csv",
+                                   "email,topics\nr@example.org,syria\n").id
+    with db.session_scope() as session:
+        session.execute(update(ReaderImport).values(status=ImportStatus.RUNNING,
+                                                    started_at=utcnow()))
+    with db.session_scope() as session:
+        assert not import_jobs.run(session, job_id) and import_jobs.running(session, job_id)
+        session.execute(update(ReaderImport).values(
+            started_at=utcnow() - import_jobs.STALE_AFTER - timedelta(seconds=1)))
+    with db.session_scope() as session:
+        assert import_jobs.run(session, job_id)  # its worker died: run again, from the top
+        assert not import_jobs.running(session, job_id)
+        assert session.scalar(select(func.count(Reader.id))) == 1
