@@ -56,6 +56,17 @@ def test_signed_out_every_console_page_redirects_to_sign_in(fresh) -> None:
         assert r.headers["location"] == f"/admin/login?next={quote(path + '?page=2', safe='')}"
 
 
+def test_signed_out_a_change_is_refused(fresh) -> None:
+    add_editor("chief@news.example", "admin")
+    client = console_client()
+    before = row_counts()
+    for method, path in console_routes(UNSAFE):
+        if path != "/admin/login":
+            r = client.request(method, path, data={"email": "x@news.example", "name": "n"})
+            assert r.status_code == 403 and "nothing was changed" in r.text, (method, path)
+    assert row_counts() == before
+
+
 def test_a_change_without_the_csrf_token_is_refused_and_changes_nothing(fresh) -> None:
     add_editor("chief@news.example", "admin")
     desk_id = add_editor("desk@news.example")
