@@ -273,3 +273,21 @@ def test_deliverability_shows_dkim_reports_and_the_last_editions_outcomes(fresh)
     assert "5.1.1" in page or "&lt;address&gt;" in page  # the refusal, address taken out
     assert "bounce-two@" not in page
     assert "suppression list" not in page.split("<main", 1)[1].split("</h1>")[1][:200]
+
+
+def test_an_import_file_may_be_as_large_as_the_apis_and_no_larger(fresh) -> None:
+    api = TestClient(create_app())
+    publish(api, 1)
+    client, token = signed_in("admin")
+    rows = "".join(f"reader{n:06d}@example.org,syria,2025-01-01\n" for n in range(3000))
+    body = ("email,topics,consent_date\n" + rows).encode()
+    assert 64 * 1024 < len(body) < 5 * 1024 * 1024  # over the console's usual form ceiling
+    r = client.post("/admin/readers/import", data={"csrf_token": token},
+                    files={"file": ("big.csv", body, "text/csv")})
+    assert r.status_code == 303
+    assert wait_for_import(int(r.headers["location"].rsplit("/", 1)[1])).result["created"] == 3000
+    r = client.post("/admin/readers/import", data={"csrf_token": token},
+                    files={"file": ("huge.csv", body * 60, "text/csv")})
+    assert r.status_code == 413
+    with db.session_scope() as session:
+        assert session.scalar(select(func.count(ReaderImport.id))) == 1
