@@ -63,11 +63,14 @@ def seed_console(url: str, readers: int, articles: int) -> None:
             for s in range(1, 5001):
                 cp.write_row((f"{s:063x}s", "hmac-sha256", ("bounce", "complaint", "erased")[s % 3],
                               now))
-        cur.execute("ANALYZE")
         raw.commit()
     finally:
         raw.close()
         eng.dispose()
+    # As a site that has run a while: statistics and visibility maps up to date, so no
+    # autovacuum of the freshly loaded tables lands in the middle of the timings.
+    with create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text("VACUUM (ANALYZE)"))
 
 
 PAGES = [
@@ -88,15 +91,17 @@ def time_pages(runs: int) -> dict[str, tuple[float, float]]:
     add_editor("bench@news.example", "admin")
     client = console_client()
     assert sign_in(client, "bench@news.example").status_code == 303
+    for path in PAGES:  # every page once first: templates compiled, statements cached
+        assert client.get(path).status_code == 200, path
     timings = {}
     for path in PAGES:
         seen = []
-        for _ in range(runs + 1):  # the first warms the caches (templates, statements)
+        for _ in range(runs):
             started = time.perf_counter()
             response = client.get(path)
             seen.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200, (path, response.status_code)
-        timings[path] = (statistics.median(seen[1:]), max(seen[1:]))
+        timings[path] = (statistics.median(seen), max(seen))
     return timings
 
 
@@ -122,7 +127,9 @@ def main() -> None:
         with create_engine(url).connect() as conn:
             plan = conn.execute(text("EXPLAIN SELECT id FROM readers WHERE email LIKE "
                                      "'reader9999%' ORDER BY email LIMIT 25")).scalars().all()
-        print(f"{args.readers} readers, {args.articles} articles; ms over {args.runs} runs")
+        load = os.getloadavg()[0]
+        print(f"{args.readers} readers, {args.articles} articles; ms over {args.runs} runs; "
+              f"load average {load:.1f} on {os.cpu_count()} cores")
         print(f"{'page':58} {'median':>7} {'max':>7}")
         for path, (median, slowest) in timings.items():
             flag = "" if slowest < TARGET_MS else "  over target"
