@@ -291,3 +291,16 @@ def test_an_import_file_may_be_as_large_as_the_apis_and_no_larger(fresh) -> None
     assert r.status_code == 413
     with db.session_scope() as session:
         assert session.scalar(select(func.count(ReaderImport.id))) == 1
+
+
+def test_article_and_feed_text_is_shown_as_text(fresh) -> None:
+    api = TestClient(create_app())
+    r = api.post("/api/articles", headers=API, json={
+        "url": "https://news.example/x?a=1&b=<2>", "title": "<script>alert(1)</script> & co",
+        "summary": "<img src=x onerror=alert(2)>", "tags": ["<b>Syria</b>"]})
+    assert r.status_code == 201
+    client, _ = signed_in()
+    for page in (client.get("/admin/articles").text,
+                 client.get(f"/admin/articles/{r.json()['id']}").text):
+        assert "<script>alert" not in page and "<img src=x" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page
