@@ -27,7 +27,7 @@ ACTIONS = (
     "article.publish", "article.unpublish", "feed.import",
     "edition.send", "edition.resume", "edition.requeue", "edition.test_send",
     "topic.change",
-    "readers.import", "reader.erase", "suppression.add",
+    "readers.import", "reader.export", "reader.erase", "suppression.add", "suppression.remove",
     "editor.add", "editor.remove", "editor.role", "editor.password", "editor.sign_in",
     "editor.locked", "token.create", "token.revoke",
 )

@@ -25,6 +25,8 @@ Hierarchy (each line: the class, its status, when it is raised)::
     │   ├── ReaderNotFound (404) ..... no reader with that address (export, erase,
     │   │                              preview, test send)
     │   ├── TopicNotFound (404) ...... no topic with that slug (update, retire)
+    │   ├── SuppressionNotFound (404)  no such entry on the suppression list (console)
+    │   ├── ImportNotFound (404) ..... no such console CSV import
     │   └── NothingToPreview (404) ... the next edition would send that reader or topic
     │                                  set nothing (no empty digests, not even as a preview)
     ├── Conflict (409) ............... the base of "not in a state that allows it"
@@ -131,6 +133,14 @@ class ReaderNotFound(NotFound):
 
 class TopicNotFound(NotFound):
     """No topic has that slug."""
+
+
+class SuppressionNotFound(NotFound):
+    """No such entry on the suppression list."""
+
+
+class ImportNotFound(NotFound):
+    """No such console CSV import."""
 
 
 class NothingToPreview(NotFound):

@@ -36,6 +36,7 @@ EDITION_REQUESTED = "edition.requested"  # {edition_id}: plan it
 DELIVERIES_QUEUED = "deliveries.queued"  # {edition_id, delivery_ids}: send them
 ARTICLE_PUBLISHED = "article.published"  # {article_id}: open or join an alert window
 ALERT_WINDOW_OPENED = "alert.window_opened"  # {edition_id, due_at}: close it at due_at
+READERS_IMPORT_REQUESTED = "readers.import_requested"  # {import_id}: run a console CSV import
 
 # (event id, name, payload) → True if the broker accepted it.
 Dispatcher = Callable[[int, str, dict[str, Any]], bool]

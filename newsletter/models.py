@@ -173,6 +173,10 @@ class Reader(Base):
     # message that would not build); cleared when one goes out.
     confirmation_error: Mapped[str | None] = mapped_column(String(500))
     topics: Mapped[list[Topic]] = relationship(secondary="reader_topics", lazy="selectin")
+    # The console finds readers by the start of their address (``LIKE 'ali%'``): on
+    # PostgreSQL only a pattern-ops index serves a prefix under a non-C collation.
+    __table_args__ = (Index("ix_readers_email_prefix", "email",
+                            postgresql_ops={"email": "varchar_pattern_ops"}),)
 
 
 class PendingChoice(Base):
@@ -258,6 +262,9 @@ class ConsentEvent(Base):
     edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # An edition's report counts the unsubscribes its links caused: without this index, a
+    # scan of the whole ledger (100,000 readers: 100,000 entries and more) for a handful.
+    __table_args__ = (Index("ix_consent_events_edition", "edition_id"),)
 
 
 class Edition(Base):
@@ -436,6 +443,40 @@ class AuditEntry(Base):
         Index("ix_audit_log_actor", "actor", "at"),
         Index("ix_audit_log_action", "action", "at"),
     )
+
+
+class FeedPoll(Base):
+    """What the last poll of one configured feed did (one row per feed, replaced each poll)."""
+
+    __tablename__ = "feed_polls"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    location: Mapped[str] = mapped_column(String(2048), unique=True)
+    polled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean, default=True)
+    # ImportResult.as_dict() when it worked; the reason (no secrets: a URL and an error)
+    # when it did not.
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(String(500))
+
+
+class ReaderImport(Base):
+    """A CSV import started in the console: its file until a worker has read it, its
+    progress while it runs and what it did once done."""
+
+    __tablename__ = "reader_imports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str] = mapped_column(String(320))  # who started it (the audit names them)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    # The file's text, dropped once it has been read: it holds addresses.
+    content: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # states.ImportStatus
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    done_rows: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
 
 
 class OutboxEvent(Base):

@@ -61,3 +61,12 @@ class EditorRole(StrEnum):
 
     def allows(self, needed: EditorRole) -> bool:
         return needed is EditorRole.EDITOR or self is EditorRole.ADMIN
+
+
+class ImportStatus(StrEnum):
+    """A console CSV import: waiting for a worker, being read, finished or given up."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"

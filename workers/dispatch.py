@@ -21,6 +21,7 @@ ROUTES: dict[str, tuple[str, Any]] = {
     "deliveries.queued": ("newsletter.send_batch", lambda p: [p["delivery_ids"]]),
     "article.published": ("newsletter.alert_article", lambda p: [p["article_id"]]),
     "alert.window_opened": ("newsletter.close_alert_window", lambda p: [p["edition_id"]]),
+    "readers.import_requested": ("newsletter.import_readers", lambda p: [p["import_id"]]),
     "preview.test_send": ("newsletter.send_test", lambda p: [
         p["to"], p.get("email") or "", ",".join(p.get("tags") or []), p.get("frequency") or ""]),
 }

@@ -9,7 +9,7 @@ from newsletter.config import get_settings
 from newsletter.editions import alerts, planning, preview, reconcile, schedule
 from newsletter.mail import mailer
 from newsletter.newsroom import feeds
-from newsletter.readers import notices
+from newsletter.readers import import_jobs, notices
 from newsletter.sending import batch
 from workers.celery_app import app
 
@@ -52,6 +52,16 @@ def send_welcome(reader_id: int) -> None:
 def send_data_link(reader_id: int) -> None:
     with db.session_scope() as session:
         notices.send_data_link(session, reader_id, _transport())
+
+
+@app.task(name="newsletter.import_readers", bind=True, max_retries=3)
+def import_readers(self, import_id: int) -> None:
+    with db.session_scope() as session:
+        held = not import_jobs.run(session, import_id) and import_jobs.running(session, import_id)
+    if held:
+        # Another worker runs it, or one died running it (this task came back when it was
+        # lost): look again once such a claim would be stale.
+        raise self.retry(countdown=import_jobs.STALE_AFTER.total_seconds())
 
 
 @app.task(name="newsletter.plan_edition")

@@ -7,10 +7,12 @@ valid DKIM signature covers both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import dkim
+import dkim.crypto
 
 from newsletter.config import get_settings
 
@@ -48,3 +50,28 @@ def sign(message: bytes) -> bytes:
                        _key(settings.dkim_key_file), include_headers=SIGNED_HEADERS,
                        canonicalize=(b"relaxed", b"relaxed"))
     return header + message
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the console shows of DKIM: never the key, only whether it can sign and with what."""
+
+    configured: bool
+    selector: str = ""
+    domain: str = ""
+    key_bits: int | None = None  # RSA modulus length; None for another kind of key
+    problem: str = ""  # why a configured key cannot sign
+
+
+def status() -> Status:
+    settings = get_settings()
+    if not enabled():
+        return Status(False)
+    selector, domain = settings.dkim_selector, settings.dkim_domain or settings.mail_domain
+    try:
+        key = dkim.crypto.parse_pem_private_key(_key(settings.dkim_key_file))
+    except SigningError as exc:
+        return Status(True, selector, domain, problem=str(exc))
+    except Exception:  # dkimpy reads RSA keys; an Ed25519 key signs through another path
+        return Status(True, selector, domain, problem="the key is not an RSA private key")
+    return Status(True, selector, domain, key_bits=key["modulus"].bit_length())

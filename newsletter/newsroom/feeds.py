@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.config import get_settings
+from newsletter.models import FeedPoll, utcnow
 from newsletter.newsroom import articles
 from newsletter.newsroom.fetch import FeedError, Guard, fetch
 
-__all__ = ["FeedError", "FeedSource", "ImportResult", "entries", "import_feed", "poll",
-           "to_text"]
+__all__ = ["FeedError", "FeedSource", "ImportResult", "entries", "import_feed", "last_polls",
+           "poll", "to_text"]
 
 log = logging.getLogger(__name__)
 
@@ -222,20 +224,41 @@ def import_feed(session: Session, source: str, *, default_tag: str | None = None
 
 
 def poll(session: Session) -> dict[str, ImportResult | str]:
-    """Import every configured feed, committing each; a failing feed is logged and skipped."""
+    """Import every configured feed, committing each with what its poll did (``feed_polls``,
+    for the console); a failing feed is logged, recorded and skipped."""
     results: dict[str, ImportResult | str] = {}
     for spec in get_settings().feeds:
         source = FeedSource.parse(spec)
         try:
             result = import_feed(session, source.location, default_tag=source.default_tag)
+            _record_poll(session, source.location, result, None)
             session.commit()
         except Exception as exc:  # one broken feed (or bad entry batch) must not stop the rest
             session.rollback()
             log.warning("feed %s failed: %s", source.location, exc,
                         exc_info=not isinstance(exc, FeedError))
             results[source.location] = f"failed: {exc}"
+            _record_poll(session, source.location, None, str(exc))
+            session.commit()
             continue
         log.info("feed %s: %d created, %d updated, %d unchanged, %d skipped", source.location,
                  result.created, result.updated, result.unchanged, result.skipped)
         results[source.location] = result
     return results
+
+
+def _record_poll(session: Session, location: str, result: ImportResult | None,
+                 error: str | None) -> None:
+    row = session.scalar(select(FeedPoll).where(FeedPoll.location == location))
+    if row is None:
+        row = FeedPoll(location=location)
+        session.add(row)
+    row.polled_at, row.ok = utcnow(), error is None
+    row.result = result.as_dict() if result else {}
+    row.error = error[:500] if error else None
+    session.flush()
+
+
+def last_polls(session: Session) -> dict[str, FeedPoll]:
+    """What the last poll of each feed did, by feed location (feeds never polled are absent)."""
+    return {row.location: row for row in session.scalars(select(FeedPoll))}

@@ -25,6 +25,7 @@ LIMITS: tuple[tuple[str, str, int], ...] = (
     # imports.MAX_ROWS_PER_REQUEST rows of up to ~500 bytes each (address, topics, dates).
     ("POST", r"/api/subscribers", 5 * MB),
     ("POST", r"/api/articles", 1 * MB),
+    ("POST", r"/admin/readers/import", 5 * MB),  # the console's CSV import, as the API's
     ("*", r"/api/.*", 1 * MB),
     ("*", r".*", 64 * KB),  # anything else that takes a body
 )

@@ -32,9 +32,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from newsletter.web.console import audit_log, editors, home, signin, tokens, topics
+from newsletter.web.console import (
+    articles,
+    audit_log,
+    deliverability,
+    editors,
+    feeds,
+    home,
+    imports,
+    readers,
+    signin,
+    tokens,
+    topics,
+)
 
+# imports before readers: /admin/readers/import is not a reader's id.
 ROUTERS: tuple[APIRouter, ...] = (
     signin.router, home.router, audit_log.router, editors.router, tokens.router,
     topics.router,
+    articles.router, imports.router, readers.router, feeds.router, deliverability.router,
+    deliverability.admin_router,
 )
