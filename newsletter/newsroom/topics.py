@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter import db
+from newsletter import sql
 from newsletter.config import get_settings
 from newsletter.errors import TopicError, TopicNotFound
 from newsletter.models import Reader, ReaderTopic, Tag, Topic, TopicTag, utcnow
@@ -82,7 +82,7 @@ def create(session: Session, name: str, *, tags: Sequence[str] | None = None,
         # Skipped, not an error, when a double click made the same topic meanwhile: that
         # one is the answer, as if this request had come second.
         made = session.execute(
-            db.insert_for(session.get_bind().dialect.name, Topic.__table__)
+            sql.upsert(session, Topic.__table__)
             .values(slug=slug, name=name, description=description, group_name=group_name,
                     position=(last + 1) if last is not None else 0, created_at=utcnow())
             .on_conflict_do_nothing(index_elements=["slug"]).returning(Topic.id)).scalar()
