@@ -13,7 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import EditionNotFound
-from newsletter.models import ConsentEvent, Delivery, Edition
+from newsletter.models import (
+    Article,
+    BounceEvent,
+    ConsentEvent,
+    Delivery,
+    Edition,
+    EditionDigest,
+    Tag,
+)
 from newsletter.states import OPEN
 
 
@@ -25,10 +33,19 @@ def report(session: Session, edition_id: int) -> dict[str, Any]:
     return _reports(session, [edition])[0]
 
 
-def recent(session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    """Reports of the latest ``limit`` editions, newest first."""
-    latest = session.scalars(select(Edition).order_by(Edition.id.desc()).limit(limit)).all()
-    return _reports(session, latest)
+def recent(session: Session, limit: int = 20, offset: int = 0,
+           status: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Reports of the latest ``limit`` editions (after ``offset``), newest first; only
+    those in one of ``status`` when given."""
+    query = select(Edition).order_by(Edition.id.desc())
+    if status:
+        query = query.where(Edition.status.in_(status))
+    return _reports(session, session.scalars(query.limit(limit).offset(offset)).all())
+
+
+def count(session: Session) -> int:
+    """How many editions there are (dry runs and alerts included)."""
+    return session.scalar(select(func.count()).select_from(Edition)) or 0
 
 
 def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]]:
@@ -126,8 +143,92 @@ def _report(edition: Edition, by: dict[tuple[str, str | None], int],
         # Why deliveries failed, commonest first (addresses taken out).
         "failures": failures or [],
         "error": edition.error,
+        "note": edition.note,
     }
 
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
+
+
+def bounces(session: Session, edition_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Bounces and complaints about each edition's messages: {edition id: {kind: n}}
+    (hard, soft, complaint), matched to the delivery they name."""
+    out: dict[int, dict[str, int]] = defaultdict(dict)
+    for edition_id, kind, n in session.execute(
+        select(Delivery.edition_id, BounceEvent.kind, func.count())
+        .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+        .where(Delivery.edition_id.in_(edition_ids))
+        .group_by(Delivery.edition_id, BounceEvent.kind)
+    ):
+        out[edition_id][kind] = n
+    return dict(out)
+
+
+def topics(session: Session, edition_id: int) -> list[dict[str, Any]]:
+    """Per topic of an edition: the articles it carried under that topic, and the readers
+    whose digest had that topic (``readers``) and how many of those were sent (``sent``);
+    most readers first."""
+    if session.get(Edition, edition_id) is None:
+        raise EditionNotFound(f"no edition {edition_id}")
+    articles: dict[int, set[int]] = defaultdict(set)
+    by_key: dict[str, set[int]] = {}
+    for key, items in session.execute(
+        select(EditionDigest.content_key, EditionDigest.items)
+        .where(EditionDigest.edition_id == edition_id)
+        .execution_options(yield_per=1000)
+    ):
+        tags = by_key[key] = set()
+        for kind, article_id, tag_id, _revision in items:
+            tags.add(tag_id)
+            if kind == "new":
+                articles[tag_id].add(article_id)
+    readers: dict[int, int] = defaultdict(int)
+    sent: dict[int, int] = defaultdict(int)
+    for key, status, n in session.execute(
+        select(Delivery.content_key, Delivery.status, func.count())
+        .where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.content_key, Delivery.status)
+    ):
+        for tag_id in by_key.get(key, ()):
+            readers[tag_id] += n
+            if status == "sent":
+                sent[tag_id] += n
+    names = dict(session.execute(select(Tag.id, Tag.name)).all())
+    every = set().union(*by_key.values()) if by_key else set()
+    rows = [{"topic": names.get(t, f"topic {t}"), "articles": len(articles[t]),
+             "readers": readers[t], "sent": sent[t]} for t in every]
+    return sorted(rows, key=lambda r: (-r["readers"], r["topic"]))
+
+
+# Digests a report shows as a sample of what the edition sent.
+SAMPLE_DIGESTS = 3
+
+
+def sample(session: Session, edition_id: int,
+           limit: int = SAMPLE_DIGESTS) -> list[dict[str, Any]]:
+    """A few digests the edition sent, as headlines under their topics: the first ones sent
+    (by delivery id, read through the edition's index), never a reader's address."""
+    keys = list(dict.fromkeys(session.scalars(
+        select(Delivery.content_key)
+        .where(Delivery.edition_id == edition_id, Delivery.status == "sent")
+        .order_by(Delivery.id).limit(limit * 20))))[:limit]
+    if not keys:
+        return []
+    stored = dict(session.execute(
+        select(EditionDigest.content_key, EditionDigest.items)
+        .where(EditionDigest.edition_id == edition_id,
+               EditionDigest.content_key.in_(keys))).all())
+    wanted = {item[1] for items in stored.values() for item in items}
+    titles = dict(session.execute(
+        select(Article.id, Article.title).where(Article.id.in_(wanted))).all()) if wanted else {}
+    names = dict(session.execute(select(Tag.id, Tag.name)).all())
+    out = []
+    for key in keys:
+        sections: dict[str, list[str]] = {}
+        for kind, article_id, tag_id, _revision in stored.get(key, []):
+            title = titles.get(article_id, "(withdrawn since)")
+            sections.setdefault(names.get(tag_id, f"topic {tag_id}"), []).append(
+                title if kind == "new" else f"{title} (updated)")
+        out.append({"content_key": key, "sections": sections})
+    return out
