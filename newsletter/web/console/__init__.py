@@ -32,8 +32,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from newsletter.web.console import audit_log, editors, home, signin, tokens
+from newsletter.web.console import (
+    audit_log,
+    dashboard,
+    editions,
+    editors,
+    previews,
+    signin,
+    tokens,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
-    signin.router, home.router, audit_log.router, editors.router, tokens.router,
+    signin.router, dashboard.router, editions.router, previews.router, audit_log.router,
+    editors.router, tokens.router,
 )
