@@ -81,16 +81,20 @@ def test_an_editor_dry_runs_then_sends_an_edition_with_a_note(fresh) -> None:
                          ("edition.send", f"edition:{edition_id}")]
 
     page = client.get(f"/admin/editions/{edition_id}").text
-    assert "Sent</dt><dd>3</dd>" in page and "A sample of what it sent" in page
-    assert "Ceasefire talks resume" in page and "amal@example.org" not in page
+    assert "Sent</dt><dd>3</dd>" in page and "amal@example.org" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    topics = client.get(f"/admin/editions/{edition_id}/topics", headers={"HX-Request": "true"})
+    assert f'hx-get="/admin/editions/{edition_id}/contents?page=1" hx-trigger="load"' in page
+    topics = client.get(f"/admin/editions/{edition_id}/contents",
+                        headers={"HX-Request": "true"})
     assert topics.status_code == 200 and "<html" not in topics.text
+    assert "hx-trigger" not in topics.text  # done: it no longer refreshes
     rows = re.findall(r'<td data-label="Topic">([^<]+)</td><td data-label="Articles">(\d+)</td>'
                       r'<td data-label="Readers">(\d+)</td><td data-label="Sent">(\d+)</td>',
                       topics.text)
     assert sorted(rows) == [("Energy", "1", "2", "2"), ("Syria", "1", "2", "2")]
-    assert "<html" in client.get(f"/admin/editions/{edition_id}/topics").text  # no script
+    assert "A sample of what it sent" in topics.text and "Ceasefire talks resume" in topics.text
+    assert "amal@example.org" not in topics.text
+    assert "<html" in client.get(f"/admin/editions/{edition_id}/contents").text  # no script
 
     listing = client.get("/admin/editions").text
     assert f'href="/admin/editions/{edition_id}"' in listing and "dry run" in listing
@@ -110,6 +114,10 @@ def test_a_live_edition_polls_its_progress_and_stops_when_done(fresh) -> None:
     page = client.get(f"/admin/editions/{edition_id}").text
     assert f'hx-get="/admin/editions/{edition_id}/progress" hx-trigger="every 2s"' in page
     assert 'hx-get="/admin/progress" hx-trigger="every 2s"' in client.get("/admin").text
+    contents = client.get(f"/admin/editions/{edition_id}/contents",
+                          headers={"HX-Request": "true"}).text
+    assert f'hx-get="/admin/editions/{edition_id}/contents?page=1" hx-trigger="every 10s"' \
+        in contents
     with db.session_scope() as session:
         session.execute(update(Edition).where(Edition.id == edition_id).values(status="done"))
     fragment = client.get(f"/admin/editions/{edition_id}/progress").text

@@ -106,8 +106,7 @@ def edition_page(request: Request, session: SessionDep, user: CurrentEditor,
     timeline = audit.entries(session, audit.Filter(target=f"edition:{edition_id}"), 20)
     return render(request, user, "edition.html", section="editions", report=report,
                   live=report["status"] in LIVE, timeline=timeline,
-                  sample=reports.sample(session, edition_id) if not report["dry_run"] else [],
-                  done=DONE.get(request.query_params.get("done", "")), topics_page=page)
+                  done=DONE.get(request.query_params.get("done", "")), contents_page=page)
 
 
 @router.get("/editions/{edition_id}/dry-run", response_class=HTMLResponse)
@@ -127,18 +126,21 @@ def edition_progress(request: Request, session: SessionDep, user: CurrentEditor,
                   live=report["status"] in LIVE)
 
 
-@router.get("/editions/{edition_id}/topics", response_class=HTMLResponse)
-def edition_topics(request: Request, session: SessionDep, user: CurrentEditor,
-                   edition_id: RowId, page: PageNumber = 1) -> HTMLResponse:
-    """Per-topic figures, loaded after the page (an edition of 100,000 readers has tens of
-    thousands of distinct digests to go through)."""
+@router.get("/editions/{edition_id}/contents", response_class=HTMLResponse)
+def edition_contents(request: Request, session: SessionDep, user: CurrentEditor,
+                     edition_id: RowId, page: PageNumber = 1) -> HTMLResponse:
+    """Per-topic figures and a sample of what it sent, loaded after the page (an edition of
+    100,000 readers has tens of thousands of distinct digests to go through) and refreshed
+    every 10 s while it sends."""
+    report = reports.report(session, edition_id)
     rows = reports.topics(session, edition_id)
     pages = Pages(page, len(rows))
     # htmx swaps the block into the edition's page; a plain link (no script) gets a page.
-    template = "_edition_topics.html" if request.headers.get("hx-request") \
-        else "edition_topics.html"
-    return render(request, user, template, section="editions", edition_id=edition_id,
-                  pages=pages, topics=rows[pages.offset:pages.offset + pages.per_page])
+    template = "_edition_contents.html" if request.headers.get("hx-request") \
+        else "edition_contents.html"
+    return render(request, user, template, section="editions", report=report, pages=pages,
+                  live=report["status"] in LIVE, sample=reports.sample(session, edition_id),
+                  topics=rows[pages.offset:pages.offset + pages.per_page])
 
 
 @router.post("/editions/{edition_id}/resume")

@@ -28,7 +28,8 @@
           maintainAspectRatio: false,
           interaction: { mode: "index", intersect: false },
           scales: {
-            y: { position: "left", title: { display: true, text: "active" }, beginAtZero: false },
+            y: { position: "left", title: { display: true, text: "active" }, beginAtZero: false,
+                 ticks: { precision: 0 } },
             y1: { position: "right", title: { display: true, text: "per day" }, beginAtZero: true,
                   grid: { drawOnChartArea: false }, ticks: { precision: 0 } },
             x: { ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 8 } }
