@@ -165,39 +165,20 @@ def bounces(session: Session, edition_ids: Sequence[int]) -> dict[int, dict[str,
     return dict(out)
 
 
-def topics(session: Session, edition_id: int) -> list[dict[str, Any]]:
-    """Per topic of an edition: the articles it carried under that topic, and the readers
-    whose digest had that topic (``readers``) and how many of those were sent (``sent``);
-    most readers first."""
-    if session.get(Edition, edition_id) is None:
+def topics(session: Session, edition_id: int) -> list[dict[str, Any]] | None:
+    """Per topic of an edition, as planning counted them: the articles it carried under the
+    topic, and the readers whose digest had the topic (for a dry run, would have); most
+    readers first. None for an edition not planned yet (or planned before these figures)."""
+    edition = session.get(Edition, edition_id)
+    if edition is None:
         raise EditionNotFound(f"no edition {edition_id}")
-    articles: dict[int, set[int]] = defaultdict(set)
-    by_key: dict[str, set[int]] = {}
-    for key, items in session.execute(
-        select(EditionDigest.content_key, EditionDigest.items)
-        .where(EditionDigest.edition_id == edition_id)
-        .execution_options(yield_per=1000)
-    ):
-        tags = by_key[key] = set()
-        for kind, article_id, tag_id, _revision in items:
-            tags.add(tag_id)
-            if kind == "new":
-                articles[tag_id].add(article_id)
-    readers: dict[int, int] = defaultdict(int)
-    sent: dict[int, int] = defaultdict(int)
-    for key, status, n in session.execute(
-        select(Delivery.content_key, Delivery.status, func.count())
-        .where(Delivery.edition_id == edition_id)
-        .group_by(Delivery.content_key, Delivery.status)
-    ):
-        for tag_id in by_key.get(key, ()):
-            readers[tag_id] += n
-            if status == "sent":
-                sent[tag_id] += n
-    names = dict(session.execute(select(Tag.id, Tag.name)).all())
-    every = set().union(*by_key.values()) if by_key else set()
-    rows = [{"topic": names.get(t, f"topic {t}"), "articles": len(articles[t]),
-             "readers": readers[t], "sent": sent[t]} for t in every]
+    counted = (edition.plan_report or {}).get("topics")
+    if counted is None:
+        return None
+    names = dict(session.execute(select(Tag.id, Tag.name).where(
+        Tag.id.in_([t["tag_id"] for t in counted]))).all()) if counted else {}
+    rows = [{"topic": names.get(t["tag_id"], f"topic {t['tag_id']} (deleted)"),
+             "articles": t["articles"], "readers": t["readers"]} for t in counted]
     return sorted(rows, key=lambda r: (-r["readers"], r["topic"]))
 
 

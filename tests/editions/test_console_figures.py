@@ -41,8 +41,8 @@ def test_per_topic_figures_sample_and_bounces(fresh) -> None:
                                     delivery_id=first.id, dedupe_key=f"k{n}"))
         session.add(BounceEvent(kind="soft", source="mailbox", dedupe_key="unmatched"))
     assert topics == [
-        {"topic": "Syria", "articles": 2, "readers": 3, "sent": 3},
-        {"topic": "Energy", "articles": 1, "readers": 2, "sent": 2},
+        {"topic": "Syria", "articles": 2, "readers": 3},
+        {"topic": "Energy", "articles": 1, "readers": 2},
     ]
     assert len(sample) == 2
     assert all(set(s["sections"]) <= {"Syria", "Energy"} for s in sample)
@@ -57,17 +57,27 @@ def test_per_topic_figures_sample_and_bounces(fresh) -> None:
         assert reports.topics(session, edition_id) == topics  # reading changes nothing
 
 
-def test_a_dry_run_has_no_topics_or_sample_and_recent_filters_by_status(fresh) -> None:
+def test_a_dry_run_counts_its_topics_the_same_and_has_no_sample(fresh) -> None:
     publish("Ceasefire talks resume", ["Syria"])
-    add_readers({"amal@example.org": ["syria"]})
+    publish("Aid convoy reaches Idlib", ["Syria"])
+    publish("Gas field output rises", ["Energy"])
+    add_readers({"amal@example.org": ["syria"], "chen@example.org": ["syria", "energy"]})
     with db.session_scope() as session:
         dry = editions.request(session, "weekly", dry_run=True).id
+        waiting = editions.request(session, "daily", dry_run=True).id
+        assert reports.topics(session, waiting) is None  # not planned yet
     wait_done(dry)
     with db.session_scope() as session:
-        assert reports.topics(session, dry) == [] and reports.sample(session, dry) == []
-        assert [r["id"] for r in reports.recent(session, 10, status=("done",))] == [dry]
+        assert reports.topics(session, dry) == [
+            {"topic": "Syria", "articles": 2, "readers": 2},
+            {"topic": "Energy", "articles": 1, "readers": 1}]
+        assert reports.sample(session, dry) == []
+    wait_done(waiting)
+    with db.session_scope() as session:
+        assert [r["id"] for r in reports.recent(session, 10, status=("done",))] == [waiting, dry]
         assert reports.recent(session, 10, status=("sending",)) == []
-        assert reports.recent(session, 10, offset=1) == [] and reports.count(session) == 1
+        assert [r["id"] for r in reports.recent(session, 10, offset=1)] == [dry]
+        assert reports.count(session) == 2
 
 
 def test_the_next_scheduled_editions_say_when_and_for_whom(fresh) -> None:

@@ -55,6 +55,9 @@ def test_an_editor_dry_runs_then_sends_an_edition_with_a_note(fresh) -> None:
     assert wait_done(dry_id)["plan"]["emails"] == 3
     page = client.get(f"/admin/editions/new?dry_run={dry_id}").text
     assert "Send it: 3 emails" in page
+    assert re.findall(r'<td data-label="Topic">([^<]+)</td><td data-label="Articles">(\d+)</td>'
+                      r'<td data-label="Readers">(\d+)</td>', page) == [
+        ("Energy", "1", "2"), ("Syria", "1", "2")]  # what it would do per topic
     assert "&lt;b&gt;Elections&lt;/b&gt;" in page  # the note, kept in the form as typed
     assert fresh.smtp.messages() == []  # a dry run sends nothing
 
@@ -89,9 +92,8 @@ def test_an_editor_dry_runs_then_sends_an_edition_with_a_note(fresh) -> None:
     assert topics.status_code == 200 and "<html" not in topics.text
     assert "hx-trigger" not in topics.text  # done: it no longer refreshes
     rows = re.findall(r'<td data-label="Topic">([^<]+)</td><td data-label="Articles">(\d+)</td>'
-                      r'<td data-label="Readers">(\d+)</td><td data-label="Sent">(\d+)</td>',
-                      topics.text)
-    assert sorted(rows) == [("Energy", "1", "2", "2"), ("Syria", "1", "2", "2")]
+                      r'<td data-label="Readers">(\d+)</td>', topics.text)
+    assert sorted(rows) == [("Energy", "1", "2"), ("Syria", "1", "2")]
     assert "A sample of what it sent" in topics.text and "Ceasefire talks resume" in topics.text
     assert "amal@example.org" not in topics.text
     assert "<html" in client.get(f"/admin/editions/{edition_id}/contents").text  # no script
@@ -212,3 +214,29 @@ def test_preview_in_a_sandboxed_frame_and_a_test_send_to_me(fresh) -> None:
     r = client.get("/admin/preview?tag=syria&frequency=daily")
     assert r.status_code == 200 and "Ceasefire talks resume" in r.text
     assert len(fresh.smtp.messages()) == 1
+
+
+def test_the_note_through_the_api_and_the_command_line(fresh) -> None:
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app as cli
+    from newsletter.web.app import create_app
+    from tests.conftest import ADMIN_TOKEN
+
+    newsroom()
+    api = TestClient(create_app())
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    r = api.post("/api/editions", headers=auth, json={
+        "frequency": "weekly", "dry_run": True, "note": "  \x00Hello\x07 <readers>\n\n"})
+    assert r.status_code == 202
+    assert wait_done(r.json()["id"])["note"] == "Hello <readers>"  # controls and blanks out
+    r = api.post("/api/editions", headers=auth, json={"frequency": "weekly", "note": "x" * 1001})
+    assert r.status_code == 422 and "at most 1,000 characters" in r.json()["detail"]
+    result = CliRunner().invoke(cli, ["send", "--frequency", "daily", "--dry-run",
+                                      "--note", "From the desk"])
+    assert result.exit_code == 0, result.output
+    with db.session_scope() as session:
+        notes = session.scalars(select(Edition.note).order_by(Edition.id)).all()
+    assert notes == ["Hello <readers>", "From the desk"]  # the refused one was not made
+    assert [a for a, _ in actions()] == ["edition.send", "edition.send"]

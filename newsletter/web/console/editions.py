@@ -43,10 +43,11 @@ def new_edition(request: Request, session: SessionDep, user: CurrentEditor,
                 dry_run: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> HTMLResponse:
     """The form; with ``dry_run``, that dry run's figures (live until done) and the send."""
     trial = _dry_run(session, dry_run) if dry_run else None
+    extra = _trial(session, trial) if trial else {}
     form = {"frequency": trial["frequency"], "tags": trial["tags"] or [],
             "note": trial["note"] or ""} if trial else {"frequency": "weekly", "tags": [],
                                                          "note": ""}
-    return _form(request, session, user, form=form, trial=trial)
+    return _form(request, session, user, form=form, **extra)
 
 
 @router.post("/editions/new", response_class=HTMLResponse)
@@ -114,7 +115,7 @@ def dry_run_progress(request: Request, session: SessionDep, user: CurrentEditor,
                      edition_id: RowId) -> HTMLResponse:
     """A dry run's figures alone (and the send button once it is done), polled by htmx."""
     trial = _dry_run(session, edition_id)
-    return render(request, user, "_dry_run.html", trial=trial, live=trial["status"] in LIVE)
+    return render(request, user, "_dry_run.html", **_trial(session, trial))
 
 
 @router.get("/editions/{edition_id}/progress", response_class=HTMLResponse)
@@ -134,13 +135,13 @@ def edition_contents(request: Request, session: SessionDep, user: CurrentEditor,
     every 10 s while it sends."""
     report = reports.report(session, edition_id)
     rows = reports.topics(session, edition_id)
-    pages = Pages(page, len(rows))
+    pages = Pages(page, len(rows or ()))
     # htmx swaps the block into the edition's page; a plain link (no script) gets a page.
     template = "_edition_contents.html" if request.headers.get("hx-request") \
         else "edition_contents.html"
     return render(request, user, template, section="editions", report=report, pages=pages,
                   live=report["status"] in LIVE, sample=reports.sample(session, edition_id),
-                  topics=rows[pages.offset:pages.offset + pages.per_page])
+                  topics=rows and rows[pages.offset:pages.offset + pages.per_page])
 
 
 @router.post("/editions/{edition_id}/resume")
@@ -173,13 +174,19 @@ def _dry_run(session: Session, edition_id: int) -> dict[str, Any]:
     return report
 
 
+def _trial(session: Session, trial: dict[str, Any]) -> dict[str, Any]:
+    """What the dry run's block shows: the run, whether it still counts, its topics."""
+    topics = reports.topics(session, trial["id"]) or []
+    return {"trial": trial, "live": trial["status"] in LIVE, "topics": topics,
+            "pages": Pages(1, len(topics), per_page=max(len(topics), 1))}
+
+
 def _form(request: Request, session: Session, user: ConsoleUser, status: int = 200,
           **context: Any) -> HTMLResponse:
-    topics = session.execute(select(Tag.slug, Tag.name).order_by(Tag.name)).all()
-    return render(request, user, "edition_new.html", status, section="new", topics=topics,
-                  upcoming=schedule.upcoming(session), note_max=editions.NOTE_MAX,
-                  live=bool(context.get("trial")) and context["trial"]["status"] in LIVE,
-                  **context)
+    choices = session.execute(select(Tag.slug, Tag.name).order_by(Tag.name)).all()
+    return render(request, user, "edition_new.html", status, section="new",
+                  choices=choices, upcoming=schedule.upcoming(session),
+                  note_max=editions.NOTE_MAX, **context)
 
 
 def _sentence(text: str) -> str:
