@@ -65,6 +65,14 @@ def get(session: Session, token_id: int) -> ApiToken:
     return row
 
 
+def live_by_name(session: Session, name: str) -> ApiToken:
+    row = session.scalar(select(ApiToken).where(ApiToken.name == name.strip(),
+                                                ApiToken.revoked_at.is_(None)))
+    if row is None:
+        raise EditorNotFound(f"no live token named {name!r}")
+    return row
+
+
 def listing(session: Session, editor: Editor | None, limit: int = 50, offset: int = 0):
     """Tokens, live ones first then newest first: ``editor``'s, or everyone's (None)."""
     stmt = select(ApiToken)

@@ -123,3 +123,17 @@ def token(email: str,
     console.print(f"token {row.name} for {editor.email} ({editor.role}); shown only now:",
                   markup=False, highlight=False)
     typer.echo(secret)
+
+
+@editors_app.command("revoke-token")
+def revoke_token(name: str) -> None:
+    """Revoke a live API token by its name: it opens nothing from now on."""
+    try:
+        with db.session_scope() as session:
+            row = api_tokens.live_by_name(session, name)
+            api_tokens.revoke(session, row)
+            record(session, "token.revoke", f"token:{row.id}",
+                   {"name": row.name, "owner": row.editor.email})
+    except EditorNotFound as exc:
+        raise _fail(exc, 1) from None
+    console.print(f"revoked {row.name}", markup=False, highlight=False)

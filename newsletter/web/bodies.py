@@ -39,7 +39,8 @@ def _limit(method: str, path: str) -> int:
     raise AssertionError("the table ends with a catch-all")  # pragma: no cover
 
 
-_COMPILED = tuple((m, re.compile(p), n) for m, p, n in LIMITS)
+# DOTALL: a path may hold an encoded newline, and ".*" must still catch it (else a 500).
+_COMPILED = tuple((m, re.compile(p, re.DOTALL), n) for m, p, n in LIMITS)
 
 
 class BodyLimit:

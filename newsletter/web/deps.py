@@ -201,13 +201,18 @@ def newsletter_error(request: Request, exc: NewsletterError) -> Response:
 def console_error(request: Request, exc: NewsletterError, detail: str) -> Response:
     """A console page's answer to a domain error: signed out, to the sign-in page (and back
     here after it); otherwise the console's own error page."""
-    if isinstance(exc, NotSignedIn):
+    if isinstance(exc, NotSignedIn) and request.method in ("GET", "HEAD"):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        back = "" if request.method != "GET" else f"?next={quote(target, safe='')}"
-        return RedirectResponse(f"/admin/login{back}", 303)
+        return RedirectResponse(f"/admin/login?next={quote(target, safe='')}", 303)
+    if isinstance(exc, NotSignedIn):  # a change with no session can carry no right token
+        return page(request, "console/message.html", 403, heading="Signed out",
+                    lines=["Your session has ended, so nothing was changed.",
+                           "Sign in again, then make the change again."],
+                    link={"url": "/admin/login", "label": "Sign in"}, user=None, csrf_token="")
     heading = {403: "Not allowed"}.get(exc.status) or _HEADINGS.get(exc.status,
                                                                     "Something went wrong")
     text = detail[:1].upper() + detail[1:] if exc.status < 500 else "Please try again."
+    text += "" if text.endswith((".", "!", "?", ")")) else "."
     user = getattr(request.state, "console_user", None)
     return page(request, "console/message.html", exc.status, heading=heading, lines=[text],
                 user=user, csrf_token=user.csrf_token if user else "")

@@ -39,6 +39,11 @@ def test_the_first_admin_and_the_life_of_an_account(fresh) -> None:
     token = result.output.strip().splitlines()[-1]
     with db.session_scope() as session:
         assert api_tokens.authenticate(session, token).editor.email == "desk@news.example"
+    spare = run("editors", "token", "desk@news.example", "--name", "spare").output.split()[-1]
+    assert run("editors", "revoke-token", "spare").exit_code == 0
+    assert run("editors", "revoke-token", "spare").exit_code == 1  # no live token by that name
+    with db.session_scope() as session:
+        assert api_tokens.authenticate(session, spare) is None
     result = run("editors", "reset-password", "desk@news.example", "--password-stdin",
                  input="a brand new password\n")
     assert result.exit_code == 0, result.output
@@ -50,7 +55,8 @@ def test_the_first_admin_and_the_life_of_an_account(fresh) -> None:
         assert api_tokens.authenticate(session, token) is None
     assert [(a, b) for a, b, _ in log()] == [
         ("cli", "editor.add"), ("cli", "editor.add"), ("cli", "token.create"),
-        ("cli", "editor.password"), ("cli", "editor.remove")]
+        ("cli", "token.create"), ("cli", "token.revoke"), ("cli", "editor.password"),
+        ("cli", "editor.remove")]
     assert PASSWORD not in str(log()) and token not in str(log())
 
 

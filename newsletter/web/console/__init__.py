@@ -4,8 +4,8 @@ How a page module plugs in (one module per page group, e.g. ``editions.py``):
 
 - **Router**: ``router = console_router()`` (or ``console_router(admin_only=True)``) from
   ``console.auth``: prefix ``/admin``; signed out, a GET redirects (303) to
-  ``/admin/login?next=<path>``; every POST/PUT/PATCH/DELETE is refused (403) without the
-  session's CSRF token or from another origin, before the route runs. Add the module's
+  ``/admin/login?next=<path>``; every POST/PUT/PATCH/DELETE is refused (403) without a
+  session, without the session's CSRF token or from another origin, before the route runs. Add the module's
   router to ``ROUTERS`` below; the app includes them in order.
 - **Auth**: take ``user: CurrentEditor`` (or ``CurrentAdmin``) for the signed-in editor;
   ``user.actor`` is who to name in ``audit.record(session, user.actor.name, action, target,
