@@ -1,52 +1,27 @@
 """An editor in real headless Chromium (the console's own CSP, no bypass): sign in, dry-run
 then send an edition with an editor's note and watch it finish live, the dashboard's charts,
 a preview at phone width and a test send to themselves. axe-core checks every page for
-serious or critical violations; screenshots at 390 px and 1280 px are written for a person
-to look at (NEWSLETTER_TEST_SCREENSHOTS, else the test's temporary directory)."""
+serious or critical violations (the preview's frame aside: it is the email, which has its
+own tests); screenshots at 390 px and 1280 px are written for a person to look at
+(NEWSLETTER_SCREENSHOTS, else the test's temporary directory). Fixtures: conftest.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, EDITOR_PASSWORD, REQUIRE_SERVERS, add_editor, live_web
+from tests.conftest import ADMIN_TOKEN, EDITOR_PASSWORD, add_editor
+from tests.test_browser import DESKTOP, PHONE
 from tests.test_editions import add_readers
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
 NOTE = "Polls close at 8 tonight: <b>live results</b> on the site & in tomorrow's digest."
 
 pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
-
-
-@pytest.fixture
-def live_server(fresh, tmp_path):
-    with live_web(tmp_path / "web.log") as base:
-        yield base
-
-
-@pytest.fixture
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if REQUIRE_SERVERS:
-            pytest.fail("Chromium is not installed (apt-get install chromium)")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield chromium
-        chromium.close()
 
 
 class Editor:
@@ -94,13 +69,13 @@ def seed(base: str) -> None:
     add_editor("desk@news.example")
 
 
-def test_an_editor_sends_an_edition_and_previews_a_digest(backend, live_server, browser,
+def test_an_editor_sends_an_edition_and_previews_a_digest(backend, live, chromium, axe_source,
                                                          tmp_path) -> None:
-    shots = Path(os.environ.get("NEWSLETTER_TEST_SCREENSHOTS") or tmp_path / "screenshots")
+    shots = Path(os.environ.get("NEWSLETTER_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
-    seed(live_server)
-    context = browser.new_context(viewport=PHONE, base_url=live_server)
-    context.add_init_script(path=str(AXE))  # by the protocol: the page's CSP is untouched
+    seed(live)
+    context = chromium.new_context(viewport=PHONE, base_url=live)
+    context.add_init_script(path=str(axe_source))  # by the protocol: the CSP is untouched
     editor = Editor(context.new_page(), shots)
     page = editor.page
 
