@@ -223,7 +223,9 @@ class ConsentEvent(Base):
     consent_text_hash: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
-    edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"))
+    # Indexed: every edition report counts the unsubscribes from its links.
+    edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"),
+                                                   index=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Indexed for the dashboard's 30-day trend (readers.figures.trend).
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

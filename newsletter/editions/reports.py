@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import EditionNotFound
+from newsletter.mail.lru import LRU
 from newsletter.models import (
     Article,
     BounceEvent,
@@ -22,7 +23,7 @@ from newsletter.models import (
     EditionDigest,
     Tag,
 )
-from newsletter.states import OPEN
+from newsletter.states import OPEN, EditionStatus
 
 
 def report(session: Session, edition_id: int) -> dict[str, Any]:
@@ -50,13 +51,6 @@ def count(session: Session) -> int:
 
 def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]]:
     ids = [e.id for e in chosen]
-    tally: dict[int, dict[tuple[str, str | None], int]] = defaultdict(dict)
-    for edition_id, status, failure, n in session.execute(
-        select(Delivery.edition_id, Delivery.status, Delivery.failure, func.count())
-        .where(Delivery.edition_id.in_(ids))
-        .group_by(Delivery.edition_id, Delivery.status, Delivery.failure)
-    ):
-        tally[edition_id][(status, failure)] = n
     withdrawn = dict(session.execute(
         select(ConsentEvent.edition_id, func.count())
         .where(ConsentEvent.edition_id.in_(ids), ConsentEvent.action == "withdrawn",
@@ -64,6 +58,40 @@ def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]
                ConsentEvent.method.not_in(("bounce", "complaint")))
         .group_by(ConsentEvent.edition_id)
     ).all())
+    deliveries = {e.id: _SETTLED.get(_settled_key(e)) for e in chosen}
+    if missing := [i for i, known in deliveries.items() if known is None]:
+        deliveries.update(_delivery_figures(session, missing))
+        for e in chosen:
+            if (key := _settled_key(e)) is not None:
+                _SETTLED.put(key, deliveries[e.id])
+    return [_report(e, *deliveries[e.id][:1], withdrawn.get(e.id, 0), *deliveries[e.id][1:])
+            for e in chosen]
+
+
+# Delivery figures of finished editions, per process: an edition of 100,000 deliveries takes
+# ~100 ms to count, and once done its deliveries no longer change until a requeue, which
+# clears finished_at (part of the key). Unsubscribes keep arriving: they are always counted.
+SETTLED_EDITIONS = 256
+_SETTLED = LRU(SETTLED_EDITIONS)
+
+
+def _settled_key(edition: Edition) -> tuple[Any, ...] | None:
+    if edition.status not in (EditionStatus.DONE, EditionStatus.FAILED) \
+            or edition.finished_at is None:
+        return None
+    # The cutoff tells a reused id (SQLite reuses rowids after deletes) from the first.
+    return (edition.id, edition.finished_at.isoformat(), edition.cutoff_at.isoformat())
+
+
+def _delivery_figures(session: Session, ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
+    """Per edition: deliveries by (status, failure), reclaims, the commonest failures."""
+    tally: dict[int, dict[tuple[str, str | None], int]] = defaultdict(dict)
+    for edition_id, status, failure, n in session.execute(
+        select(Delivery.edition_id, Delivery.status, Delivery.failure, func.count())
+        .where(Delivery.edition_id.in_(ids))
+        .group_by(Delivery.edition_id, Delivery.status, Delivery.failure)
+    ):
+        tally[edition_id][(status, failure)] = n
     reclaims = dict(session.execute(
         select(Delivery.edition_id, func.sum(Delivery.reclaims))
         .where(Delivery.edition_id.in_(ids), Delivery.reclaims > 0)
@@ -78,8 +106,7 @@ def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]
     ):
         if len(failures[edition_id]) < FAILURE_REASONS:
             failures[edition_id].append({"reason": _redacted(error), "count": n})
-    return [_report(e, tally[e.id], withdrawn.get(e.id, 0), reclaims.get(e.id, 0),
-                    failures[e.id]) for e in chosen]
+    return {i: (tally[i], int(reclaims.get(i, 0)), failures[i]) for i in ids}
 
 
 # The commonest reasons an edition's deliveries failed, as its report lists them: enough to
@@ -141,7 +168,7 @@ def _report(edition: Edition, by: dict[tuple[str, str | None], int],
             "reclaimed": int(reclaimed),
         },
         # Why deliveries failed, commonest first (addresses taken out).
-        "failures": failures or [],
+        "failures": [dict(f) for f in failures or ()],
         "error": edition.error,
         "note": edition.note,
     }
@@ -188,12 +215,12 @@ SAMPLE_DIGESTS = 3
 
 def sample(session: Session, edition_id: int,
            limit: int = SAMPLE_DIGESTS) -> list[dict[str, Any]]:
-    """A few digests the edition sent, as headlines under their topics: the first ones sent
-    (by delivery id, read through the edition's index), never a reader's address."""
+    """A few digests the edition sent, as headlines under their topics (the first the
+    edition's index finds: no sort over its deliveries), never a reader's address."""
     keys = list(dict.fromkeys(session.scalars(
         select(Delivery.content_key)
         .where(Delivery.edition_id == edition_id, Delivery.status == "sent")
-        .order_by(Delivery.id).limit(limit * 20))))[:limit]
+        .limit(limit * 20))))[:limit]
     if not keys:
         return []
     stored = dict(session.execute(

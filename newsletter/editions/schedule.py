@@ -97,6 +97,9 @@ def upcoming(session: Session, now: datetime | None = None,
     the active readers on that frequency, and the articles published since that frequency's
     last edition (what it would carry, before each reader's own history and topics)."""
     now = now or utcnow()
+    readers = dict(session.execute(
+        select(Reader.frequency, func.count()).where(Reader.status == "active")
+        .group_by(Reader.frequency)).all())
     out = []
     for frequency in editions.DIGEST_FREQUENCIES:
         due = next_due(frequency, now, settings)
@@ -106,8 +109,7 @@ def upcoming(session: Session, now: datetime | None = None,
         since = max(last or now - LOOKBACK[frequency], now - MAX_CATCH_UP)
         out.append({
             "frequency": frequency, "at": due.at, "period": due.period,
-            "readers": session.scalar(select(func.count()).select_from(Reader).where(
-                Reader.status == "active", Reader.frequency == frequency)) or 0,
+            "readers": readers.get(frequency, 0),
             "articles": session.scalar(select(func.count()).select_from(Article).where(
                 Article.status == "published", Article.published_at > since)) or 0,
         })

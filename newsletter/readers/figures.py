@@ -34,10 +34,10 @@ class Day:
 
 
 def trend(session: Session, days: int = 30, timezone: str = "UTC",
-          now: datetime | None = None) -> list[Day]:
+          now: datetime | None = None, active: int | None = None) -> list[Day]:
     """The last ``days`` local days (today included), oldest first, from the consent
     ledger: confirmations and withdrawals per day, and the active readers at each day's end
-    (today's active count less what happened after)."""
+    (today's ``active`` count, counted here if not given, less what happened after)."""
     tz = ZoneInfo(timezone)
     now = now or utcnow()
     today = now.astimezone(tz).date()
@@ -48,7 +48,8 @@ def trend(session: Session, days: int = 30, timezone: str = "UTC",
     for hour, action, n in _hourly(session, since):
         day = hour.astimezone(tz).date()
         (joined if action == "confirmed" else left)[day] += n
-    active = by_status(session)["active"]
+    if active is None:
+        active = by_status(session)["active"]
     out: list[Day] = []
     for k in range(days):  # walked back from today: each earlier day ends before its successors
         day = today - timedelta(days=k)

@@ -45,12 +45,12 @@ class Editor:
         assert self.csp_errors == [], f"{name}: {self.csp_errors}"
         for label, size in (("phone", PHONE), ("desktop", DESKTOP)):
             self.page.set_viewport_size(size)
-            # Chromium paints a frame below the fold only once it has been in view; charts
-            # resize on the next animation frame.
+            # Chromium paints a sandboxed frame (its own process) only while it is in view,
+            # and a full-page shot does not scroll: left in view, it is in the picture.
+            # Charts resize on the next animation frame.
             for frame in self.page.locator("iframe").all():
                 frame.scroll_into_view_if_needed()
-            self.page.evaluate("window.scrollTo(0, 0)")
-            self.page.wait_for_timeout(200)
+            self.page.wait_for_timeout(300)
             self.page.screenshot(path=str(self.shots / f"{name}-{label}.png"), full_page=True)
         self.page.set_viewport_size(PHONE)
 

@@ -107,3 +107,34 @@ def test_next_due_is_the_first_send_after_now_across_a_dst_change(backend) -> No
     assert weekly.at == datetime(2026, 10, 26, 6, 0, tzinfo=UTC) and weekly.period == "2026-W44"
     at_the_instant = schedule.next_due("daily", due.at, settings)
     assert at_the_instant.at == datetime(2026, 10, 26, 6, 0, tzinfo=UTC)
+
+
+def test_a_finished_editions_counts_are_kept_until_a_requeue_reopens_it(fresh) -> None:
+    from sqlalchemy import update
+
+    from newsletter.editions import reconcile
+    from newsletter.models import ConsentEvent, Edition
+
+    edition_id = sent_edition()
+    with db.session_scope() as session:
+        first = reports.report(session, edition_id)
+        delivery = session.scalar(select(Delivery).where(Delivery.edition_id == edition_id))
+        # Unsubscribes keep coming after an edition is done: always counted afresh.
+        session.add(ConsentEvent(email_hash="h" * 64, action="withdrawn", source="email",
+                                 method="one-click", edition_id=edition_id))
+    with db.session_scope() as session:
+        assert reports.report(session, edition_id)["counts"]["unsubscribed"] == 1
+        # As if it had finished with one delivery given up after temporary failures.
+        session.execute(update(Delivery).where(Delivery.id == delivery.id).values(
+            status="failed", failure="temporary", last_error="451 later"))
+        session.execute(update(Edition).where(Edition.id == edition_id).values(
+            finished_at=first_finished(first) + timedelta(seconds=1)))
+    with db.session_scope() as session:
+        assert reports.report(session, edition_id)["counts"]["dead_letter"] == 1
+        assert reconcile.requeue_dead(session, edition_id)["requeued"] == 1
+    report = wait_done(edition_id)
+    assert report["counts"]["dead_letter"] == 0 and report["counts"]["sent"] == 4
+
+
+def first_finished(report: dict) -> datetime:
+    return datetime.fromisoformat(report["finished_at"])

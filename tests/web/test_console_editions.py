@@ -10,7 +10,7 @@ import re
 from sqlalchemy import select, update
 
 from newsletter import db
-from newsletter.models import AuditEntry, Delivery, Edition
+from newsletter.models import AuditEntry, Delivery, Edition, utcnow
 from tests.conftest import add_editor, console_client, csrf_of, sign_in
 from tests.test_editions import add_readers, publish, wait_done
 
@@ -155,12 +155,15 @@ def test_resume_and_requeue_are_audited_and_refused_when_they_make_no_sense(fres
     wait_done(edition_id)
     r = client.post(f"/admin/editions/{edition_id}/resume", data={"csrf_token": token})
     assert r.status_code == 409 and "is done, not paused" in r.text
-    # Two deliveries gave up after temporary failures: the page offers them again.
+    # Had two deliveries given up after temporary failures, the edition would have finished
+    # with them: the page offers them again.
     with db.session_scope() as session:
         ids = session.scalars(select(Delivery.id).where(Delivery.edition_id == edition_id)
                               .order_by(Delivery.id).limit(2)).all()
         session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
             status="failed", failure="temporary", last_error="451 4.3.0 try again later"))
+        session.execute(update(Edition).where(Edition.id == edition_id).values(
+            finished_at=utcnow()))
     page = client.get(f"/admin/editions/{edition_id}").text
     assert "Send the 2 that gave up again" in page and "451 4.3.0 try again later" in page
     fresh.smtp.clear()

@@ -1,5 +1,6 @@
 """the editor's note: a short intro an editor puts at the top of every digest of an edition;
-an index on consent_events.created_at for the console's 30-day reader trend
+indexes on consent_events.created_at (the console's 30-day reader trend) and edition_id
+(each edition report counts the unsubscribes from its links)
 
 Revision ID: 0018_edition_note
 Revises: 0016_editors_audit
@@ -19,9 +20,11 @@ def upgrade() -> None:
     with op.batch_alter_table('editions') as batch:
         batch.add_column(sa.Column('note', sa.Text(), nullable=True))
     op.create_index('ix_consent_events_created_at', 'consent_events', ['created_at'])
+    op.create_index('ix_consent_events_edition_id', 'consent_events', ['edition_id'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_consent_events_edition_id', table_name='consent_events')
     op.drop_index('ix_consent_events_created_at', table_name='consent_events')
     with op.batch_alter_table('editions') as batch:
         batch.drop_column('note')

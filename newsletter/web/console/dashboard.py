@@ -31,10 +31,11 @@ def dashboard(request: Request, session: SessionDep, user: CurrentEditor) -> HTM
     latest = reports.recent(session, LATEST)
     sent = [r for r in latest if not r["dry_run"]]
     bounced = reports.bounces(session, [r["id"] for r in sent])
-    trend = figures.trend(session, TREND_DAYS, settings.timezone)
+    readers = figures.by_status(session)
+    trend = figures.trend(session, TREND_DAYS, settings.timezone, active=readers["active"])
     return render(request, user, "dashboard.html", section="home",
                   in_progress=reports.recent(session, FOLLOWED, status=IN_PROGRESS),
-                  latest=latest, readers=figures.by_status(session), trend=trend,
+                  latest=latest, readers=readers, trend=trend,
                   chart_data=_chart_data(trend, sent, bounced), timezone=settings.timezone)
 
 
