@@ -72,14 +72,16 @@ def _plan(session: Session, edition_id: int) -> int:
             would.add(digests.decide_page(session, candidates, page))
             continue
         try:
-            made += _plan_page(session, edition, candidates, page, settings.mail_domain)
+            chosen = _plan_page(session, edition, candidates, page, settings.mail_domain)
             session.commit()
         except IntegrityError:
             # A concurrent planner took some of these readers or articles first; deciding
             # the page again sees what it committed.
             session.rollback()
-            made += _plan_page(session, edition, candidates, page, settings.mail_domain)
+            chosen = _plan_page(session, edition, candidates, page, settings.mail_domain)
             session.commit()
+        made += len(chosen)
+        would.add(chosen)  # its per-topic figures, tallied as a dry run's
         if made >= analyzed_at:
             _analyze(session)
             analyzed_at *= 2
@@ -95,7 +97,11 @@ def _plan(session: Session, edition_id: int) -> int:
         select(func.count(func.distinct(Delivery.content_key))).where(
             Delivery.edition_id == edition.id)
     ) or 0
-    edition.plan_report = _plan_report(session, edition, readers)
+    edition.plan_report = {**_plan_report(session, edition, readers),
+                           "topics": would.report(readers)["topics"]}
+    if made < edition.plan_report["emails"]:
+        # A resumed plan: the pages planned before the restart are not in the tally.
+        edition.plan_report["topics_partial"] = True
     # Not if a batch paused it meanwhile: only resume may take it out of 'paused'.
     session.execute(update(Edition).where(Edition.id == edition.id,
                                           Edition.status == "planning")
@@ -116,7 +122,8 @@ def _analyze(session: Session) -> None:
 
 
 def _plan_page(session: Session, edition: Edition, candidates: digests.Candidates,
-               page: list[digests.ReaderRow], domain: str) -> int:
+               page: list[digests.ReaderRow], domain: str) -> list[digests.Digest]:
+    """The page's deliveries, inserted (not committed); the digests chosen for them."""
     ids = [r.id for r in page]
     planned = set(session.scalars(
         select(Delivery.reader_id).where(Delivery.edition_id == edition.id,
@@ -124,7 +131,7 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
     todo = [r for r in page if r.id not in planned]
     chosen = digests.decide_page(session, candidates, todo)
     if not chosen:
-        return 0
+        return []
     rows = _insert_deliveries(session, edition.id, chosen, domain)
     _store_contents(session, edition.id, chosen)
     # A tag-filtered digest covered only its tags: the reader's next full digest must still
@@ -136,7 +143,7 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
         )
     events.record(session, events.DELIVERIES_QUEUED, edition_id=edition.id,
                   delivery_ids=[r[0] for r in rows])
-    return len(rows)
+    return chosen
 
 
 def _insert_deliveries(session: Session, edition_id: int, chosen: list[digests.Digest],
@@ -174,7 +181,8 @@ _UNNEST_DELIVERIES = text(
 
 @dataclass
 class _DryRun:
-    """What a dry run would send, tallied page by page (nothing is written)."""
+    """What a dry run would send, tallied page by page (nothing is written); a real plan
+    tallies its per-topic figures the same way, from the digests it chose."""
 
     emails: int = 0
     content_keys: set[str] = field(default_factory=set)
@@ -203,53 +211,29 @@ class _DryRun:
 def _plan_report(session: Session, edition: Edition, readers: int) -> dict[str, Any]:
     # Counted from the rows, not this call's pages: a resumed plan made some of them earlier.
     emails = session.scalar(select(func.count()).where(Delivery.edition_id == edition.id))
-    articles, topics = _articles_carried(session, edition.id)
     return {"readers": readers, "emails": emails or 0,
-            "distinct_digests": edition.distinct_digests, "articles": articles,
-            "topics": topics}
+            "distinct_digests": edition.distinct_digests,
+            "articles": _articles_carried(session, edition.id)}
 
 
-def _articles_carried(session: Session, edition_id: int) -> tuple[int, list[dict[str, int]]]:
-    """How many articles the edition's digests carry (corrections aside), and per topic the
-    articles filed under it and the readers whose digest has it (the console's per-topic
-    figures: counted once here, where the items are decoded anyway, not on every view)."""
-    readers_by_key = dict(session.execute(
-        select(Delivery.content_key, func.count()).where(Delivery.edition_id == edition_id)
-        .group_by(Delivery.content_key)).all())
+def _articles_carried(session: Session, edition_id: int) -> int:
+    """How many articles the edition's digests carry (corrections aside)."""
     if session.get_bind().dialect.name == "postgresql":
         # Counted where the rows are: decoding ~30,000 digests' items in Python to count a
         # few hundred ids was a tenth of planning 100,000 readers.
-        rows = session.execute(_TOPICS, {"edition_id": edition_id}).all()
-        total = next((n for tag, n, _ in rows if tag is None), 0)
-        return total, [{"tag_id": tag, "articles": n,
-                        "readers": sum(readers_by_key.get(k, 0) for k in keys)}
-                       for tag, n, keys in rows if tag is not None]
+        return session.scalar(_COUNT_ARTICLES, {"edition_id": edition_id}) or 0
     # Streamed: at 100,000 readers an edition has ~30,000 digests, and loading their items at
     # once was the planner's memory peak (447 MB against the sender's 154 MB).
-    every: set[int] = set()
-    by_tag: dict[int, set[int]] = {}
-    tag_readers: Counter[int] = Counter()
-    for key, items in session.execute(
-            select(EditionDigest.content_key, EditionDigest.items)
-            .where(EditionDigest.edition_id == edition_id).execution_options(yield_per=500)):
-        for tag in {item[2] for item in items}:
-            tag_readers[tag] += readers_by_key.get(key, 0)
-        for kind, article, tag, _revision in items:
-            if kind == "new":
-                every.add(article)
-                by_tag.setdefault(tag, set()).add(article)
-    return len(every), [{"tag_id": t, "articles": len(by_tag.get(t, ())),
-                         "readers": n} for t, n in tag_readers.items()]
+    return len({item[1] for items in session.scalars(
+        select(EditionDigest.items).where(EditionDigest.edition_id == edition_id)
+        .execution_options(yield_per=500))
+        for item in items if item[0] == "new"})
 
 
-# Per topic (and, in the grouping set's () row, over all topics): the distinct new articles,
-# and the digests (content keys) that file something under it.
-_TOPICS = text(
-    "SELECT (item ->> 2)::int AS tag_id,"
-    " count(DISTINCT item ->> 1) FILTER (WHERE item ->> 0 = 'new'),"
-    " CASE WHEN GROUPING(item ->> 2) = 0 THEN array_agg(DISTINCT content_key) END"
-    " FROM edition_digests, json_array_elements(items) AS item"
-    " WHERE edition_id = :edition_id GROUP BY GROUPING SETS ((item ->> 2), ())")
+_COUNT_ARTICLES = text(
+    "SELECT count(DISTINCT item ->> 1) FROM edition_digests,"
+    " json_array_elements(items) AS item"
+    " WHERE edition_id = :edition_id AND item ->> 0 = 'new'")
 
 
 def _store_contents(session: Session, edition_id: int, chosen: list[digests.Digest]) -> None:

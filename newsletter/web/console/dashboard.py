@@ -3,6 +3,7 @@ the last editions, readers and their 30-day trend, unsubscribes and bounces per 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import Request
@@ -31,12 +32,27 @@ def dashboard(request: Request, session: SessionDep, user: CurrentEditor) -> HTM
     latest = reports.recent(session, LATEST)
     sent = [r for r in latest if not r["dry_run"]]
     bounced = reports.bounces(session, [r["id"] for r in sent])
-    readers = figures.by_status(session)
-    trend = figures.trend(session, TREND_DAYS, settings.timezone, active=readers["active"])
+    readers, trend = _reader_figures(session, settings.timezone)
     return render(request, user, "dashboard.html", section="home",
                   in_progress=reports.recent(session, FOLLOWED, status=IN_PROGRESS),
                   latest=latest, readers=readers, trend=trend,
                   chart_data=_chart_data(trend, sent, bounced), timezone=settings.timezone)
+
+
+# Readers per status and their trend read every reader and a month of the consent ledger
+# (~0.1 s at 100,000 readers): the figures of the last half minute serve every editor.
+READER_FIGURES_TTL_S = 30.0
+_reader_cache: dict[str, tuple[float, Any]] = {}
+
+
+def _reader_figures(session, timezone: str) -> tuple[dict[str, int], list[figures.Day]]:
+    held = _reader_cache.get(timezone)
+    if held is not None and time.monotonic() - held[0] < READER_FIGURES_TTL_S:
+        return held[1]
+    readers = figures.by_status(session)
+    trend = figures.trend(session, TREND_DAYS, timezone, active=readers["active"])
+    _reader_cache[timezone] = (time.monotonic(), (readers, trend))
+    return readers, trend
 
 
 @router.get("/progress", response_class=HTMLResponse)
