@@ -86,10 +86,10 @@ def plan_edition() -> int:
     with db.session_scope() as session:
         planning.plan(session, edition_id)
     log(f"planned edition {edition_id} in {time.perf_counter() - t0:.1f} s")
-    with db.session_scope() as session:  # what counting per topic adds to the plan's end
+    with db.session_scope() as session:  # the plan's own end-of-plan count, for scale
         t0 = time.perf_counter()
         planning._articles_carried(session, edition_id)
-        log(f"  of which the end-of-plan count of articles and topics: "
+        log(f"  of which the end-of-plan count of articles: "
             f"{time.perf_counter() - t0:.2f} s")
     with db.session_scope() as session:
         session.execute(text(
