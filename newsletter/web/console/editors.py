@@ -17,7 +17,9 @@ from newsletter.web.deps import RowId, SessionDep
 
 router = console_router(admin_only=True)
 Field = Annotated[str, Form(max_length=320)]
-Password = Annotated[str, Form(max_length=1024)]
+# No max_length: FastAPI's 422 would echo the password back. The body limit (64 KB) bounds
+# it, and passwords.check_strength refuses an overlong one in words.
+Password = Annotated[str, Form()]
 DONE = {"added": "The editor can now sign in.", "removed": "The editor was removed.",
         "role": "The role was changed.", "password": "The password was changed; "
         "the editor was signed out everywhere."}
