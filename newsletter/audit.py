@@ -60,8 +60,11 @@ class Filter:
     action: str = ""
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive
+    target: str = ""  # "edition:12": what one thing went through
 
     def apply(self, stmt):
+        if self.target:
+            stmt = stmt.where(AuditEntry.target == self.target)
         if self.actor:
             stmt = stmt.where(AuditEntry.actor == self.actor)
         if self.action:

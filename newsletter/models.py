@@ -261,7 +261,8 @@ class ConsentEvent(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Indexed for the dashboard's 30-day trend (readers.figures.trend).
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     # An edition's report counts the unsubscribes its links caused: without this index, a
     # scan of the whole ledger (100,000 readers: 100,000 entries and more) for a handful.
     __table_args__ = (Index("ix_consent_events_edition", "edition_id"),)
@@ -293,6 +294,9 @@ class Edition(Base):
     # run these are the would-be figures and the only thing it leaves behind.
     plan_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+    # The editor's note: a short intro at the top of every digest of this edition (editor
+    # text, shown escaped; never part of a per-reader marker). Fixed when requested.
+    note: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (UniqueConstraint("kind", "frequency", "period_key", name="uq_edition_period"),)
 
 

@@ -149,3 +149,8 @@ def article(n: int, **overrides: Any) -> dict[str, Any]:
     }
     a.update(overrides)
     return a
+
+
+def without_topics(plan: dict) -> dict:
+    """A plan's figures but its per-topic ones (the console's, checked where they matter)."""
+    return {k: v for k, v in plan.items() if k != "topics"}

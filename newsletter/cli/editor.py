@@ -173,6 +173,9 @@ def send(
     )] = None,
     email: Annotated[str | None, typer.Option(
         help="With --test-to: the reader whose next digest to send.")] = None,
+    note: Annotated[str | None, typer.Option(
+        "--note", help="The editor's note: a short intro at the top of every digest "
+                       "of this edition (plain text; a blank line starts a paragraph).")] = None,
 ) -> None:
     """Request a digest edition now (or a dry run, or a test send of a preview)."""
     if test_to is not None:
@@ -184,14 +187,15 @@ def send(
     with db.session_scope() as session:
         try:
             edition = editions.request(session, frequency, tags=tag, dry_run=dry_run,
-                                       source="cli")
+                                       source="cli", note=note)
             record(session, "edition.send", f"edition:{edition.id}",
-                   {"frequency": frequency, "tags": tag, "dry_run": dry_run})
+                   {"frequency": frequency, "tags": tag, "dry_run": dry_run,
+                    "note": bool(edition.note)})
         except editions.EditionError as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(2) from None
-    note = " (dry run: nothing will be sent)" if dry_run else ""
-    console.print(f"edition {edition.id} requested{note}")
+    dry = " (dry run: nothing will be sent)" if dry_run else ""
+    console.print(f"edition {edition.id} requested{dry}")
     if dry_run or wait:
         report = _follow(edition.id)
         console.print(_report_table(report))

@@ -51,7 +51,7 @@ class BatchContent:
 
 def edition_info(edition: Any) -> EditionInfo:
     return EditionInfo(id=edition.id, kind=edition.kind, frequency=edition.frequency,
-                       cutoff_at=edition.cutoff_at)
+                       cutoff_at=edition.cutoff_at, note=getattr(edition, "note", None))
 
 
 def story(article: Any) -> Story:
@@ -86,7 +86,7 @@ def load_batch(session: Session, keys: Collection[Key], held: Held | None = None
     if len(keys) > DIGEST_CACHE:  # a batch this large could push a held digest out
         held = None
     editions = {e.id: e for e in session.execute(
-        select(Edition.id, Edition.kind, Edition.frequency, Edition.cutoff_at)
+        select(Edition.id, Edition.kind, Edition.frequency, Edition.cutoff_at, Edition.note)
         .where(Edition.id.in_({e for e, _ in keys})))}
     keys = {k for k in keys if k[0] in editions}
     kept: dict[Key, tuple[str, tuple[int, ...]]] = {}

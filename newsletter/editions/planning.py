@@ -8,7 +8,9 @@ Planning streams readers by id cursor and commits page by page, so sending
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -71,14 +73,16 @@ def _plan(session: Session, edition_id: int) -> int:
             would.add(digests.decide_page(session, candidates, page))
             continue
         try:
-            made += _plan_page(session, edition, candidates, page, settings.mail_domain)
+            chosen = _plan_page(session, edition, candidates, page, settings.mail_domain)
             session.commit()
         except IntegrityError:
             # A concurrent planner took some of these readers or articles first; deciding
             # the page again sees what it committed.
             session.rollback()
-            made += _plan_page(session, edition, candidates, page, settings.mail_domain)
+            chosen = _plan_page(session, edition, candidates, page, settings.mail_domain)
             session.commit()
+        made += len(chosen)
+        would.add(chosen)  # its per-topic figures, tallied as a dry run's
         if made >= analyzed_at:
             _analyze(session)
             analyzed_at *= 2
@@ -94,7 +98,11 @@ def _plan(session: Session, edition_id: int) -> int:
         select(func.count(func.distinct(Delivery.content_key))).where(
             Delivery.edition_id == edition.id)
     ) or 0
-    edition.plan_report = _plan_report(session, edition, readers)
+    edition.plan_report = {**_plan_report(session, edition, readers),
+                           "topics": would.report(readers)["topics"]}
+    if made < edition.plan_report["emails"]:
+        # A resumed plan: the pages planned before the restart are not in the tally.
+        edition.plan_report["topics_partial"] = True
     # Not if a batch paused it meanwhile: only resume may take it out of 'paused'.
     session.execute(update(Edition).where(Edition.id == edition.id,
                                           Edition.status == EditionStatus.PLANNING)
@@ -115,7 +123,8 @@ def _analyze(session: Session) -> None:
 
 
 def _plan_page(session: Session, edition: Edition, candidates: digests.Candidates,
-               page: list[digests.ReaderRow], domain: str) -> int:
+               page: list[digests.ReaderRow], domain: str) -> list[digests.Digest]:
+    """The page's deliveries, inserted (not committed); the digests chosen for them."""
     ids = [r.id for r in page]
     planned = set(session.scalars(
         select(Delivery.reader_id).where(Delivery.edition_id == edition.id,
@@ -123,7 +132,7 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
     todo = [r for r in page if r.id not in planned]
     chosen = digests.decide_page(session, candidates, todo)
     if not chosen:
-        return 0
+        return []
     rows = _insert_deliveries(session, edition.id, chosen, domain)
     _store_contents(session, edition.id, chosen)
     # A topic-filtered digest covered only its topics: the reader's next full digest must still
@@ -135,7 +144,7 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
         )
     events.record(session, events.DELIVERIES_QUEUED, edition_id=edition.id,
                   delivery_ids=[r[0] for r in rows])
-    return len(rows)
+    return chosen
 
 
 def _insert_deliveries(session: Session, edition_id: int, chosen: list[digests.Digest],
@@ -147,24 +156,34 @@ def _insert_deliveries(session: Session, edition_id: int, chosen: list[digests.D
 
 @dataclass
 class _DryRun:
-    """What a dry run would send, tallied page by page (nothing is written)."""
+    """What a dry run would send, tallied page by page (nothing is written); a real plan
+    tallies its per-topic figures the same way, from the digests it chose."""
 
     emails: int = 0
     content_keys: set[str] = field(default_factory=set)
     articles: set[int] = field(default_factory=set)
+    topic_readers: Counter[int] = field(default_factory=Counter)
+    topic_articles: dict[int, set[int]] = field(default_factory=dict)
 
     def add(self, chosen: list[digests.Digest]) -> None:
         self.emails += len(chosen)
         for d in chosen:
             self.content_keys.add(d.content_key)
             self.articles.update(d.article_ids)
+            for section in d.sections:
+                self.topic_readers[section.tag_id] += 1
+                self.topic_articles.setdefault(section.tag_id, set()).update(
+                    section.article_ids)
 
-    def report(self, readers: int) -> dict[str, int]:
+    def report(self, readers: int) -> dict[str, Any]:
+        topics = [{"tag_id": t, "readers": n, "articles": len(self.topic_articles[t])}
+                  for t, n in self.topic_readers.items()]
         return {"readers": readers, "emails": self.emails,
-                "distinct_digests": len(self.content_keys), "articles": len(self.articles)}
+                "distinct_digests": len(self.content_keys), "articles": len(self.articles),
+                "topics": topics}
 
 
-def _plan_report(session: Session, edition: Edition, readers: int) -> dict[str, int]:
+def _plan_report(session: Session, edition: Edition, readers: int) -> dict[str, Any]:
     # Counted from the rows, not this call's pages: a resumed plan made some of them earlier.
     emails = session.scalar(select(func.count()).where(Delivery.edition_id == edition.id))
     return {"readers": readers, "emails": emails or 0,

@@ -23,6 +23,7 @@ from newsletter.config import get_settings
 from newsletter.editions import selection as digests
 from newsletter.editions.content import contents_from_rows
 from newsletter.editions.frequencies import DIGEST_FREQUENCIES, LOOKBACK
+from newsletter.editions.requests import editors_note
 from newsletter.errors import NothingToPreview, PreviewError, ReaderNotFound  # noqa: F401 - re-exported
 from newsletter.mail import mailer, rendering
 from newsletter.mail.compose import compose, personal_placeholders
@@ -60,9 +61,11 @@ class Preview:
 
 
 def build(session: Session, *, email: str | None = None, tags: Iterable[str] | None = None,
-          frequency: str | None = None, now: datetime | None = None) -> Preview:
+          frequency: str | None = None, now: datetime | None = None,
+          note: str | None = None) -> Preview:
     """Render the digest that ``email``'s reader, or a reader following exactly the topics ``tags``,
-    would get in the next edition of ``frequency`` (default: the reader's, or weekly)."""
+    would get in the next edition of ``frequency`` (default: the reader's, or weekly),
+    with the editor's ``note`` an edition would carry."""
     slugs = sorted({slugify(t) for t in tags or [] if t and t.strip()})
     if bool(email and email.strip()) == bool(slugs):
         raise PreviewError("name one reader (email) or a set of tags, not both")
@@ -95,7 +98,7 @@ def build(session: Session, *, email: str | None = None, tags: Iterable[str] | N
         who = f"{', '.join(slugs)} in the last {LOOKBACK[frequency].days} day(s)"
     # Never added to the session: the preview saves nothing.
     edition = Edition(kind="digest", frequency=frequency, tags=None, dry_run=False,
-                      cutoff_at=now or utcnow())
+                      cutoff_at=now or utcnow(), note=editors_note(note))
     candidates = digests.candidate_articles(session, edition)
     chosen = digests.decide_page(session, candidates, [row])
     if not chosen:

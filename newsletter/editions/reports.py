@@ -13,8 +13,17 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import EditionNotFound
-from newsletter.models import ConsentEvent, Delivery, Edition
-from newsletter.states import OPEN, DeliveryStatus
+from newsletter.mail.lru import LRU
+from newsletter.models import (
+    Article,
+    BounceEvent,
+    ConsentEvent,
+    Delivery,
+    Edition,
+    EditionDigest,
+    Tag,
+)
+from newsletter.states import OPEN, DeliveryStatus, EditionStatus
 
 
 def report(session: Session, edition_id: int) -> dict[str, Any]:
@@ -25,10 +34,19 @@ def report(session: Session, edition_id: int) -> dict[str, Any]:
     return _reports(session, [edition])[0]
 
 
-def recent(session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    """Reports of the latest ``limit`` editions, newest first."""
-    latest = session.scalars(select(Edition).order_by(Edition.id.desc()).limit(limit)).all()
-    return _reports(session, latest)
+def recent(session: Session, limit: int = 20, offset: int = 0,
+           status: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Reports of the latest ``limit`` editions (after ``offset``), newest first; only
+    those in one of ``status`` when given."""
+    query = select(Edition).order_by(Edition.id.desc())
+    if status:
+        query = query.where(Edition.status.in_(status))
+    return _reports(session, session.scalars(query.limit(limit).offset(offset)).all())
+
+
+def count(session: Session) -> int:
+    """How many editions there are (dry runs and alerts included)."""
+    return session.scalar(select(func.count()).select_from(Edition)) or 0
 
 
 def last_sent(session: Session) -> dict[str, Any] | None:
@@ -42,13 +60,46 @@ def last_sent(session: Session) -> dict[str, Any] | None:
 
 def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]]:
     ids = [e.id for e in chosen]
+    withdrawn = dict(session.execute(
+        select(ConsentEvent.edition_id, func.count())
+        .where(ConsentEvent.edition_id.in_(ids), ConsentEvent.action == "withdrawn",
+               # A bounce or complaint is not a reader choosing to leave this edition.
+               ConsentEvent.method.not_in(("bounce", "complaint")))
+        .group_by(ConsentEvent.edition_id)
+    ).all())
+    deliveries = {e.id: _SETTLED.get(_settled_key(e)) for e in chosen}
+    if missing := [i for i, known in deliveries.items() if known is None]:
+        deliveries.update(_delivery_figures(session, missing))
+        for e in chosen:
+            if (key := _settled_key(e)) is not None:
+                _SETTLED.put(key, deliveries[e.id])
+    return [_report(e, *deliveries[e.id][:1], withdrawn.get(e.id, 0), *deliveries[e.id][1:])
+            for e in chosen]
+
+
+# Delivery figures of finished editions, per process: an edition of 100,000 deliveries takes
+# ~100 ms to count, and once done its deliveries no longer change until a requeue, which
+# clears finished_at (part of the key). Unsubscribes keep arriving: they are always counted.
+SETTLED_EDITIONS = 256
+_SETTLED = LRU(SETTLED_EDITIONS)
+
+
+def _settled_key(edition: Edition) -> tuple[Any, ...] | None:
+    if edition.status not in (EditionStatus.DONE, EditionStatus.FAILED) \
+            or edition.finished_at is None:
+        return None
+    # The cutoff tells a reused id (SQLite reuses rowids after deletes) from the first.
+    return (edition.id, edition.finished_at.isoformat(), edition.cutoff_at.isoformat())
+
+
+def _delivery_figures(session: Session, ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
+    """Per edition: deliveries by (status, failure), reclaims, the commonest failures."""
     tally: dict[int, dict[tuple[str, str | None], int]] = defaultdict(dict)
     reclaims: dict[int, int] = defaultdict(int)
     reasons: dict[int, dict[str | None, int]] = defaultdict(lambda: defaultdict(int))
     # One pass over the editions' deliveries for counts, reclaims and failure reasons: at
-    # 100,000 deliveries each pass is a scan of ~40 ms on PostgreSQL, and the console's
-    # deliverability page shows this report (bench/console_pages.py).
-    error = case((Delivery.status == "failed", Delivery.last_error), else_=None)
+    # 100,000 deliveries each pass is a scan of ~40 ms on PostgreSQL.
+    error = case((Delivery.status == DeliveryStatus.FAILED, Delivery.last_error), else_=None)
     for edition_id, status, failure, reason, n, reclaimed in session.execute(
         select(Delivery.edition_id, Delivery.status, Delivery.failure, error, func.count(),
                func.sum(Delivery.reclaims))
@@ -58,20 +109,12 @@ def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]
         key = (status, failure)
         tally[edition_id][key] = tally[edition_id].get(key, 0) + n
         reclaims[edition_id] += int(reclaimed or 0)
-        if status == "failed":
+        if status == DeliveryStatus.FAILED:
             reasons[edition_id][reason] += n
-    withdrawn = dict(session.execute(
-        select(ConsentEvent.edition_id, func.count())
-        .where(ConsentEvent.edition_id.in_(ids), ConsentEvent.action == "withdrawn",
-               # A bounce or complaint is not a reader choosing to leave this edition.
-               ConsentEvent.method.not_in(("bounce", "complaint")))
-        .group_by(ConsentEvent.edition_id)
-    ).all())
     failures = {edition_id: [{"reason": _redacted(reason), "count": n} for reason, n in sorted(
         found.items(), key=lambda item: -item[1])[:FAILURE_REASONS]]
         for edition_id, found in reasons.items()}
-    return [_report(e, tally[e.id], withdrawn.get(e.id, 0), reclaims.get(e.id, 0),
-                    failures.get(e.id, [])) for e in chosen]
+    return {i: (tally[i], reclaims[i], failures.get(i, [])) for i in ids}
 
 
 # The commonest reasons an edition's deliveries failed, as its report lists them: enough to
@@ -133,10 +176,75 @@ def _report(edition: Edition, by: dict[tuple[str, str | None], int],
             "reclaimed": int(reclaimed),
         },
         # Why deliveries failed, commonest first (addresses taken out).
-        "failures": failures or [],
+        "failures": [dict(f) for f in failures or ()],
         "error": edition.error,
+        "note": edition.note,
     }
 
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
+
+
+def bounces(session: Session, edition_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Bounces and complaints about each edition's messages: {edition id: {kind: n}}
+    (hard, soft, complaint), matched to the delivery they name."""
+    out: dict[int, dict[str, int]] = defaultdict(dict)
+    for edition_id, kind, n in session.execute(
+        select(Delivery.edition_id, BounceEvent.kind, func.count())
+        .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+        .where(Delivery.edition_id.in_(edition_ids))
+        .group_by(Delivery.edition_id, BounceEvent.kind)
+    ):
+        out[edition_id][kind] = n
+    return dict(out)
+
+
+def topics(session: Session, edition_id: int) -> list[dict[str, Any]] | None:
+    """Per topic of an edition, as planning counted them: the articles it carried under the
+    topic, and the readers whose digest had the topic (for a dry run, would have); most
+    readers first. None for an edition not planned yet (or planned before these figures)."""
+    edition = session.get(Edition, edition_id)
+    if edition is None:
+        raise EditionNotFound(f"no edition {edition_id}")
+    counted = (edition.plan_report or {}).get("topics")
+    if counted is None:
+        return None
+    names = dict(session.execute(select(Tag.id, Tag.name).where(
+        Tag.id.in_([t["tag_id"] for t in counted]))).all()) if counted else {}
+    rows = [{"topic": names.get(t["tag_id"], f"topic {t['tag_id']} (deleted)"),
+             "articles": t["articles"], "readers": t["readers"]} for t in counted]
+    return sorted(rows, key=lambda r: (-r["readers"], r["topic"]))
+
+
+# Digests a report shows as a sample of what the edition sent.
+SAMPLE_DIGESTS = 3
+
+
+def sample(session: Session, edition_id: int,
+           limit: int = SAMPLE_DIGESTS) -> list[dict[str, Any]]:
+    """A few digests the edition sent, as headlines under their topics (the first the
+    edition's index finds: no sort over its deliveries), never a reader's address."""
+    keys = list(dict.fromkeys(session.scalars(
+        select(Delivery.content_key)
+        .where(Delivery.edition_id == edition_id, Delivery.status == "sent")
+        .limit(limit * 20))))[:limit]
+    if not keys:
+        return []
+    stored = dict(session.execute(
+        select(EditionDigest.content_key, EditionDigest.items)
+        .where(EditionDigest.edition_id == edition_id,
+               EditionDigest.content_key.in_(keys))).all())
+    wanted = {item[1] for items in stored.values() for item in items}
+    titles = dict(session.execute(
+        select(Article.id, Article.title).where(Article.id.in_(wanted))).all()) if wanted else {}
+    names = dict(session.execute(select(Tag.id, Tag.name)).all())
+    out = []
+    for key in keys:
+        sections: dict[str, list[str]] = {}
+        for kind, article_id, tag_id, _revision in stored.get(key, []):
+            title = titles.get(article_id, "(withdrawn since)")
+            sections.setdefault(names.get(tag_id, f"topic {tag_id}"), []).append(
+                title if kind == "new" else f"{title} (updated)")
+        out.append({"content_key": key, "sections": sections})
+    return out

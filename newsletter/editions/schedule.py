@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -27,7 +28,9 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings, get_settings
 from newsletter.editions import requests as editions
-from newsletter.models import Edition, utcnow
+from newsletter.editions.frequencies import LOOKBACK
+from newsletter.editions.selection import MAX_CATCH_UP
+from newsletter.models import Article, Edition, Reader, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,44 @@ def _instant(day: date, hour: int, tz: ZoneInfo) -> datetime:
     # is wrong across a DST change. An hour that a DST jump skips resolves to the instant
     # just after the jump, an hour that occurs twice to its first occurrence (fold=0).
     return datetime.combine(day, time(hour), tzinfo=tz).astimezone(UTC)
+
+
+def next_due(frequency: str, now: datetime, settings: Settings | None = None) -> Due:
+    """The first send instant of ``frequency`` after ``now`` under the site's settings."""
+    settings = settings or get_settings()
+    step = timedelta(days=7 if frequency == "weekly" else 1)
+    for reach in (step, step + timedelta(hours=2)):  # a 25-hour day (DST) needs the extra
+        due = latest_due(frequency, now + reach, timezone=settings.timezone,
+                         daily_send_hour=settings.daily_send_hour,
+                         weekly_send_weekday=settings.weekly_send_weekday)
+        if due.at > now:
+            return due
+    raise AssertionError("unreachable: a send instant falls within every step")
+
+
+def upcoming(session: Session, now: datetime | None = None,
+             settings: Settings | None = None) -> list[dict[str, Any]]:
+    """What the next scheduled edition of each frequency will do: when it goes, its period,
+    the active readers on that frequency, and the articles published since that frequency's
+    last edition (what it would carry, before each reader's own history and topics)."""
+    now = now or utcnow()
+    readers = dict(session.execute(
+        select(Reader.frequency, func.count()).where(Reader.status == "active")
+        .group_by(Reader.frequency)).all())
+    out = []
+    for frequency in editions.DIGEST_FREQUENCIES:
+        due = next_due(frequency, now, settings)
+        last = session.scalar(select(func.max(Edition.cutoff_at)).where(
+            Edition.kind == "digest", Edition.frequency == frequency, Edition.dry_run.is_(False),
+            Edition.status.in_(("sending", "done", "paused"))))
+        since = max(last or now - LOOKBACK[frequency], now - MAX_CATCH_UP)
+        out.append({
+            "frequency": frequency, "at": due.at, "period": due.period,
+            "readers": readers.get(frequency, 0),
+            "articles": session.scalar(select(func.count()).select_from(Article).where(
+                Article.status == "published", Article.published_at > since)) or 0,
+        })
+    return out
 
 
 def due_now(now: datetime, settings: Settings | None = None) -> list[Due]:

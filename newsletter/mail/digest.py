@@ -59,6 +59,9 @@ class EditionInfo:
     kind: str  # the template: "digest" or "alert"
     frequency: str | None
     cutoff_at: datetime
+    # The editor's note of the edition (plain text), the same in every digest of it: the
+    # digest cache is per edition, so the note costs nothing per reader.
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,7 @@ class Contexts:
             "edition": {"id": edition.id, "kind": edition.kind, "frequency": edition.frequency,
                         "date_label": edition.cutoff_at.astimezone(tz).strftime("%-d %B %Y")},
             "archive_url": archive,
+            "note": edition.note,
             "article_count": len(content.entries) - len(corrections),
             "lead_stories": self.lead_stories,
             "sections": [self._section(topic, items) for topic, items in sections],

@@ -31,6 +31,8 @@ class EditionIn(BaseModel):
     frequency: Literal["daily", "weekly"]
     tags: list[str] | None = Field(default=None, max_length=50)
     dry_run: bool = False
+    # The editor's note at the top of every digest (checked by editions.requests).
+    note: str | None = Field(default=None, max_length=10_000)
 
 
 @router.post("/articles", status_code=201)
@@ -67,11 +69,11 @@ def create_edition(
     """Request an edition; the same ``Idempotency-Key`` again returns the first one."""
     edition = editions.request(
         session, item.frequency, tags=item.tags, dry_run=item.dry_run, source="api",
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, note=item.note,
     )
     audit.record(session, actor.name, "edition.send", f"edition:{edition.id}",
-                 {"frequency": item.frequency, "tags": item.tags, "dry_run": item.dry_run},
-                 actor.ip)
+                 {"frequency": item.frequency, "tags": item.tags, "dry_run": item.dry_run,
+                  "note": bool(edition.note)}, actor.ip)
     session.commit()
     return {"id": edition.id, "status": edition.status}
 

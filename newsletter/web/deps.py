@@ -138,10 +138,13 @@ EditorActor = Annotated[Actor, Depends(require_role(EditorRole.EDITOR))]
 AdminActor = Annotated[Actor, Depends(require_role(EditorRole.ADMIN))]
 
 
-def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """An instant in the site's time zone (TIMEZONE), for pages."""
-    if value is None:
+def local_time(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An instant (or its ISO text, as reports give it) in the site's time zone (TIMEZONE),
+    for pages."""
+    if not value:
         return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return value.astimezone(ZoneInfo(get_settings().timezone)).strftime(fmt)
 
 

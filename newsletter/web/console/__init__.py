@@ -35,11 +35,13 @@ from fastapi import APIRouter
 from newsletter.web.console import (
     articles,
     audit_log,
+    dashboard,
     deliverability,
+    editions,
     editors,
     feeds,
-    home,
     imports,
+    previews,
     readers,
     signin,
     tokens,
@@ -48,8 +50,8 @@ from newsletter.web.console import (
 
 # imports before readers: /admin/readers/import is not a reader's id.
 ROUTERS: tuple[APIRouter, ...] = (
-    signin.router, home.router, audit_log.router, editors.router, tokens.router,
-    topics.router,
+    signin.router, dashboard.router, editions.router, previews.router, audit_log.router,
+    editors.router, tokens.router, topics.router,
     articles.router, imports.router, readers.router, feeds.router, deliverability.router,
     deliverability.admin_router,
 )

@@ -6,7 +6,7 @@ reports and suppressions; then signs an admin in and asks each page several time
 the app (FastAPI's TestClient: the whole request, template included, no network), and
 prints the median and the slowest time of each. Target: every page under 200 ms.
 
-    .venv/bin/python -m bench.console_pages [--readers 100000] [--articles 10000] [--runs 7]
+    .venv/bin/python -m bench.console_desk [--readers 100000] [--articles 10000] [--runs 7]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import create_engine, text
 
-from bench.run import drop_database, fresh_database, seed
+from bench.seeding import drop_database, fresh_database, seed
 from newsletter import db
 from newsletter.config import reload_settings
 
