@@ -171,12 +171,12 @@ class _DryRun:
             self.content_keys.add(d.content_key)
             self.articles.update(d.article_ids)
             for section in d.sections:
-                self.topic_readers[section.tag_id] += 1
-                self.topic_articles.setdefault(section.tag_id, set()).update(
+                self.topic_readers[section.topic_id] += 1
+                self.topic_articles.setdefault(section.topic_id, set()).update(
                     section.article_ids)
 
     def report(self, readers: int) -> dict[str, Any]:
-        topics = [{"tag_id": t, "readers": n, "articles": len(self.topic_articles[t])}
+        topics = [{"topic_id": t, "readers": n, "articles": len(self.topic_articles[t])}
                   for t, n in self.topic_readers.items()]
         return {"readers": readers, "emails": self.emails,
                 "distinct_digests": len(self.content_keys), "articles": len(self.articles),

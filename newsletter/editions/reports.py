@@ -21,7 +21,7 @@ from newsletter.models import (
     Delivery,
     Edition,
     EditionDigest,
-    Tag,
+    Topic,
 )
 from newsletter.states import OPEN, DeliveryStatus, EditionStatus
 
@@ -210,9 +210,9 @@ def topics(session: Session, edition_id: int) -> list[dict[str, Any]] | None:
     counted = (edition.plan_report or {}).get("topics")
     if counted is None:
         return None
-    names = dict(session.execute(select(Tag.id, Tag.name).where(
-        Tag.id.in_([t["tag_id"] for t in counted]))).all()) if counted else {}
-    rows = [{"topic": names.get(t["tag_id"], f"topic {t['tag_id']} (deleted)"),
+    names = dict(session.execute(select(Topic.id, Topic.name).where(
+        Topic.id.in_([t["topic_id"] for t in counted]))).all()) if counted else {}
+    rows = [{"topic": names.get(t["topic_id"], f"topic {t['topic_id']} (deleted)"),
              "articles": t["articles"], "readers": t["readers"]} for t in counted]
     return sorted(rows, key=lambda r: (-r["readers"], r["topic"]))
 
@@ -238,13 +238,13 @@ def sample(session: Session, edition_id: int,
     wanted = {item[1] for items in stored.values() for item in items}
     titles = dict(session.execute(
         select(Article.id, Article.title).where(Article.id.in_(wanted))).all()) if wanted else {}
-    names = dict(session.execute(select(Tag.id, Tag.name)).all())
+    names = dict(session.execute(select(Topic.id, Topic.name)).all())
     out = []
     for key in keys:
         sections: dict[str, list[str]] = {}
-        for kind, article_id, tag_id, _revision in stored.get(key, []):
+        for kind, article_id, topic_id, _revision in stored.get(key, []):
             title = titles.get(article_id, "(withdrawn since)")
-            sections.setdefault(names.get(tag_id, f"topic {tag_id}"), []).append(
+            sections.setdefault(names.get(topic_id, f"topic {topic_id}"), []).append(
                 title if kind == "new" else f"{title} (updated)")
         out.append({"content_key": key, "sections": sections})
     return out
