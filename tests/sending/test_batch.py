@@ -18,12 +18,12 @@ from newsletter.editions import planning
 from newsletter.editions import requests as editions
 from newsletter.mail import mailer
 from newsletter.mail.capture import free_port
-from newsletter.models import Delivery, Edition, OutboxEvent, Reader, Tag, utcnow
+from newsletter.models import Delivery, Edition, OutboxEvent, Reader, utcnow
 from newsletter.newsroom import articles
 from newsletter.sending import batch
 from newsletter.sending.verdicts import SYSTEMIC_RUN
 from newsletter.states import OPEN, DeliveryStatus, EditionStatus
-from tests.conftest import wait_idle
+from tests.conftest import topics_for, wait_idle
 
 
 class Relay:
@@ -73,7 +73,7 @@ def planned(emails: list[str]) -> tuple[int, list[int]]:
         articles.publish(session, {"url": "https://news.example/a/aid", "title": "Aid reaches "
                                    "Idlib", "summary": "Convoys crossed.", "tags": ["Syria"]})
     with db.session_scope() as session:
-        syria = session.scalars(select(Tag).where(Tag.slug == "syria")).one()
+        syria = topics_for(session, ["syria"])[0]
         for email in emails:
             session.add(Reader(email=email, status="active", frequency="weekly", source="test",
                                confirmed_at=utcnow(), topics=[syria]))
