@@ -354,9 +354,9 @@ class EditionDigest(Base):
         ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True)
     content_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     items: Mapped[list[Any]] = mapped_column(JSON)
-    # Unused since 2026-12: the planner marked a digest a second reader got, and workers kept
-    # only those rendered, a gain inside the noise (bench/RESULTS.md). Left in the schema so
-    # that no migration is needed to remove the marks; a later one may drop it.
+    # More than one reader of the edition gets this digest, as far as planning has got: the
+    # workers keep only such digests rendered (rendering.Renderer.digest). A hint: a digest
+    # whose second reader is planned later is found shared then.
     shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 

@@ -192,20 +192,30 @@ def _plan_report(session: Session, edition: Edition, readers: int) -> dict[str, 
 
 
 def _store_contents(session: Session, edition_id: int, chosen: list[digests.Digest]) -> None:
-    """Write each content key's items once per edition (readers share them)."""
+    """Write each content key's items once per edition (readers share them), marking those
+    that more than one reader gets so far (EditionDigest.shared)."""
     new = {d.content_key: d for d in chosen}
     if not new:
         return
+    readers = Counter(d.content_key for d in chosen)
     # Keys an earlier page (or a concurrent planner) stored already: one query per page beats
     # a conflict per row, and the insert below still ignores a race lost meanwhile.
-    stored = set(session.scalars(select(EditionDigest.content_key).where(
+    stored = dict(session.execute(select(EditionDigest.content_key, EditionDigest.shared).where(
         EditionDigest.edition_id == edition_id,
-        sql.one_of(session, EditionDigest.content_key, new))))
+        sql.one_of(session, EditionDigest.content_key, new))).all())
+    # Met again on this page: a second reader. Once per key and edition.
+    again = [key for key, shared in stored.items() if not shared]
+    if again:
+        session.execute(update(EditionDigest).where(
+            EditionDigest.edition_id == edition_id,
+            sql.one_of(session, EditionDigest.content_key, again))
+            .values(shared=True).execution_options(synchronize_session=False))
     todo = [d for key, d in new.items() if key not in stored]
     if not todo:
         return
     sql.insert_digests(session, edition_id, [
-        (d.content_key, digests.items_json(d.sections, d.corrections)) for d in todo])
+        (d.content_key, digests.items_json(d.sections, d.corrections), readers[d.content_key] > 1)
+        for d in todo])
 
 
 

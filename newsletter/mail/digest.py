@@ -77,6 +77,7 @@ class DigestContent:
     version: str
     entries: tuple[Entry, ...] | None
     article_ids: tuple[int, ...] = ()
+    shared: bool = False  # the planner found a second reader for it (edition_digests.shared)
 
     @property
     def cache_key(self) -> tuple[Any, ...]:

@@ -157,13 +157,22 @@ def text_lines(s: str) -> str:
 # textwrap is the costliest step of a plain-text digest, and the same titles and summaries
 # recur in thousands of digests of an edition.
 WORDWRAP_CACHE = 8192
-# Encoded messages of distinct digests kept per worker process, the most recently used:
-# ~10 kB each in memory (the articles, topics and layout they hold are shared: mime.Shared).
-# A key recurs across an edition's batches. 6,144 entries grew the worker's RSS x1.25 from
-# 10,000 to 100,000 readers, the target's bound (bench, 2026-11-28). Keeping only digests a
-# second reader gets (the planner's marks, until 2026-12) rendered 12 % fewer at 100,000
-# readers but gained nothing outside the noise end to end (bench/RESULTS.md, special cases).
+# Encoded messages of distinct digests kept per worker process: ~10 kB each in memory (the
+# articles, topics and layout they hold are shared: mime.Shared). A key recurs across an
+# edition's batches; only digests more than one reader gets are kept (_worth_keeping). At
+# 100,000 readers (30,402 distinct digests, 9,166 shared): 6,144 entries rendered 38,381
+# times, but a 10,000-reader run no longer fills them and the worker's RSS grew x1.25 from it
+# (387 -> 485 MB; the target is 1.25); 5,120 entries render 39,863 times at x1.21 (470 MB).
+# Keeping every digest, 6,144 entries rendered 43,563 times (bench, 2026-11-28).
 DIGEST_CACHE = 5120
+# Most of an edition's distinct digests have one reader (21,236 of 30,402 at 100,000
+# readers): kept, they pushed out shared ones before their next reader came. A digest is kept
+# when the planner has found a second reader for it by the time this process first meets it
+# (edition_digests.shared), or when this process meets it again. Replayed on a real edition
+# (bench/cache_sim.py), that is 39.0k renders instead of 43.5k with 6,144 kept (see above).
+# Remembered as hashes (~50 bytes a key where the tuples took ~270; two keys with one hash
+# would only keep a digest that need not be kept): two generations of 8,192 before.
+RENDERED_ONCE = 16_384
 # Message templates of other rendered emails (notices: a variant per choice of topics and
 # frequency), so a burst of sign-ups encodes each variant once.
 MESSAGE_CACHE = 256
@@ -211,6 +220,7 @@ class Renderer:
                     **{n: placeholder(n) for n in PERSONAL}})
         self.shared_chunks = mime.shared_chunk_cache()
         self.digests = LRU(DIGEST_CACHE)
+        self.rendered_once = LRU(RENDERED_ONCE)
         self.messages = LRU(MESSAGE_CACHE)
         self.notices = LRU(NOTICE_CACHE)
         self.premailer_runs = 0
@@ -303,7 +313,8 @@ class Renderer:
         if held is not None and held[0] == content.version:
             return held[1]
         template = self.message_template(self.rendered_digest(content), keep=False)
-        self.digests.put(key, (content.version, template, content.article_ids))
+        if self._worth_keeping(key, content.shared):
+            self.digests.put(key, (content.version, template, content.article_ids))
         return template
 
     def held(self, edition_id: int, cutoff_at: datetime,
@@ -319,6 +330,15 @@ class Renderer:
         """The story of that article version if this renderer met it lately (the loader
         then need not fetch its row)."""
         return self.contexts.stories.get((article_id, updated_at))
+
+    def _worth_keeping(self, key: tuple[Any, ...], shared: bool) -> bool:
+        if shared:
+            return True
+        h = hash(key)
+        if h in self.rendered_once:
+            return True
+        self.rendered_once.put(h, True)
+        return False
 
     # --- messages ------------------------------------------------------------------------
 

@@ -7,11 +7,24 @@ from __future__ import annotations
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from newsletter import db
+from newsletter.editions import planning
+from newsletter.editions import requests as editions
 from newsletter.models import Delivery, OutboxEvent, Reader
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
-from tests.helpers import READERS, count, invoke, newsroom, wait_done, without_topics
+from tests.helpers import (
+    READERS,
+    add_readers,
+    count,
+    invoke,
+    newsroom,
+    publish,
+    wait_done,
+    without_topics,
+)
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -57,4 +70,53 @@ def test_dry_run_sends_nothing_and_the_real_run_matches_it(fresh) -> None:
     assert sorted(str(m["To"]) for m in messages) == sorted(set(READERS) - {"iran@example.com"})
 
 
+def test_digests_a_second_reader_shares_are_marked_and_only_those_kept_rendered(
+        fresh, dispatcher) -> None:
+    """The planner marks a digest shared when a page gives it a second reader, on that page
+    or a later one; a worker keeps a rendered digest only if it is marked shared when first
+    met, or is met again (most digests of a big edition have one reader)."""
+    import os
 
+    from newsletter.config import reload_settings
+    from newsletter.editions import content
+    from newsletter.mail import rendering
+    from newsletter.models import EditionDigest
+
+    publish("Aid reaches Idlib", ["Syria"])
+    publish("Brent steady", ["Energy"])
+    # Pages of two readers, by id: syria twice | energy, iran (no story) | both, energy.
+    add_readers({"s1@example.com": ["syria"], "s2@example.com": ["syria"],
+                 "e1@example.com": ["energy"], "i@example.com": ["iran"],
+                 "both@example.com": ["syria", "energy"], "e2@example.com": ["energy"]})
+    os.environ["NEWSLETTER_BATCH_SIZE"] = "2"
+    reload_settings()
+    dispatcher.drop()  # the worker stays out
+    # A fresh renderer: SQLite reuses ids, an earlier test's edition may have had this one's.
+    renderer = rendering.Renderer.from_settings()
+    try:
+        with db.session_scope() as session:
+            edition_id = editions.request(session, "weekly", source="test").id
+        with db.session_scope() as session:
+            planning.plan(session, edition_id)
+            key_of = dict(session.execute(
+                select(Reader.email, Delivery.content_key).join(Delivery)
+                .where(Delivery.edition_id == edition_id)).all())
+            shared = dict(session.execute(
+                select(EditionDigest.content_key, EditionDigest.shared)
+                .where(EditionDigest.edition_id == edition_id)).all())
+            assert shared == {key_of["s1@example.com"]: True, key_of["e1@example.com"]: True,
+                              key_of["both@example.com"]: False}
+            loaded = content.load_batch(session, {(edition_id, k) for k in shared}, renderer)
+
+            def kept() -> set[str]:
+                return {k for k in shared if content.load_batch(
+                    session, [(edition_id, k)], renderer)[(edition_id, k)].entries is None}
+
+            for key in shared:
+                renderer.digest(loaded[(edition_id, key)])
+            assert kept() == {key_of["s1@example.com"], key_of["e1@example.com"]}
+            renderer.digest(loaded[(edition_id, key_of["both@example.com"])])
+            assert kept() == set(shared)  # met again: worth keeping after all
+    finally:
+        del os.environ["NEWSLETTER_BATCH_SIZE"]
+        reload_settings()

@@ -440,7 +440,7 @@ def _digest_content(version: str = "v1", *, titles: tuple[str, ...] = ("Talks re
     fix = Entry("correction", stories[0], syria, previous_title="Talks stall", changed_at=at)
     return DigestContent(EditionInfo(7, "digest", "weekly", at), "k1", version,
                          tuple(Entry("new", s, syria) for s in stories) + (fix,),
-                         tuple(s.id for s in stories))
+                         tuple(s.id for s in stories), shared=True)
 
 
 def test_a_digest_renders_from_plain_data_without_a_database() -> None:
@@ -461,7 +461,7 @@ def test_a_digest_renders_from_plain_data_without_a_database() -> None:
         assert "Talks resume" in part and "Markets calm" in part and "Talks stall" in part
         assert "reader1@example.org" in part and rendering.MARK not in part
     assert "https://news.example.com/editions/7" in html
-    # Kept at its version: the same template, no premailer; a new version renders.
+    # Kept (shared) at its version: the same template, no premailer; a new version renders.
     runs = renderer.premailer_runs
     assert renderer.digest(_digest_content()) is template and renderer.premailer_runs == runs
     assert renderer.held(7, _digest_content().edition.cutoff_at, "k1")[0] == "v1"
@@ -488,7 +488,7 @@ def test_every_rendering_cache_is_bounded() -> None:
     from newsletter.mail.lru import LRU
 
     r = rendering.Renderer.from_settings()
-    caches = [r.wordwraps, r.digests, r.messages, r.notices, r.shared_chunks,
+    caches = [r.wordwraps, r.digests, r.rendered_once, r.messages, r.notices, r.shared_chunks,
               r.contexts.items, r.contexts.sections, r.contexts.stories, r.fragments.fragments,
               r.fragments.shells, r.fragments.pieces, r.fragments.groups,
               r.fragments.lxml_text, r.fragments.text_lines]
