@@ -15,6 +15,7 @@ import dkim
 import dkim.crypto
 
 from newsletter.config import get_settings
+from newsletter.mail.mime import DotSafe
 
 SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
                   b"content-type", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post"]
@@ -49,7 +50,10 @@ def sign(message: bytes) -> bytes:
     header = dkim.sign(message, settings.dkim_selector.encode(), domain.encode(),
                        _key(settings.dkim_key_file), include_headers=SIGNED_HEADERS,
                        canonicalize=(b"relaxed", b"relaxed"))
-    return header + message
+    signed = header + message
+    # The signature's folded lines start with a space: a message that needed no
+    # dot-stuffing still needs none.
+    return DotSafe(signed) if type(message) is DotSafe and b"\n." not in header else signed
 
 
 @dataclass(frozen=True)

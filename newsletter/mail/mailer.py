@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from newsletter.config import get_settings
 from newsletter.mail import throttle
 from newsletter.mail.mime import (  # noqa: F401 - re-exported: callers build and send through here
+    DotSafe,
     ascii_addr_spec,
     build_message,
     make_message_id,
@@ -447,10 +448,11 @@ class SmtpTransport:
 
 def _data(message: bytes) -> bytes:
     """The message as sent after DATA: dot-stuffed (in C, not smtplib's regex) and ended."""
-    if message.startswith(b"."):
-        message = b"." + message
-    if b"\n." in message:
-        message = message.replace(b"\r\n.", b"\r\n..")
+    if type(message) is not DotSafe:  # ours are built without a line starting with "."
+        if message.startswith(b"."):
+            message = b"." + message
+        if b"\n." in message:
+            message = message.replace(b"\r\n.", b"\r\n..")
     return message + (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n")
 
 

@@ -259,6 +259,9 @@ class MessageTemplate:
         )
         self._text = _Body(text, escape=False, shared=shared_chunks)
         self._html = _Body(html, escape=True, shared=shared_chunks)
+        # The bodies never start a line with "." (_qp_lines), nor do the per-reader headers
+        # (folded lines start with a space); an extra header's name could.
+        self._wire = DotSafe if b"\n." not in b"".join(self._head + self._tail) else bytes
 
     def message(self, *, to_addr: str, message_id: str, unsubscribe_url: str,
                 values: Mapping[str, str] | None = None, date: datetime | None = None) -> bytes:
@@ -274,7 +277,7 @@ class MessageTemplate:
             raise ValueError(f"Message-ID must look like <id@domain>, got {message_id!r}")
         values = values or {}
         head, tail = self._head, self._tail
-        return b"".join((
+        return self._wire(b"".join((
             head[0], _address("To", to_addr).encode("ascii"),
             head[1], _date(date).encode("ascii"),
             b"\r\nMessage-ID: ", message_id.encode("ascii"),
@@ -282,7 +285,14 @@ class MessageTemplate:
             tail[1], self._text.encode(values),
             tail[2], self._html.encode(values),
             tail[3],
-        ))
+        )))
+
+
+class DotSafe(bytes):
+    """A message in which no line starts with ".": SMTP's DATA takes it as it is, with no
+    pass over it to double leading dots (mailer._data; a search of ~50 kB is ~45 us)."""
+
+    __slots__ = ()
 
 
 def _date(when: datetime | None) -> str:
@@ -451,9 +461,10 @@ def _qp_lines(lines: str) -> bytes:
 
 
 def _encode_leading_dots(encoded: bytes) -> bytes:
-    # A line that starts with "." has SMTP double the dot (RFC 5321 4.5.2), a copy of the
-    # whole message as it is sent; written "=2E" here, once per encoded piece, ours never
-    # need one. A line that would then pass 76 octets breaks (softly) right after the "=2E".
+    # A line that starts with "." has SMTP double the dot (RFC 5321 4.5.2): a search and a
+    # replace over every ~50 kB message as it is sent (~60 us each, ~3 % of a sending
+    # process). Written "=2E" here, once per encoded piece, our messages need neither. A
+    # line that would then pass 76 octets breaks (softly) right after the "=2E".
     lines = encoded.split(b"\r\n")
     out: list[bytes] = []
     for line in lines:

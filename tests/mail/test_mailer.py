@@ -38,7 +38,7 @@ from newsletter.mail.mailer import (
     make_message_id,
     send_one,
 )
-from newsletter.mail.mime import MessageTemplate, Shared
+from newsletter.mail.mime import DotSafe, MessageTemplate, Shared
 
 ARABIC = "نشرة الأخبار: أهم القصص اليوم من سوريا وروسيا والاقتصاد"
 ACCENTED = "Ṣaḥāfa — l’édition spéciale du jeudi, avec « guillemets »"
@@ -427,13 +427,16 @@ def test_lines_starting_with_a_dot_arrive_intact(relay: Relay) -> None:
 
 
 def test_a_message_whose_header_starts_a_line_with_a_dot_is_dot_stuffed(relay: Relay) -> None:
-    # Our bodies never start a line with "." (mime writes "=2E"); an extra header's name can,
-    # and the transport stuffs it like any line: the relay, which unstuffs, gets it whole.
+    # Our bodies never start a line with "." (mime writes "=2E"), so the transport sends
+    # them as they are; an extra header's name can, and then the message is stuffed as any.
+    plain = message(text=".body\n")
     dotted = message(text=".body\n", extra_headers={".X-Odd": "1"})
-    assert b"\r\n.X-Odd: 1\r\n" in dotted and b"\r\n=2Ebody" in dotted
+    assert type(plain) is DotSafe and b"\n." not in plain
+    assert type(dotted) is not DotSafe and b"\r\n.X-Odd: 1\r\n" in dotted
     with SmtpTransport(SmtpConfig.from_url(relay.url())) as t:
+        send_one(t, "news@example.com", "reader@example.org", plain)
         send_one(t, "news@example.com", "reader@example.org", dotted)
-    assert [m[2] for m in relay.handler.messages] == [dotted]
+    assert [m[2] for m in relay.handler.messages] == [plain, dotted]
 
 
 def test_envelope_accepts_display_name_forms(relay: Relay) -> None:
