@@ -52,6 +52,7 @@ def seed(base: str) -> None:
         "url": "https://news.example/a/1", "title": "Grain corridor reopens for 30 ships",
         "summary": "30 ships left", "tags": ["Syria", "Jordan"]})
     assert r.status_code == 200
+    httpx.post(f"{base}/api/topics", headers=API, json={"name": "Syria"})  # offered to readers
     r = httpx.post(f"{base}/api/subscribers", headers=API, json=[
         {"email": e, "topics": ["syria"], "consented_at": "2026-01-01T00:00:00Z"}
         for e in ("leaving.reader@example.com", "lena@example.org", "natalie@example.net")])

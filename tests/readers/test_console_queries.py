@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 
 from newsletter import db, events
 from newsletter.errors import ImportNotFound, ImportRowError, SuppressionNotFound
-from newsletter.models import BounceEvent, OutboxEvent, Reader, ReaderImport, Tag
+from newsletter.models import BounceEvent, OutboxEvent, Reader, ReaderImport
 from newsletter.readers import bounce_log, consent, directory, import_jobs, suppressions
 from newsletter.states import ImportStatus
+from tests.conftest import offer_topics
 
 pytestmark = pytest.mark.usefixtures("fresh")
 
@@ -76,7 +77,7 @@ CSV = ("email,topics,consent_date\n" + "".join(
 
 def test_a_console_import_is_queued_then_run_a_chunk_at_a_time() -> None:
     with db.session_scope() as session:
-        session.add(Tag(slug="syria", name="Syria"))
+        offer_topics(session, "Syria")  # readers follow topics an editor offered
     with db.session_scope() as session:
         job = import_jobs.start(session, "chief@news.example", "list.csv", CSV)
         assert (job.status, job.total_rows) == (ImportStatus.QUEUED, 2501)
@@ -130,7 +131,7 @@ def test_a_claimed_import_is_not_run_twice_until_its_claim_is_stale() -> None:
     from newsletter.models import utcnow
 
     with db.session_scope() as session:
-        session.add(Tag(slug="syria", name="Syria"))
+        offer_topics(session, "Syria")  # readers follow topics an editor offered
         job_id = import_jobs.start(session, "chief@news.example", "x.csv",
                                    "email,topics\nr@example.org,syria\n").id
     with db.session_scope() as session:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -14,9 +15,16 @@ from newsletter import db
 from newsletter.models import AuditEntry, Reader, ReaderImport, Suppression
 from newsletter.readers import consent
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN, add_editor, console_client, csrf_of, sign_in
+from tests.conftest import ADMIN_TOKEN, add_editor, console_client, csrf_of, offer_topics, sign_in
 
 API = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def syria_offered(fresh) -> None:
+    """Readers follow topics an editor offered: the imports below name Syria."""
+    with db.session_scope() as session:
+        offer_topics(session, "Syria")
 
 
 def publish(api: TestClient, n: int, title: str = "Story", tags=("Syria",)) -> list[int]:
