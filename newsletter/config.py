@@ -34,6 +34,10 @@ CONSENT_TEXT = (
 )
 CONSENT_TEXT_VERSION = "2026-11-01"
 LOCAL_SMTP_URL = "smtp://127.0.0.1:8025"
+# An origin as CSP frame-ancestors takes it: http(s), a host name or an IP address (IPv6 in
+# brackets), an optional port; nothing after it.
+_ORIGIN = re.compile(r"https?://([a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+                     r"|\[[0-9a-f:.]+\])(:[0-9]{1,5})?", re.I)
 
 
 class Settings(BaseSettings):
@@ -66,9 +70,14 @@ class Settings(BaseSettings):
     metrics_token: str = ""
     metrics_public: bool = False
     docs_public: bool = False
-    # Who may frame our pages (CSP frame-ancestors): "'none'", or sources such as
-    # "https://www.example.com" for an embedded sign-up form.
-    frame_ancestors: str = "'none'"
+    # The site origins (scheme://host[:port], comma-separated) whose pages may frame the
+    # sign-up box /embed/subscribe (CSP frame-ancestors). Empty: the box is framed nowhere,
+    # as a site that never asked for it must not have its readers' sign-ups clickjacked.
+    # Every other page is never framed, whatever this says.
+    embed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Replaced by embed_origins (which frames only the box): set, it stops the start with a
+    # message saying so, rather than being ignored while the operator thinks pages framed.
+    frame_ancestors: str = ""
     smtp_rate: float = 0.0  # messages/second across all workers; 0 = unlimited
     site_name: str = "The Levant Ledger"
     # A digest shows this many stories per topic whole (picture, byline, summary) and lists
@@ -183,6 +192,27 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {v!r} (an IANA name: Europe/Berlin)") from None
         return v
 
+    @field_validator("embed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        # Only what the issue names: a header value made of anything else could carry
+        # another directive (";"), a wildcard or 'self' the operator did not mean.
+        for origin in v:
+            if not _ORIGIN.fullmatch(origin) or not _port_in_range(origin):
+                raise ValueError(f"EMBED_ORIGINS: {origin!r} is not an origin; write each as "
+                                 "scheme://host[:port] (http or https, no path, no '/' at "
+                                 "the end, no wildcard), e.g. https://www.news.example")
+        return [origin.lower() for origin in v]
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _replaced(cls, v: str) -> str:
+        if v.strip() not in ("", "'none'"):  # its old default asked for what is now so
+            raise ValueError("FRAME_ANCESTORS is replaced by EMBED_ORIGINS, which lets the "
+                             "sites listed frame the sign-up box (/embed/subscribe) and no "
+                             "other page; unset FRAME_ANCESTORS and set EMBED_ORIGINS")
+        return v
+
     @field_validator("bounce_address")
     @classmethod
     def _bounce_mailbox(cls, v: str) -> str:
@@ -216,7 +246,7 @@ class Settings(BaseSettings):
         return v
 
     @field_validator("feeds", "feed_allowed_hosts", "secret_keys", "trusted_proxies",
-                     mode="before")
+                     "embed_origins", mode="before")
     @classmethod
     def _list(cls, v: object) -> object:
         if isinstance(v, str):
@@ -291,6 +321,14 @@ class Settings(BaseSettings):
         if self.uses_embedded_broker:
             for sub in ("queue", "processed"):
                 (self.broker_dir / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _port_in_range(origin: str) -> bool:
+    try:
+        urlsplit(origin).port  # noqa: B018 - it raises for a port past 65535
+    except ValueError:
+        return False
+    return True
 
 
 @lru_cache(maxsize=1)

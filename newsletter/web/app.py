@@ -26,6 +26,7 @@ from newsletter.web import (
     api_privacy,
     api_topics,
     console,
+    embed,
     hardening,
     pages,
     reader_data,
@@ -52,6 +53,7 @@ def create_app() -> FastAPI:
     # Every domain error, mapped to its status in one place (errors.py draws the tree).
     app.add_exception_handler(NewsletterError, newsletter_error)
     app.include_router(pages.router)
+    app.include_router(embed.router)  # the sign-up box other sites frame, and its script
     app.include_router(reader_data.router)
     app.include_router(api.router)
     app.include_router(api_privacy.router)

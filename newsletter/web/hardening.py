@@ -3,8 +3,9 @@
 Headers: ``X-Content-Type-Options: nosniff`` and a Content-Security-Policy on everything
 (the console's own under /admin, which allows our vendored scripts and is never framed),
 ``Referrer-Policy: no-referrer`` on pages whose URL holds a reader's token (a click from
-them would hand the token to the next site). Who may frame us comes from one setting,
-FRAME_ANCESTORS (default ``'none'``), so an embeddable form changes one place.
+them would hand the token to the next site). Only the sign-up box under /embed/ may be
+framed, by the site origins in EMBED_ORIGINS (default none); every other page says
+``frame-ancestors 'none'``: a framed preferences or console page is a clickjacking target.
 
 ``/metrics``, ``/docs`` and ``/openapi.json`` map the service for an attacker (every route,
 every counter): they answer to the admin bearer token (``/metrics`` also to METRICS_TOKEN,
@@ -26,9 +27,13 @@ from newsletter.redaction import SECRET_PREFIXES, install_access_log_redaction
 # Our pages: one stylesheet of our own, forms that post to us, no script at all.
 PAGE_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self' data:; "
                "form-action 'self'; base-uri 'none'")
+# The sign-up box other sites frame: a page's policy plus our own scripts (one sizes the
+# frame, one fills in the reader's time zone); still no inline script.
+EMBED_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                "form-action 'self'; base-uri 'none'")
 # The newsroom console: our stylesheet and our own vendored scripts (htmx), requests back to
-# us; no inline script or style, no eval. Never framed, whatever FRAME_ANCESTORS allows for
-# the reader pages (a framed console is a clickjacking target).
+# us; no inline script or style, no eval. Never framed (a framed console is a clickjacking
+# target).
 CONSOLE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                   "connect-src 'self'; form-action 'self'; base-uri 'none'; "
                   "frame-ancestors 'none'")
@@ -44,13 +49,19 @@ DOCS_POLICY = ("default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdel
 TOKEN_PAGES = tuple(p for p in SECRET_PREFIXES if not p.startswith("/api/"))
 
 
-def frame_ancestors() -> str:
-    """Who may put our pages in a frame: the one place that decides it."""
-    return get_settings().frame_ancestors.strip() or "'none'"
+def frame_ancestors(path: str) -> str:
+    """Who may put a page in a frame: the one place that decides it."""
+    if is_embed(path):
+        return " ".join(get_settings().embed_origins) or "'none'"
+    return "'none'"
 
 
 def is_console(path: str) -> bool:
     return path == "/admin" or path.startswith("/admin/")
+
+
+def is_embed(path: str) -> bool:
+    return path.startswith("/embed/")
 
 
 def policy_for(path: str) -> str:
@@ -60,9 +71,11 @@ def policy_for(path: str) -> str:
         base = EMAIL_POLICY
     elif path == "/docs":
         base = DOCS_POLICY
+    elif is_embed(path):
+        base = EMBED_POLICY
     else:
         base = PAGE_POLICY
-    return f"{base}; frame-ancestors {frame_ancestors()}"
+    return f"{base}; frame-ancestors {frame_ancestors(path)}"
 
 
 class SecurityHeaders:
@@ -91,7 +104,7 @@ class SecurityHeaders:
     def _for(self, path: str) -> list[tuple[bytes, bytes]]:
         token_page = path.startswith(TOKEN_PAGES)
         kind = ("/admin" if is_console(path) else "/emails/" if path.startswith("/emails/") else
-                "/docs" if path == "/docs" else "")
+                "/docs" if path == "/docs" else "/embed/" if is_embed(path) else "")
         key = (kind, token_page)
         if key not in self._headers:
             self._headers[key] = [

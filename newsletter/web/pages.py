@@ -9,7 +9,9 @@ answers with the "link is not valid" page (400) after the session has rolled bac
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated
@@ -86,8 +88,34 @@ def _check_inbox_page(site_name: str) -> str:
             "Nothing is sent until you confirm. The link works for 7 days."))
 
 
+def _too_many(request: Request) -> HTMLResponse:
+    return message(request, "Too many attempts",
+                   "Please wait a few minutes before trying again.", status=429)
+
+
+@dataclass(frozen=True)
+class SignUpAnswers:
+    """What a sign-up form answers with, wherever it is shown (this page, or the box other
+    sites frame, newsletter.web.embed): the form again, as sent, with what to fix; "check
+    your inbox"; "too many attempts". Both take one path (take_sign_up); only these differ."""
+
+    form: Callable[[Request, Session, dict, dict, int], HTMLResponse]
+    check_inbox: Callable[[Request], HTMLResponse]
+    too_many: Callable[[Request], HTMLResponse]
+    source: str  # where the reader signed up, for the reader row and the consent ledger
+
+
+PAGE_ANSWERS = SignUpAnswers(subscribe_form, check_inbox, _too_many, "form")
+
+
 @router.post("/subscribe", response_class=HTMLResponse)
 async def subscribe(request: Request) -> HTMLResponse:
+    return await take_sign_up(request, PAGE_ANSWERS)
+
+
+async def take_sign_up(request: Request, answers: SignUpAnswers) -> HTMLResponse:
+    """A posted sign-up form: read, checked (rate limit, form token, honeypot, minimum
+    seconds) and, when it passes, a pending reader who gets the confirmation email."""
     # The form is read here, on the event loop; the database work is one trip to a thread.
     # A sync route with a session dependency made three (open the session, the route, close
     # it), and under load each trip waited for a thread and the GIL to be handed over:
@@ -104,9 +132,10 @@ async def subscribe(request: Request) -> HTMLResponse:
     form = {"email": _one(fields, "email"), "topics": fields.get("topics", []),
             "frequency": _one(fields, "frequency"), "consent": bool(_one(fields, "consent"))}
     if unreadable:
-        return await loop.run_in_executor(_subscribers, _unreadable, request, form)
+        return await loop.run_in_executor(_subscribers, _unreadable, request, form, answers)
     return await loop.run_in_executor(_subscribers, _subscribe, request, form,
-                                      _one(fields, "website"), _one(fields, "form_token"))
+                                      _one(fields, "website"), _one(fields, "form_token"),
+                                      answers)
 
 
 # The threads that run subscribes' database work: as many as a process's pool has database
@@ -141,12 +170,12 @@ def _one(fields: dict[str, list[str]], name: str) -> str:
     return values[-1] if values else ""  # as a form parameter: the last one given
 
 
-def _unreadable(request: Request, form: dict) -> HTMLResponse:
+def _unreadable(request: Request, form: dict, answers: SignUpAnswers) -> HTMLResponse:
     SUBSCRIBE_REQUESTS.labels("invalid").inc()
     with request_session() as session:
-        return subscribe_form(request, session, {**form, "email": form["email"][:320]},
-                              {"form": "Part of this form is longer than it can be. Please "
-                                       "check your choices and send it again."}, 422)
+        return answers.form(request, session, {**form, "email": form["email"][:320]},
+                            {"form": "Part of this form is longer than it can be. Please "
+                                     "check your choices and send it again."}, 422)
 
 
 _CHECK_AND_SEND = "Please check your choices and send the form again."
@@ -154,39 +183,40 @@ _SENT_ALREADY = ("This form was sent already. If you meant to send it again, ple
                  "your choices and send it once more.")
 
 
-def _subscribe(request: Request, form: dict, website: str, form_token: str) -> HTMLResponse:
+def _subscribe(request: Request, form: dict, website: str, form_token: str,
+               answers: SignUpAnswers) -> HTMLResponse:
     settings = get_settings()
     who = client(request)
     if not ratelimit.allow("subscribe", who["ip"] or "?"):
         SUBSCRIBE_REQUESTS.labels("rate_limited").inc()
-        return message(request, "Too many attempts",
-                       "Please wait a few minutes before trying again.", status=429)
+        return answers.too_many(request)
     with request_session() as session:
         max_age = settings.form_max_age_hours * 3600
         try:
             nonce, age = tokens.read_form_token(form_token, max_age)
         except tokens.InvalidToken:
             SUBSCRIBE_REQUESTS.labels("form_expired").inc()
-            return subscribe_form(request, session, form,
-                                  {"form": "This form has expired. Please check your choices "
-                                           "and send it again."}, 422)
+            return answers.form(request, session, form,
+                                {"form": "This form has expired. Please check your choices "
+                                         "and send it again."}, 422)
         if website:
             SUBSCRIBE_REQUESTS.labels("bot").inc()
-            return check_inbox(request)  # a bot: answer as if all went well, store nothing
+            # A bot: answer as if all went well, store nothing.
+            return answers.check_inbox(request)
         if age < settings.form_min_seconds:
             # Faster than people type; but a browser that filled the form in is as quick,
             # and its reader must not be lost: the form again, as they sent it.
             SUBSCRIBE_REQUESTS.labels("too_fast").inc()
-            return subscribe_form(request, session, form, {"form": _CHECK_AND_SEND}, 422)
+            return answers.form(request, session, form, {"form": _CHECK_AND_SEND}, 422)
         expires = utcnow() + timedelta(seconds=max_age - age + 60)
         if not subscriptions.spend_form_nonce(session, nonce, expires):
             session.rollback()
             SUBSCRIBE_REQUESTS.labels("form_replayed").inc()
-            return subscribe_form(request, session, form, {"form": _SENT_ALREADY}, 422)
+            return answers.form(request, session, form, {"form": _SENT_ALREADY}, 422)
         fields = form["email"], form["topics"], form["frequency"]
         try:
             subscriptions.subscribe(session, *fields, consent_given=form["consent"],
-                                    source="form", **who)
+                                    source=answers.source, **who)
         except subscriptions.SubscriptionError as exc:
             # subscribe() checks its input before it writes anything, so a bad form costs a
             # second look here (to show every problem at once) and a good one only one.
@@ -195,11 +225,11 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str) -> H
             session.rollback()
             if errors := subscriptions.form_errors(session, *fields, form["consent"]):
                 SUBSCRIBE_REQUESTS.labels("invalid").inc()
-                return subscribe_form(request, session, form, errors, 422)
-            return subscribe_form(request, session, form, {exc.field or "email": str(exc)}, 422)
+                return answers.form(request, session, form, errors, 422)
+            return answers.form(request, session, form, {exc.field or "email": str(exc)}, 422)
         session.commit()
     SUBSCRIBE_REQUESTS.labels("accepted").inc()
-    return check_inbox(request)
+    return answers.check_inbox(request)
 
 
 # ---------------------------------------------------------------- confirm
