@@ -18,6 +18,7 @@ from newsletter.web.api_topics import record_change
 from newsletter.web.console.auth import ConsoleUser, CurrentEditor, console_router, render
 from newsletter.web.console.pagination import MAX_PAGE, PageNumber, Pages
 from newsletter.web.deps import SessionDep, local_time
+from newsletter.web.embed import MAX_BOX_TOPICS, snippet
 
 router = console_router()
 Slug = Annotated[str, Path(max_length=64)]
@@ -96,12 +97,23 @@ def _overview(request: Request, session, user: ConsoleUser, status: int = 200, *
     for topic in retired_now:
         topic["retired_on"] = local_time(datetime.fromisoformat(topic["retired_at"]), "%Y-%m-%d")
     sections = topics.offered(session)
+    box = _box(request, session)
     return render(
         request, user, "topics.html", status, section="topics", pages=live, retired_pages=retired,
         tag_pages=tags, q=q, topics=topics.page(session, limit=live.per_page, offset=live.offset),
         retired=retired_now, tags=topics.uncovered_tags(session, q, tags.per_page, tags.offset),
         sections=sections, groups=[g for g, _ in sections if g],
-        done=_done(request, session), **context)
+        done=_done(request, session), box=box, **context)
+
+
+def _box(request: Request, session) -> dict[str, Any] | None:
+    """The sign-up box snippet for the live topics ticked in the list's small form
+    (?box=slug&box=slug), or None when the form was not sent."""
+    if "box" not in request.query_params:
+        return None
+    asked = request.query_params.getlist("box")[:MAX_BOX_TOPICS]
+    chosen = [t.slug for t in topics.live_by_slug(session, asked)]
+    return {"chosen": chosen, "snippet": snippet(chosen) if chosen else ""}
 
 
 @router.get("/topics", response_class=HTMLResponse)
@@ -142,6 +154,7 @@ def _edit_page(request: Request, session, user: ConsoleUser, slug: str, status: 
     shown = topics.to_dict(topic, topics.retirement(session, slug).followers)
     return render(request, user, "topic.html", status, section="topics", topic=shown,
                   retired_at=topic.retired_at,
+                  snippet=None if topic.retired_at else snippet([topic.slug]),
                   groups=[g for g, _ in topics.offered(session) if g], **context)
 
 
