@@ -336,9 +336,9 @@ def fresh(backend) -> Backend:
 
 
 @contextmanager
-def live_web(log: Path, **env: str) -> Iterator[str]:
-    """The real app under uvicorn on a free port, with the test's settings (plus ``env``);
-    yields its base URL once /healthz answers."""
+def live_web(log: Path, port: int | None = None, **env: str) -> Iterator[str]:
+    """The real app under uvicorn on ``port`` (default: a free one), with the test's settings
+    (plus ``env``); yields its base URL once /healthz answers."""
     import subprocess
     import sys
 
@@ -346,7 +346,7 @@ def live_web(log: Path, **env: str) -> Iterator[str]:
 
     from newsletter.config import get_settings
 
-    port = free_port("127.0.0.1")
+    port = port or free_port("127.0.0.1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "newsletter.web.app:app", "--host", "127.0.0.1",
          "--port", str(port)], env={**child_env(get_settings()), **env},
