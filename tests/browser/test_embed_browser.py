@@ -28,7 +28,7 @@ from newsletter.config import reload_settings
 from newsletter.mail.capture import free_port
 from newsletter.models import Reader
 from newsletter.web.embed import snippet
-from tests.browser.test_browser import PHONE
+from tests.browser.test_browser import DESKTOP, PHONE
 from tests.conftest import live_web, offer_topics
 from tests.web.test_embed import mail_to
 
@@ -161,6 +161,12 @@ def test_a_news_site_frames_the_box_and_a_reader_signs_up_in_it(
     frame_box = page.locator("iframe").bounding_box()
     assert 0 <= below - (frame_box["y"] + frame_box["height"]) < 40, (below, frame_box)
     page.screenshot(path=str(shots / "1-article-with-box-phone.png"), full_page=True)
+    page.set_viewport_size(DESKTOP)  # wider, the box is shorter: the frame follows again
+    wait_fitted(page, frame)
+    assert frame_height(page) < first
+    page.screenshot(path=str(shots / "1-article-with-box-desktop.png"), full_page=True)
+    page.set_viewport_size(PHONE)
+    wait_fitted(page, frame)
 
     # 2. A sign-up in the box: the answer shows inside it, and the frame shrinks to it.
     box.get_by_role("textbox", name="Email address").fill("amman.reader@example.com")
@@ -203,3 +209,53 @@ def test_a_news_site_frames_the_box_and_a_reader_signs_up_in_it(
         Path(keep).mkdir(parents=True, exist_ok=True)
         for png in shots.iterdir():
             shutil.copy(png, keep)
+
+
+# ---------------------------------------------------------------- the console's snippet
+
+def test_an_editor_copies_the_snippet_for_an_articles_topics(fresh, chromium, axe_source,
+                                                             tmp_path) -> None:
+    from tests.browser.test_console import Console
+    from tests.conftest import EDITOR_PASSWORD, add_editor
+
+    with db.session_scope() as session:
+        offer_topics(session, "Syria", "Russia", "Jordan")
+    add_editor("desk@news.example")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with live_web(tmp_path / "web.log", NEWSLETTER_BASE_URL="http://127.0.0.1") as base:
+        desk = Console(chromium, base, axe_source, shots, "editor")
+        desk.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+        missing: list[str] = []
+        desk.page.on("response", lambda r: r.status >= 400 and missing.append(r.url))
+        desk.goto("/admin/login")
+        desk.sign_in("desk@news.example", EDITOR_PASSWORD)
+        desk.goto("/admin/topics")
+        form = desk.page.get_by_role("form", name="Sign-up box for article pages")
+        form.get_by_label("Syria").check()
+        form.get_by_label("Russia").check()
+        form.get_by_role("button", name="Make the snippet").click()
+        code = desk.page.get_by_label("Paste this into the article page").input_value()
+        assert code == snippet_for("http://127.0.0.1", "syria,russia")
+        desk.page.get_by_role("button", name="Copy the snippet").click()  # shown by copy.js
+        assert desk.page.get_by_role("status").filter(has_text="Copied.").is_visible()
+        assert desk.page.evaluate("navigator.clipboard.readText()") == code
+        desk.check("topics-box-snippet")
+        desk.goto("/admin/topics/jordan")
+        assert desk.page.get_by_label("Paste this into the article page").input_value() == (
+            snippet_for("http://127.0.0.1", "jordan"))
+        desk.check("topic-box-snippet")
+        # No script or style refused by the console's policy, none of ours missing (the
+        # browser's own favicon request is the 404 it logs).
+        assert [e for e in desk.errors if "status of 404" not in e] == []
+        assert [url for url in missing if "/static/" in url] == []
+    if keep := os.environ.get("NEWSLETTER_SCREENSHOTS"):
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for png in shots.iterdir():
+            shutil.copy(png, keep)
+
+
+def snippet_for(base: str, topics: str) -> str:
+    return (f'<iframe src="{base}/embed/subscribe?topics={topics}" title="Newsletter sign-up" '
+            'width="100%" height="640" style="border:0;max-width:32rem"></iframe>\n'
+            f'<script src="{base}/embed.js" async></script>')
