@@ -277,6 +277,16 @@ def test_the_box_and_the_page_share_one_rate_limit(newsroom, settings) -> None:
     assert c.post("/subscribe", data=fields("p2@example.com", token_of(page))).status_code == 429
 
 
+def test_the_default_rate_limit_holds_in_the_box(newsroom, settings, monkeypatch) -> None:
+    # What operators get (10 a minute per client); the tests' configuration turns it off.
+    monkeypatch.delenv("NEWSLETTER_SUBSCRIBE_RATE_LIMIT")
+    settings()
+    # A client address of its own: no other test's hits share its counter.
+    c = TestClient(create_app(), client=("198.51.100.77", 50000))
+    answers = [sign_up(c, f"r{n}@example.com").status_code for n in range(11)]
+    assert answers == [200] * 10 + [429]
+
+
 # ---------------------------------------------------------------- the site's script
 
 def test_the_sizing_script_trusts_our_origin_only(newsroom, settings) -> None:
