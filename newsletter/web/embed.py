@@ -31,7 +31,7 @@ router = APIRouter()
 # The topic slugs of ?topics= that are looked up: an article has a handful. The rest of a
 # longer list is somebody else's input and costs us nothing.
 MAX_BOX_TOPICS = 20
-# A site's own script may be cached this long: a change to it reaches every page within it.
+# How long browsers may keep /embed.js: a change to it reaches every site within this.
 SCRIPT_MAX_AGE_S = 3600
 
 
