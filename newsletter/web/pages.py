@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
 from newsletter import db, tokens
-from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter.config import get_settings
 from newsletter.editions.archive import edition_archive
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
 from newsletter.models import Reader, Topic, utcnow
@@ -58,7 +58,7 @@ def topic_groups(session: Session) -> list[tuple[str, list[Topic]]]:
 def subscribe_form(request: Request, session: Session, form: dict, errors: dict,
                    status: int = 200) -> HTMLResponse:
     return page(request, "subscribe.html", status, groups=topic_groups(session), form=form,
-                errors=errors, consent_text=CONSENT_TEXT, frequencies=FREQUENCY_LABELS,
+                errors=errors, consent_text=get_settings().consent_text, frequencies=FREQUENCY_LABELS,
                 form_token=tokens.make_form_token())
 
 
@@ -383,7 +383,7 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
             reason="; ".join(reasons)[:500] or None, **client(request))
         prefs = tokens.make("preferences", reader.id, reader.email)
     UNSUBSCRIBES.labels(method).inc()
-    return page(request, "unsubscribed.html", token=token, consent_text=CONSENT_TEXT,
+    return page(request, "unsubscribed.html", token=token, consent_text=get_settings().consent_text,
                 preferences_url=f"/preferences/{prefs}", errors={})
 
 
