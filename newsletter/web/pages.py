@@ -265,7 +265,8 @@ def preferences_form(request: Request, session: Session, reader: Reader, token: 
                 retired=[t for t in reader.topics if t.retired_at is not None],
                 live_followed=any(t.retired_at is None for t in reader.topics),
                 frequencies=FREQUENCY_LABELS, pauses=PAUSE_LABELS, csrf=_csrf(reader),
-                history=receipt["events"], link_lifetime=privacy.data_link_lifetime())
+                history=receipt["events"], link_lifetime=privacy.data_link_lifetime(),
+                click_tracking=get_settings().click_tracking)
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
