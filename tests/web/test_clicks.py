@@ -253,3 +253,26 @@ def test_reader_mode_counts_per_delivery_and_the_consent_text_says_so(
         assert "records which stories I open" in client.get("/subscribe").text
     counts = _wait_total(2)
     assert counts == {(edition_id, aid, syria, delivery_of[readers["a"]]): 2}
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+@pytest.mark.parametrize(("mode", "says"), [
+    ("aggregate", "The count does not say who opened it"),
+    ("reader", "we record that you opened it, with your subscription"),
+    ("off", "Links in our emails go straight to the stories"),
+])
+def test_the_preference_centre_says_what_is_counted_in_the_sites_mode(
+        fresh, settings_back, mode, says) -> None:
+    from fastapi.testclient import TestClient
+
+    from newsletter import tokens
+    from newsletter.web.app import create_app
+
+    settings_back.setenv("NEWSLETTER_CLICK_TRACKING", mode)
+    reload_settings()
+    reader_id = add_readers({"a@example.com": ["syria"]})["a@example.com"]
+    page = TestClient(create_app()).get(
+        f"/preferences/{tokens.make('preferences', reader_id, 'a@example.com')}")
+    assert page.status_code == 200
+    assert "What we count" in page.text and says in page.text
+    assert "whether you opened an email" in page.text  # opens: never
