@@ -116,6 +116,8 @@ def destination(session: Session, target: ClickTarget) -> tuple[bool, str | None
                               .where(Article.id == target.article_id)).first()
         if row is None:
             return False, None
+        if not row.url.lower().startswith(("https://", "http://")):
+            return False, None  # publishing refuses such URLs; a row from before never leads on
         held = Destination(row.url if row.status == "published" else None,
                            now + DESTINATION_SECONDS)
         if len(_destinations) > 50_000:  # old editions' stories: start afresh

@@ -17,7 +17,7 @@ from newsletter.errors import InvalidToken
 from newsletter.insight import click_figures, clicks
 from newsletter.models import Delivery, Edition, StoryClicks, utcnow
 from newsletter.web.app import create_app
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, add_editor, console_client, sign_in
 from tests.helpers import add_readers, publish
 
 NOW = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
@@ -129,7 +129,8 @@ def test_the_default_interval_writes_within_about_a_second(fresh) -> None:
         clicks.stop()
 
 
-def test_the_figures_per_story_and_topic_and_the_readers_share(fresh, dispatcher) -> None:
+def test_the_figures_per_story_and_topic_and_the_readers_share(fresh, dispatcher,
+                                                               monkeypatch) -> None:
     dispatcher.accept()
     aid, brent = publish("Aid reaches Idlib", ["Syria"]), publish("Brent <b>steady</b>", ["Energy"])
     readers = add_readers({"a@example.com": ["syria"], "b@example.com": ["syria"],
@@ -171,3 +172,20 @@ def test_the_figures_per_story_and_topic_and_the_readers_share(fresh, dispatcher
     assert readers_share == {"sent": 4, "clicked": 2, "share": 0.5}
     assert [(s["title"], s["clicks"]) for s in top] == [("Aid reaches Idlib", 7),
                                                         ("Brent <b>steady</b>", 2)]
+
+    # The edition page in reader mode: the share, and story titles as text.
+    monkeypatch.setenv("NEWSLETTER_CLICK_TRACKING", "reader")
+    reload_settings()
+    try:
+        add_editor("desk@news.example")
+        console = console_client()
+        assert sign_in(console, "desk@news.example").status_code == 303
+        page = console.get(f"/admin/editions/{edition_id}").text
+        assert "Readers who clicked" in page and "50.0&nbsp;%" in page
+        assert "Brent &lt;b&gt;steady&lt;/b&gt;" in page and "<b>steady" not in page
+        assert "CLICK_TRACKING=reader" in page and "Privacy Protection" in page
+        dashboard = console.get("/admin").text
+        assert "Top stories of the week" in dashboard and "Brent &lt;b&gt;steady" in dashboard
+    finally:
+        monkeypatch.undo()
+        reload_settings()
