@@ -12,7 +12,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -33,6 +33,13 @@ CONSENT_TEXT = (
     "email. My email address and my choices are kept only to send these newsletters."
 )
 CONSENT_TEXT_VERSION = "2026-11-01"
+# What the consent text adds where CLICK_TRACKING=reader: a reader agrees to it knowingly,
+# and the ledger's version says which text they saw.
+CONSENT_TEXT_READER_CLICKS = (
+    " The newsletter also records which stories I open from its emails, with my subscription, "
+    "so the newsroom can see what its readers read."
+)
+CONSENT_TEXT_READER_CLICKS_VERSION = "2026-12-08+clicks"
 LOCAL_SMTP_URL = "smtp://127.0.0.1:8025"
 # An origin as CSP frame-ancestors takes it: http(s), a host name or an IP address (IPv6 in
 # brackets), an optional port; nothing after it.
@@ -181,6 +188,18 @@ class Settings(BaseSettings):
     login_lock_minutes: float = Field(default=15.0, gt=0)
     login_address_limit: str = "20/15minutes"
 
+    # Story links in digests and alerts (issue 20): "aggregate" counts clicks per edition,
+    # story and topic and names no reader (the default: honest figures without tracking
+    # anyone); "reader" also names the delivery, for sites whose privacy text says so (the
+    # consent text then states it); "off" links straight to the story.
+    click_tracking: Literal["aggregate", "reader", "off"] = "aggregate"
+    # Clicks are counted in the web process and written every this many seconds: the
+    # redirect never waits for the database, and a killed process loses at most this long.
+    click_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+    # A GET with no user agent or a program's agent this soon after the email went out is a
+    # link scanner at the receiving server, not a reader (docs/operations.md, "Click counting").
+    click_scanner_window_seconds: float = Field(default=120.0, ge=0)
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
@@ -313,8 +332,21 @@ class Settings(BaseSettings):
         return f"<digest.{host}>"
 
     @property
+    def consent_text(self) -> str:
+        """The consent text the forms show: it states per-reader click counting where on."""
+        if self.click_tracking == "reader":
+            return CONSENT_TEXT + CONSENT_TEXT_READER_CLICKS
+        return CONSENT_TEXT
+
+    @property
+    def consent_text_version(self) -> str:
+        if self.click_tracking == "reader":
+            return CONSENT_TEXT_READER_CLICKS_VERSION
+        return CONSENT_TEXT_VERSION
+
+    @property
     def consent_text_hash(self) -> str:
-        return hashlib.sha256(CONSENT_TEXT.encode()).hexdigest()
+        return hashlib.sha256(self.consent_text.encode()).hexdigest()
 
     def ensure_var(self) -> None:
         self.var_dir.mkdir(parents=True, exist_ok=True)

@@ -493,3 +493,24 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StoryClicks(Base):
+    """Clicks on one story link of one edition, under one topic (issue 20).
+
+    ``delivery_id`` is 0 for the counts of ``aggregate`` mode, which name no reader; in
+    ``reader`` mode each delivery has its own row. No foreign keys: a counter must never
+    fail a flush of many because one edition or article was deleted meanwhile, and the
+    figures join what still exists. A delivery loses its reader on erasure (SET NULL), so
+    a reader-mode row then names nobody.
+    """
+
+    __tablename__ = "story_clicks"
+    edition_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    article_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime]
+    # The dashboard's "top stories of the week" reads by time.
+    __table_args__ = (Index("ix_story_clicks_last_at", "last_at"),)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
 from newsletter.config import get_settings
-from newsletter.models import Delivery, EditionDigest
+from newsletter.models import Delivery, EditionDigest, StoryClicks
 from newsletter.states import DeliveryStatus
 
 
@@ -247,3 +247,26 @@ _COUNT_ARTICLES = text(
     "SELECT count(DISTINCT item ->> 1) FROM edition_digests,"
     " json_array_elements(items) AS item"
     " WHERE edition_id = :edition_id AND item ->> 0 = 'new'")
+
+
+# --- click counts ----------------------------------------------------------------------------
+
+
+def add_story_clicks(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add each row's ``clicks`` to its story_clicks row (made if missing), in one statement.
+
+    Several web processes flush into the same rows: an increment in the database, never a
+    read-then-write in Python, so no flush can overwrite another's count."""
+    if rows:
+        session.execute(_adding_clicks(session.get_bind().dialect.name), rows)
+
+
+@cache
+def _adding_clicks(dialect: str) -> Insert:
+    table = StoryClicks.__table__
+    statement = _upsert(dialect, table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.edition_id, table.c.article_id, table.c.topic_id,
+                        table.c.delivery_id],
+        set_={"clicks": table.c.clicks + statement.excluded.clicks,
+              "last_at": statement.excluded.last_at})

@@ -3,6 +3,7 @@ edition, reading an email's parts, sample email data. (Fixtures live in tests/co
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Iterable
@@ -15,12 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from newsletter import db
+from newsletter import click_links, db
 from newsletter.cli import app as cli
 from newsletter.cli import console
 from newsletter.editions import reports
+from newsletter.errors import InvalidToken
 from newsletter.mail.rendering import placeholder
-from newsletter.models import Reader, utcnow
+from newsletter.models import Article, Reader, utcnow
 from newsletter.newsroom import articles
 from newsletter.states import FINISHED
 from tests.conftest import ADMIN_TOKEN, topics_for
@@ -118,13 +120,36 @@ def wait_edition(client: TestClient, edition_id: int, timeout: float = 90) -> di
 
 # ---------------------------------------------------------------- emails
 
-# On the wire lines end in CRLF; Python's parser keeps them in decoded bodies.
-def text_part(message: EmailMessage) -> str:
-    return message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+# On the wire lines end in CRLF; Python's parser keeps them in decoded bodies. Story links
+# go through /r/ (click counting, on by default): read as the story's URL they lead to, what
+# the reader lands on; ``raw`` keeps them (tests/web/test_clicks.py).
+def text_part(message: EmailMessage, raw: bool = False) -> str:
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    return text if raw else story_urls(text)
 
 
-def html_part(message: EmailMessage) -> str:
-    return message.get_body(("html",)).get_content().replace("\r\n", "\n")
+def html_part(message: EmailMessage, raw: bool = False) -> str:
+    body = message.get_body(("html",)).get_content().replace("\r\n", "\n")
+    return body if raw else story_urls(body, escape=True)
+
+
+STORY_LINK = re.compile(r"https://news\.example/r/([A-Za-z0-9_\-.]+)(?:/([A-Za-z0-9_\-.]+))?")
+
+
+def story_urls(text: str, escape: bool = False) -> str:
+    """``text`` with each /r/ story link replaced by the URL of the story it redirects to."""
+    def url(match: re.Match) -> str:
+        try:
+            target = click_links.read(match[1], match[2])
+        except InvalidToken:
+            return match[0]
+        with db.session_scope() as session:
+            found = session.scalar(select(Article.url).where(Article.id == target.article_id))
+        if found is None:
+            return match[0]
+        return html.escape(found, quote=True) if escape else found
+
+    return STORY_LINK.sub(url, text) if "/r/" in text else text
 
 
 PER_READER = ("email", "unsubscribe_url", "preferences_url")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from newsletter import tokens
+from newsletter import click_links, tokens
 from newsletter.config import get_settings
 from newsletter.mail import dkim as signing
 from newsletter.mail import mime, rendering
@@ -21,14 +21,21 @@ def common_context() -> dict[str, Any]:
             **personal_placeholders()}
 
 
-def personal_links(reader_id: int, email: str, edition_id: int | None = None) -> dict[str, str]:
-    base = get_settings().base_url
+def personal_links(reader_id: int, email: str, edition_id: int | None = None,
+                   delivery_id: int | None = None) -> dict[str, str]:
+    settings = get_settings()
+    base = settings.base_url
     extra = {"e": edition_id} if edition_id is not None else {}
-    return {
+    links = {
         "email": email,
         "unsubscribe_url": f"{base}/unsubscribe/{tokens.make('unsubscribe', reader_id, email, **extra)}",
         "preferences_url": f"{base}/preferences/{tokens.make('preferences', reader_id, email)}",
     }
+    if settings.click_tracking == "reader" and delivery_id is not None:
+        # One token per delivery, put at the end of every story link of the digest (the
+        # links themselves are shared: see click_links).
+        links[click_links.READER_PART] = click_links.reader_part(delivery_id)
+    return links
 
 
 def compose(rendered: rendering.RenderedEmail, links: dict[str, str], message_id: str) -> bytes:

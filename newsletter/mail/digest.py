@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from newsletter import click_links
 from newsletter.mail.fragments import Record
 from newsletter.mail.lru import FIFO
 
@@ -98,8 +99,15 @@ class Contexts:
     """Template contexts of digests, with the article and section dicts interned."""
 
     def __init__(self, *, timezone: str, base_url: str, lead_stories: int | None,
-                 common: dict[str, Any]) -> None:
+                 common: dict[str, Any], click_tracking: str = "off",
+                 click_reader: str = "") -> None:
         self.tz = ZoneInfo(timezone)
+        # Story links through /r/ (click_links): minted once per edition × story × topic and
+        # kept here, so the fragments holding them are shared by every digest of the edition.
+        # In reader mode each link ends in ``click_reader``, the per-reader placeholder.
+        self.click_tracking = click_tracking
+        self.click_reader = click_reader
+        self.links = FIFO(ITEM_CACHE)
         self.base_url = base_url
         self.lead_stories = lead_stories
         self.common = common
@@ -117,8 +125,9 @@ class Contexts:
         tz = self.tz
         sections: list[tuple[Topic, list[Record]]] = []
         corrections: list[Record] = []
+        edition = content.edition
         for entry in content.entries:
-            item = self._item(entry.story)
+            item = self._item(entry.story, self._link(edition.id, entry.story, entry.topic))
             if entry.kind == "correction":
                 changed_at = entry.changed_at or entry.story.updated_at
                 previous = entry.previous_title
@@ -130,7 +139,6 @@ class Contexts:
             if not sections or sections[-1][0].id != entry.topic.id:
                 sections.append((entry.topic, []))
             sections[-1][1].append(item)
-        edition = content.edition
         archive = f"{self.base_url}/editions/{edition.id}" if edition.id is not None \
             else self.base_url  # a preview: the next edition has no archive page yet
         return {
@@ -145,17 +153,30 @@ class Contexts:
             "corrections": corrections,
         }
 
-    def _item(self, story: Story) -> Record:
+    def _link(self, edition_id: int | None, story: Story, topic: Topic) -> str:
+        """Where the story's links point: /r/ for a saved edition with click counting on,
+        else the story itself (a preview has no edition to count for)."""
+        if edition_id is None or self.click_tracking == "off":
+            return story.url
+        key = (edition_id, story.id, topic.id)
+        link = self.links.get(key)
+        if link is None:
+            link = self.links.put(key, click_links.story_link(
+                self.base_url, edition_id, story.id, topic.id) + self.click_reader)
+        return link
+
+    def _item(self, story: Story, link: str) -> Record:
         """An article as templates see it; the same Record for every digest that carries
         it, so a digest costs a lookup per article, not a strftime."""
         # By (id, updated_at), as the database names an article's version: cheaper to hash
-        # than the whole story.
-        key = (story.id, story.updated_at)
+        # than the whole story; and by its link, which names the edition and topic when
+        # clicks are counted.
+        key = (story.id, story.updated_at, link)
         item = self.items.get(key)
         if item is None:
-            self.stories.put(key, story)
+            self.stories.put(key[:2], story)
             item = self.items.put(key, Record(
-                title=story.title, url=story.url, summary=story.summary, author=story.author,
+                title=story.title, url=link, summary=story.summary, author=story.author,
                 image_url=story.image_url,
                 published_label=story.published_at.astimezone(self.tz)
                 .strftime("%-d %b %Y, %H:%M")))

@@ -44,6 +44,7 @@ import cssutils
 import jinja2
 import premailer
 
+from newsletter import click_links
 from newsletter.config import get_settings
 from newsletter.mail import digest, fragments, mime
 from newsletter.mail.lru import FIFO, LRU
@@ -191,7 +192,7 @@ class Renderer:
 
     def __init__(self, *, from_address: str, list_id: str, site_name: str, base_url: str,
                  timezone: str = "UTC", lead_stories: int | None = None,
-                 templates_dir: Path = TEMPLATES_DIR) -> None:
+                 templates_dir: Path = TEMPLATES_DIR, click_tracking: str = "off") -> None:
         self.mark = MARK
         self.settings: Settings | None = None  # what from_settings built it from
         self.from_address = from_address
@@ -217,7 +218,9 @@ class Renderer:
         self.contexts = digest.Contexts(
             timezone=timezone, base_url=base_url, lead_stories=lead_stories,
             common={"site_name": site_name, "base_url": base_url,
-                    **{n: placeholder(n) for n in PERSONAL}})
+                    **{n: placeholder(n) for n in PERSONAL}},
+            click_tracking=click_tracking,
+            click_reader=placeholder(click_links.READER_PART) if click_tracking == "reader" else "")
         self.shared_chunks = mime.shared_chunk_cache()
         self.digests = LRU(DIGEST_CACHE)
         self.rendered_once = LRU(RENDERED_ONCE)
@@ -231,7 +234,8 @@ class Renderer:
         settings = settings or get_settings()
         built = cls(from_address=settings.from_address, list_id=settings.list_id,
                     site_name=settings.site_name, base_url=settings.base_url,
-                    timezone=settings.timezone, lead_stories=settings.digest_lead_stories)
+                    timezone=settings.timezone, lead_stories=settings.digest_lead_stories,
+                    click_tracking=settings.click_tracking)
         built.settings = settings
         return built
 

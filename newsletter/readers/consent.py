@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.config import CONSENT_TEXT_VERSION, get_settings
+from newsletter.config import get_settings
 from newsletter.models import ConsentEvent, Suppression, utcnow
 
 ACTIONS = ("requested", "confirmed", "changed", "withdrawn")
@@ -75,7 +75,7 @@ def record(
         action=action,
         source=source,
         method=method,
-        consent_text_version=CONSENT_TEXT_VERSION,
+        consent_text_version=get_settings().consent_text_version,
         consent_text_hash=get_settings().consent_text_hash,
         ip=ip,
         user_agent=(user_agent or "")[:512] or None,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session, object_session
 
 from newsletter import db, tokens, verp
-from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter.config import get_settings
 from newsletter.mail import mailer, rendering, throttle
 from newsletter.mail.compose import common_context, compose, personal_links
 from newsletter.metrics import EMAILS
@@ -36,7 +36,7 @@ def _shared_context(template: str, reader: Reader) -> dict[str, Any]:
         **{name: rendering.placeholder(name) for name in _PERSONAL},
         "topics": [t.name for t in topics],
         "frequency": frequency,
-        "consent_text": CONSENT_TEXT,
+        "consent_text": get_settings().consent_text,
     }
 
 

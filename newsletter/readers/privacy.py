@@ -16,7 +16,7 @@ from sqlalchemy import Text, and_, case, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter import events, tokens
-from newsletter.config import CONSENT_TEXT, CONSENT_TEXT_VERSION, get_settings
+from newsletter.config import get_settings
 from newsletter.errors import ReaderNotFound  # noqa: F401 - re-exported
 from newsletter.models import (
     Article,
@@ -105,7 +105,8 @@ def consent_receipt(session: Session, reader: Reader) -> dict[str, Any]:
     ).all()
     return {
         "email": reader.email,
-        "consent_text": {"version": CONSENT_TEXT_VERSION, "text": CONSENT_TEXT},
+        "consent_text": {"version": get_settings().consent_text_version,
+                         "text": get_settings().consent_text},
         "events": [
             {"at": _iso(e.created_at), "action": e.action, "source": e.source,
              "method": e.method, "consent_text_version": e.consent_text_version,

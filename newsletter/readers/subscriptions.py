@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from newsletter import events, sql, tokens
-from newsletter.config import CONSENT_TEXT_VERSION, get_settings
+from newsletter.config import get_settings
 from newsletter.errors import SubscriptionError  # noqa: F401 - re-exported
 from newsletter.models import (
     ConsentEvent,
@@ -231,7 +231,7 @@ def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequ
     row = session.execute(_SUBSCRIBE, {
         "slugs": slugs, "email": email, "frequency": frequency, "source": source,
         "created_at": now, "email_hash": consent.email_hash(email),
-        "text_version": CONSENT_TEXT_VERSION, "text_hash": get_settings().consent_text_hash,
+        "text_version": get_settings().consent_text_version, "text_hash": get_settings().consent_text_hash,
         "ip": ip, "user_agent": (user_agent or "")[:512] or None,
         "details": {"topics": slugs, "frequency": frequency}, "choice": slugs,
         "event": events.READER_SUBSCRIBED}).one()

@@ -183,7 +183,7 @@ class PressRun:
             else:
                 try:
                     return personal_message(
-                        content, personal_links(c.reader_id, email, c.edition_id), c.message_id)
+                        content, personal_links(c.reader_id, email, c.edition_id, c.id), c.message_id)
                 except Exception as exc:  # this reader's values: an address MIME refuses, …
                     reason = _unbuildable(c, exc, "addressing it")
         self.note(self.pending.pop(c.id), DeliveryStatus.FAILED, reason)

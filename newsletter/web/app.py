@@ -18,6 +18,7 @@ from sqlalchemy import text
 from newsletter import db, events, logs
 from newsletter.config import DEV_SECRET_KEY, get_settings
 from newsletter.errors import NewsletterError
+from newsletter.insight import clicks as click_counts
 from newsletter.metrics import exposition
 from newsletter.web import (
     api,
@@ -25,6 +26,7 @@ from newsletter.web import (
     api_bounces,
     api_privacy,
     api_topics,
+    clicks,
     console,
     embed,
     hardening,
@@ -62,6 +64,8 @@ def create_app() -> FastAPI:
     for router in console.ROUTERS:  # the newsroom console, /admin
         app.include_router(router)
     app.include_router(api_topics.router)
+    app.include_router(clicks.router)  # story links, /r/
+    app.include_router(clicks.api_router)
 
     @app.get("/healthz")
     def healthz(session: SessionDep) -> JSONResponse:
@@ -112,6 +116,7 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         events.dispatch_in_background(False)
+        click_counts.stop()  # the clicks counted since the last flush, written
 
 
 def _check(probe) -> str:

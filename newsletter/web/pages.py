@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
 from newsletter import db, tokens
-from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter.config import get_settings
 from newsletter.editions.archive import edition_archive
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
 from newsletter.models import Reader, Topic, utcnow
@@ -60,7 +60,7 @@ def topic_groups(session: Session) -> list[tuple[str, list[Topic]]]:
 def subscribe_form(request: Request, session: Session, form: dict, errors: dict,
                    status: int = 200) -> HTMLResponse:
     return page(request, "subscribe.html", status, groups=topic_groups(session), form=form,
-                errors=errors, consent_text=CONSENT_TEXT, frequencies=FREQUENCY_LABELS,
+                errors=errors, consent_text=get_settings().consent_text, frequencies=FREQUENCY_LABELS,
                 form_token=tokens.make_form_token())
 
 
@@ -295,7 +295,8 @@ def preferences_form(request: Request, session: Session, reader: Reader, token: 
                 retired=[t for t in reader.topics if t.retired_at is not None],
                 live_followed=any(t.retired_at is None for t in reader.topics),
                 frequencies=FREQUENCY_LABELS, pauses=PAUSE_LABELS, csrf=_csrf(reader),
-                history=receipt["events"], link_lifetime=privacy.data_link_lifetime())
+                history=receipt["events"], link_lifetime=privacy.data_link_lifetime(),
+                click_tracking=get_settings().click_tracking)
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
@@ -413,7 +414,7 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
             reason="; ".join(reasons)[:500] or None, **client(request))
         prefs = tokens.make("preferences", reader.id, reader.email)
     UNSUBSCRIBES.labels(method).inc()
-    return page(request, "unsubscribed.html", token=token, consent_text=CONSENT_TEXT,
+    return page(request, "unsubscribed.html", token=token, consent_text=get_settings().consent_text,
                 preferences_url=f"/preferences/{prefs}", errors={})
 
 

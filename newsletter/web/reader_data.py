@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from newsletter import tokens
-from newsletter.config import CONSENT_TEXT
+from newsletter.config import get_settings
 from newsletter.models import Reader
 from newsletter.readers import privacy, subscriptions
 from newsletter.web.deps import SessionDep, client, invalid_link, message, page
@@ -46,7 +46,7 @@ def _reader(request: Request, session: Session, token: str) -> Reader | HTMLResp
 def _data_page(request: Request, session: Session, reader: Reader, token: str, *,
                errors: dict | None = None, status: int = 200) -> Response:
     return _private(page(request, "my_data.html", status, reader=reader, token=token,
-                         csrf=_csrf(reader), errors=errors or {}, consent_text=CONSENT_TEXT,
+                         csrf=_csrf(reader), errors=errors or {}, consent_text=get_settings().consent_text,
                          link_lifetime=privacy.data_link_lifetime()))
 
 

@@ -19,7 +19,16 @@ from newsletter.editions import requests as editions
 from newsletter.models import Delivery, EditionDigest, OutboxEvent, Reader
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log, topics_for
-from tests.helpers import add_readers, count, invoke, publish, runner, url_of, wait_done
+from tests.helpers import (
+    add_readers,
+    count,
+    html_part,
+    invoke,
+    publish,
+    runner,
+    url_of,
+    wait_done,
+)
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EDITOR = "editor@news.example"
@@ -74,7 +83,9 @@ def test_preview_is_the_next_digest_and_changes_nothing(newsroom) -> None:
 
 def _comparable(html: str) -> str:
     # The per-reader links (samples in a preview, tokens in a send) and the archive link (a
-    # preview's edition has no page yet) are the only differences a reader may see.
+    # preview's edition has no page yet) are the only differences a reader may see; and the
+    # story links, which go through /r/ in a send (counted) and straight in a preview (an
+    # edition never saved has nothing to count): html_part reads them as where they lead.
     html = html.replace("\r\n", "\n").strip()  # the MIME part ends in a line break
     html = re.sub(r"https://news\.example/(unsubscribe|preferences)/[^\"<\s]*", r"<\1>", html)
     return re.sub(r"https://news\.example/editions/\d+", "https://news.example", html)
@@ -89,7 +100,7 @@ def test_the_preview_is_the_email_the_send_delivers(newsroom) -> None:
     assert wait_done(edition_id)["counts"]["sent"] == 1, dump_log(newsroom)
     (sent,) = newsroom.smtp.wait_for(1)
     assert sent["Subject"] == shown.subject
-    assert _comparable(sent.get_body(("html",)).get_content()) == _comparable(shown.html)
+    assert _comparable(html_part(sent)) == _comparable(shown.html)
 
 
 def test_preview_refuses_what_it_cannot_show(newsroom) -> None:

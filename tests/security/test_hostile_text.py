@@ -23,7 +23,7 @@ from newsletter.cli import app as cli
 from newsletter.models import Article, Delivery, Tag, utcnow
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
-from tests.helpers import wait_edition
+from tests.helpers import html_part, text_part, wait_edition
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 READERS = ["amal@example.com", "omar@example.org"]
@@ -59,8 +59,8 @@ def _edition(client: TestClient, backend) -> dict:
 
 
 def _links(message) -> tuple[list[str], str, str]:
-    body_html = message.get_body(("html",)).get_content()
-    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    # Story links as the story URLs they redirect to (click counting is on by default).
+    body_html, text = html_part(message), text_part(message)
     hrefs = [html.unescape(h) for h in re.findall(r'href="([^"]*)"', body_html)]
     return hrefs, body_html, text
 

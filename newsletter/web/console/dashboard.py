@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from newsletter.config import get_settings
 from newsletter.editions import reports
+from newsletter.insight import click_figures
 from newsletter.readers import figures
 from newsletter.states import EditionStatus
 from newsletter.web.console.auth import CurrentEditor, console_router, render
@@ -24,6 +25,8 @@ IN_PROGRESS = (EditionStatus.PLANNING, EditionStatus.SENDING, EditionStatus.PAUS
 FOLLOWED = 5
 LATEST = 8
 TREND_DAYS = 30
+# "Top stories of the week": the editions sent in the last seven days.
+TOP_STORIES_DAYS = 7
 
 
 @router.get("", response_class=HTMLResponse)
@@ -36,7 +39,9 @@ def dashboard(request: Request, session: SessionDep, user: CurrentEditor) -> HTM
     return render(request, user, "dashboard.html", section="home",
                   in_progress=reports.recent(session, FOLLOWED, status=IN_PROGRESS),
                   latest=latest, readers=readers, trend=trend,
-                  chart_data=_chart_data(trend, sent, bounced), timezone=settings.timezone)
+                  chart_data=_chart_data(trend, sent, bounced), timezone=settings.timezone,
+                  top_stories=click_figures.top_stories(session, TOP_STORIES_DAYS),
+                  click_tracking=settings.click_tracking)
 
 
 # Readers per status and their trend read every reader and a month of the consent ledger

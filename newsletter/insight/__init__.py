@@ -1,0 +1,1 @@
+"""Newsroom insight: what editions did, counted without watching readers (issue 20)."""
