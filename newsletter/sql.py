@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Insert, Table, any_, bindparam, insert, select, text, tuple_
+from sqlalchemy import Insert, Table, any_, bindparam, func, insert, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
@@ -247,3 +247,11 @@ _COUNT_ARTICLES = text(
     "SELECT count(DISTINCT item ->> 1) FROM edition_digests,"
     " json_array_elements(items) AS item"
     " WHERE edition_id = :edition_id AND item ->> 0 = 'new'")
+
+
+def utc_hour(session: Session, column: ColumnElement) -> ColumnElement:
+    """The UTC hour of a timestamp column as text ``YYYY-MM-DD HH``, to group by: a day of a
+    large import is then a row per hour, not a row per reader (SQLite keeps UTC already)."""
+    if _postgresql(session):
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
+    return func.strftime("%Y-%m-%d %H", column)
