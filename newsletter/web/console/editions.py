@@ -14,6 +14,7 @@ from newsletter import audit
 from newsletter.editions import reconcile, reports, schedule
 from newsletter.editions import requests as editions
 from newsletter.errors import Conflict, EditionError, EditionNotFound
+from newsletter.insight import attribution
 from newsletter.models import Tag
 from newsletter.states import EditionStatus
 from newsletter.web.console.auth import ConsoleUser, CurrentEditor, console_router, render
@@ -107,6 +108,7 @@ def edition_page(request: Request, session: SessionDep, user: CurrentEditor,
     timeline = audit.entries(session, audit.Filter(target=f"edition:{edition_id}"), 20)
     return render(request, user, "edition.html", section="editions", report=report,
                   live=report["status"] in LIVE, timeline=timeline,
+                  unsubscribes=attribution.for_edition(session, edition_id),
                   done=DONE.get(request.query_params.get("done", "")), contents_page=page)
 
 
