@@ -107,3 +107,19 @@ def _followers(session: Session) -> dict[int, int]:
         .join(Topic, Topic.id == ReaderTopic.topic_id)
         .where(Reader.status == "active", Topic.retired_at.is_(None))
         .group_by(ReaderTopic.topic_id)).all())
+
+
+DASHBOARD_DAYS = 30
+DASHBOARD_TOPICS = 8  # bars a phone-width chart still labels legibly
+
+
+def for_dashboard(session: Session, timezone: str, now: datetime | None = None) -> dict[str, Any]:
+    """The dashboard's topic growth: the topics that moved in the last 30 days, the biggest
+    net growth first, and the chart's figures for the first few of them."""
+    moved = [g for g in topic_growth(session, DASHBOARD_DAYS, timezone, now)
+             if g.gained or g.lost]
+    top = moved[:DASHBOARD_TOPICS]
+    return {"days": DASHBOARD_DAYS, "topics": moved, "chart": {
+        "labels": [g.name for g in top], "gained": [g.gained for g in top],
+        # Drawn below the axis: a topic's bar runs from what it lost to what it gained.
+        "lost": [-g.lost for g in top]}}

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from newsletter.config import get_settings
 from newsletter.editions import reports
+from newsletter.insight import growth
 from newsletter.readers import figures
 from newsletter.states import EditionStatus
 from newsletter.web.console.auth import CurrentEditor, console_router, render
@@ -36,7 +37,8 @@ def dashboard(request: Request, session: SessionDep, user: CurrentEditor) -> HTM
     return render(request, user, "dashboard.html", section="home",
                   in_progress=reports.recent(session, FOLLOWED, status=IN_PROGRESS),
                   latest=latest, readers=readers, trend=trend,
-                  chart_data=_chart_data(trend, sent, bounced), timezone=settings.timezone)
+                  chart_data=_chart_data(trend, sent, bounced), timezone=settings.timezone,
+                  topic_growth=growth.for_dashboard(session, settings.timezone))
 
 
 # Readers per status and their trend read every reader and a month of the consent ledger
