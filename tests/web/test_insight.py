@@ -148,6 +148,10 @@ def test_figures_after_readers_join_change_and_leave(fresh) -> None:
     assert rows == [("Syria", "3", "2", "+1", "1"), ("Sport", "2", "1", "+1", "1"),
                     ("Energy", "1", "1", "+0", "0")]
     assert "Apple Mail" in growth_section and "Opens are not counted" in growth_section
+    # The dashboard keeps its figures half a minute, but a new follow shows at once.
+    join(client, "d@example.org", ["energy"])
+    assert '<td data-label="Topic">Energy</td><td data-label="Gained">2</td>' \
+        in client.get("/admin").text
     assert client.get("/static/console/topic_growth.js").status_code == 200
 
 
