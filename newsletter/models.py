@@ -148,6 +148,26 @@ class ReaderTopic(Base):
     __table_args__ = (Index("ix_reader_topics_topic", "topic_id"),)
 
 
+class TopicFollow(Base):
+    """Append-only log of follows gained (+1) and lost (-1): an active reader starting or
+    stopping to follow a live topic (newsletter.follows writes it; the dashboard's topic
+    growth reads it). The sum per topic is its active followers now."""
+
+    __tablename__ = "topic_follows"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # NULL once the reader is erased: the aggregate figures stay, nothing names them.
+    reader_id: Mapped[int | None] = mapped_column(
+        ForeignKey("readers.id", ondelete="SET NULL"), index=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
+    change: Mapped[int] = mapped_column(Integer)  # +1 gained, -1 lost
+    # What did it: confirm, preferences, resubscribe, unsubscribe, bounce, complaint,
+    # erase, import, retire, restore, backfill.
+    cause: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Growth per topic over a window: a range of one topic's rows, or of every topic's.
+    __table_args__ = (Index("ix_topic_follows_at", "at", "topic_id"),)
+
+
 class Reader(Base):
     """A subscriber. Only ``active`` readers receive editions."""
 

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Insert, Table, any_, bindparam, insert, select, text, tuple_
+from sqlalchemy import Insert, Table, any_, bindparam, func, insert, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
@@ -270,3 +270,9 @@ def _adding_clicks(dialect: str) -> Insert:
                         table.c.delivery_id],
         set_={"clicks": table.c.clicks + statement.excluded.clicks,
               "last_at": statement.excluded.last_at})
+def utc_hour(session: Session, column: ColumnElement) -> ColumnElement:
+    """The UTC hour of a timestamp column as text ``YYYY-MM-DD HH``, to group by: a day of a
+    large import is then a row per hour, not a row per reader (SQLite keeps UTC already)."""
+    if _postgresql(session):
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
+    return func.strftime("%Y-%m-%d %H", column)

@@ -1,1 +1,2 @@
-"""Newsroom insight: what editions did, counted without watching readers (issue 20)."""
+"""Newsroom insight: what editions did, counted without watching readers (issue 20): clicks,
+topic growth, unsubscribes per edition; aggregate figures, never a reader's trail."""

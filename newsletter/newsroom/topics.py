@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter import sql
+from newsletter import follows, sql
 from newsletter.config import get_settings
 from newsletter.errors import TopicError, TopicNotFound
 from newsletter.models import Reader, ReaderTopic, Tag, Topic, TopicTag, utcnow
@@ -92,7 +92,9 @@ def create(session: Session, name: str, *, tags: Sequence[str] | None = None,
             session.flush()
             return topic, True
         existing = session.scalars(select(Topic).where(Topic.slug == slug)).one()
-    existing.retired_at = None
+    if existing.retired_at is not None:
+        follows.topic_restored(session, existing.id)
+        existing.retired_at = None
     return existing, False
 
 
@@ -144,6 +146,7 @@ def retire(session: Session, slug: str) -> Retirement:
     counts = retirement(session, slug)
     topic = get(session, slug)
     if topic.retired_at is None:
+        follows.topic_retired(session, topic.id)
         topic.retired_at = utcnow()
         session.flush()
     return Retirement(counts.slug, counts.followers, counts.only_topic, retired=True)
@@ -172,7 +175,9 @@ def cover(session: Session, slug: str, tag_slug: str) -> Topic:
 def restore(session: Session, slug: str) -> Topic:
     """Bring a retired topic back: offered again, its followers' choices as they were."""
     topic = get(session, slug)
-    topic.retired_at = None
+    if topic.retired_at is not None:
+        follows.topic_restored(session, topic.id)
+        topic.retired_at = None
     session.flush()
     return topic
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from newsletter import sql, tokens, verp
+from newsletter import follows, sql, tokens, verp
 from newsletter.config import get_settings
 from newsletter.errors import BounceSourceError  # noqa: F401 - re-exported
 from newsletter.models import BounceEvent, Delivery, Reader, utcnow
@@ -218,8 +218,9 @@ def _suppress(session: Session, reader: Reader, method: str, edition_id: int | N
         consent.suppress(session, reader.email, method)
     newly_unsubscribed = reader.status != "unsubscribed"
     if newly_unsubscribed:
-        reader.status = "unsubscribed"
-        reader.unsubscribed_at = utcnow()
+        with follows.tracked(session, [reader.id], method):
+            reader.status = "unsubscribed"
+            reader.unsubscribed_at = utcnow()
     if not (new_suppression or newly_unsubscribed):
         return False
     consent.record(session, reader.id, reader.email, "withdrawn", source="email", method=method,

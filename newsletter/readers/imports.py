@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import events, sql
+from newsletter import events, follows, sql
 from newsletter.errors import ImportRowError  # noqa: F401 - re-exported
 from newsletter.models import ConsentEvent, Reader, ReaderTopic, Topic, utcnow
 from newsletter.newsroom.tags import slugify
@@ -201,6 +201,8 @@ def _import_chunk(session: Session, rows: list[ImportRow], result: ImportResult,
             todo.append(row)
     ledger: list[dict[str, Any]] = []
     confirm: list[int] = []  # pending readers: the usual confirmation email
+    emails = [row.email for row in todo]
+    before = follows.following(session, _reader_ids(session, emails))
     # Twice at most: a row whose address someone signed up with during the import is not
     # inserted, and goes round again as an update of that reader.
     for _ in range(2):
@@ -216,7 +218,16 @@ def _import_chunk(session: Session, rows: list[ImportRow], result: ImportResult,
                            source, ledger, confirm)
     if ledger:
         _insert_rows(session, ConsentEvent, ledger)
+    # Readers made by this chunk are known only now: the follows are compared by address.
+    follows.record(session, before, follows.following(session, _reader_ids(session, emails)),
+                   "import")
     events.record_many(session, events.READER_SUBSCRIBED, [{"reader_id": r} for r in confirm])
+
+
+def _reader_ids(session: Session, emails: list[str]) -> list[int]:
+    if not emails:
+        return []
+    return list(session.scalars(select(Reader.id).where(sql.one_of(session, Reader.email, emails))))
 
 
 def _insert_new(session: Session, rows: list[ImportRow], result: ImportResult, source: str,

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Text, and_, case, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import events, tokens
+from newsletter import events, follows, tokens
 from newsletter.config import get_settings
 from newsletter.errors import ReaderNotFound  # noqa: F401 - re-exported
 from newsletter.models import (
@@ -192,6 +192,8 @@ def erase(session: Session, email: str) -> int:
         _mentions(cast(OutboxEvent.payload, Text), email)))
     consent.suppress(session, email, "erased")
     reader_id = reader.id
+    follows.record(session, follows.following(session, [reader_id]), set(), "erase")
+    follows.forget(session, reader_id)
     session.delete(reader)
     session.flush()
     return reader_id

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from newsletter import events, sql, tokens
+from newsletter import events, follows, sql, tokens
 from newsletter.config import get_settings
 from newsletter.errors import SubscriptionError  # noqa: F401 - re-exported
 from newsletter.models import (
@@ -310,9 +310,10 @@ def confirm(session: Session, token: str, *, ip: str | None = None,
     # A link from before an unsubscribe must not silently resubscribe the reader.
     if reader.unsubscribed_at is not None and reader.unsubscribed_at > signed_at:
         raise tokens.InvalidToken("this link was replaced by a later choice")
-    _apply_pending_choice(session, reader)
-    reader.status = "active"
-    reader.confirmed_at = utcnow()
+    with follows.tracked(session, [reader.id], "confirm"):
+        _apply_pending_choice(session, reader)
+        reader.status = "active"
+        reader.confirmed_at = utcnow()
     consent.record(session, reader.id, reader.email, "confirmed", source="email", method="link", ip=ip,
                    user_agent=user_agent,
                    details={"topics": [t.slug for t in reader.topics],
@@ -407,7 +408,8 @@ def change_preferences(
     # A retired topic is not offered on the form, so saving it drops it (the ledger says so).
     if before != after:
         changes["topics"] = [before, after]
-        reader.topics = chosen
+        with follows.tracked(session, [reader.id], "preferences"):
+            reader.topics = chosen
     if reader.frequency != frequency:
         changes["frequency"] = [reader.frequency, frequency]
         reader.frequency = frequency
@@ -434,9 +436,10 @@ def resubscribe(session: Session, token: str, *, consent_given: bool, ip: str | 
                                 "consent")
     if reader.status == "active":
         return reader
-    reader.status = "active"
-    reader.unsubscribed_at = None
-    reader.confirmed_at = utcnow()
+    with follows.tracked(session, [reader.id], "resubscribe"):
+        reader.status = "active"
+        reader.unsubscribed_at = None
+        reader.confirmed_at = utcnow()
     consent.record(session, reader.id, reader.email, "confirmed", source="web", method="resubscribe", ip=ip,
                    user_agent=user_agent,
                    details={"topics": [t.slug for t in reader.topics],
@@ -451,8 +454,9 @@ def unsubscribe(session: Session, token: str, *, method: str, ip: str | None = N
     reader = _reader_for(session, data)
     if reader.status == "unsubscribed":
         return reader
-    reader.status = "unsubscribed"
-    reader.unsubscribed_at = utcnow()
+    with follows.tracked(session, [reader.id], "unsubscribe"):
+        reader.status = "unsubscribed"
+        reader.unsubscribed_at = utcnow()
     edition_id = data.get("e") if isinstance(data.get("e"), int) else None
     consent.record(session, reader.id, reader.email, "withdrawn", source="email", method=method, ip=ip,
                    user_agent=user_agent, edition_id=edition_id,

@@ -20,6 +20,7 @@ from newsletter import audit
 from newsletter.accounts.actors import Actor
 from newsletter.editions import preview, reconcile, reports, withdrawal
 from newsletter.editions import requests as editions
+from newsletter.insight import attribution
 from newsletter.newsroom import articles
 from newsletter.readers import imports
 from newsletter.web.deps import AdminActor, Editor, EditorActor, RowId, SessionDep
@@ -119,7 +120,8 @@ def preview_digest(
 
 @router.get("/editions/{edition_id}")
 def edition_report(edition_id: RowId, session: SessionDep) -> dict[str, Any]:
-    return reports.report(session, edition_id)
+    return {**reports.report(session, edition_id),
+            "unsubscribes": attribution.for_edition(session, edition_id)}
 
 
 @router.post("/editions/{edition_id}/resume")

@@ -25,6 +25,7 @@ from newsletter.web import (
     api_audit,
     api_bounces,
     api_privacy,
+    api_stats,
     api_topics,
     clicks,
     console,
@@ -61,6 +62,7 @@ def create_app() -> FastAPI:
     app.include_router(api_privacy.router)
     app.include_router(api_bounces.router)
     app.include_router(api_audit.router)
+    app.include_router(api_stats.router)
     for router in console.ROUTERS:  # the newsroom console, /admin
         app.include_router(router)
     app.include_router(api_topics.router)

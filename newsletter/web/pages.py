@@ -27,7 +27,7 @@ from newsletter.editions.archive import edition_archive
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
 from newsletter.models import Reader, Topic, utcnow
 from newsletter.newsroom.topics import offered
-from newsletter.readers import notices, privacy, subscriptions
+from newsletter.readers import notices, privacy, reasons, subscriptions
 from newsletter.web import ratelimit
 from newsletter.web.deps import (
     MAX_ROW_ID,
@@ -46,8 +46,7 @@ FREQUENCY_LABELS = [("immediate", "As it happens", "An email shortly after each 
                     ("weekly", "Weekly digest", "One email each week")]
 PAUSE_LABELS = [("", "Keep sending"), ("1w", "Pause for 1 week"), ("4w", "Pause for 4 weeks"),
                 ("12w", "Pause for 12 weeks")]
-UNSUBSCRIBE_REASONS = ["Too many emails", "Not relevant to me any more",
-                       "I never signed up", "I get the news elsewhere"]
+UNSUBSCRIBE_REASONS = list(reasons.labels())
 
 Text = Annotated[str, Form(max_length=320)]
 
@@ -406,12 +405,12 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     # multipart, with no cookies; answer 200 without a redirect.
     form = await request.form()
     one_click = form.get("List-Unsubscribe") == "One-Click"
-    reasons = [r for r in form.getlist("reason") if isinstance(r, str) and r.strip()]
+    chosen = [r for r in form.getlist("reason") if isinstance(r, str) and r.strip()]
     with db.session_scope() as session:
         method = "one-click" if one_click else "link"
         reader = subscriptions.unsubscribe(
             session, token, method=method,
-            reason="; ".join(reasons)[:500] or None, **client(request))
+            reason=reasons.SEPARATOR.join(chosen)[:500] or None, **client(request))
         prefs = tokens.make("preferences", reader.id, reader.email)
     UNSUBSCRIBES.labels(method).inc()
     return page(request, "unsubscribed.html", token=token, consent_text=get_settings().consent_text,

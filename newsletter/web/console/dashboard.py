@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from newsletter.config import get_settings
 from newsletter.editions import reports
-from newsletter.insight import click_figures
+from newsletter.insight import click_figures, growth
 from newsletter.readers import figures
 from newsletter.states import EditionStatus
 from newsletter.web.console.auth import CurrentEditor, console_router, render
@@ -41,7 +41,8 @@ def dashboard(request: Request, session: SessionDep, user: CurrentEditor) -> HTM
                   latest=latest, readers=readers, trend=trend,
                   chart_data=_chart_data(trend, sent, bounced), timezone=settings.timezone,
                   top_stories=click_figures.top_stories(session, TOP_STORIES_DAYS),
-                  click_tracking=settings.click_tracking)
+                  click_tracking=settings.click_tracking,
+                  topic_growth=growth.for_dashboard(session, settings.timezone))
 
 
 # Readers per status and their trend read every reader and a month of the consent ledger

@@ -14,7 +14,7 @@ from newsletter import audit
 from newsletter.editions import reconcile, reports, schedule
 from newsletter.editions import requests as editions
 from newsletter.errors import Conflict, EditionError, EditionNotFound
-from newsletter.insight import click_figures
+from newsletter.insight import attribution, click_figures
 from newsletter.models import Tag
 from newsletter.states import EditionStatus
 from newsletter.web.console.auth import ConsoleUser, CurrentEditor, console_router, render
@@ -109,7 +109,8 @@ def edition_page(request: Request, session: SessionDep, user: CurrentEditor,
     return render(request, user, "edition.html", section="editions", report=report,
                   live=report["status"] in LIVE, timeline=timeline,
                   done=DONE.get(request.query_params.get("done", "")), contents_page=page,
-                  clicks=None if report["dry_run"] else click_figures.edition_clicks(session, edition_id))
+                  clicks=None if report["dry_run"] else click_figures.edition_clicks(session, edition_id),
+                  unsubscribes=attribution.for_edition(session, edition_id))
 
 
 @router.get("/editions/{edition_id}/dry-run", response_class=HTMLResponse)

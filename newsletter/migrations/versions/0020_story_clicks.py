@@ -1,7 +1,7 @@
 """click counting (issue 20): story_clicks, clicks per edition × article × topic (× delivery
 in reader mode), written in batches by the web process
 
-Revision ID: 0020_clicks_story_clicks
+Revision ID: 0020_story_clicks
 Revises: 0019_edition_note
 Create Date: 2026-12-08 02:30:00.000000
 """
@@ -9,7 +9,7 @@ Create Date: 2026-12-08 02:30:00.000000
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0020_clicks_story_clicks'
+revision = '0020_story_clicks'
 down_revision = '0019_edition_note'
 branch_labels = None
 depends_on = None
