@@ -25,6 +25,7 @@ from newsletter.web import (
     api_bounces,
     api_privacy,
     api_topics,
+    api_webhooks,
     console,
     hardening,
     pages,
@@ -60,6 +61,7 @@ def create_app() -> FastAPI:
     for router in console.ROUTERS:  # the newsroom console, /admin
         app.include_router(router)
     app.include_router(api_topics.router)
+    app.include_router(api_webhooks.router)
 
     @app.get("/healthz")
     def healthz(session: SessionDep) -> JSONResponse:
