@@ -57,7 +57,8 @@ def register(session: Session, url: str, names: Iterable[str],
 
     It is told of events recorded from now on, not of the outbox's history.
     """
-    url, wanted = check_url(url), check_events(names)
+    wanted = check_events(names)  # first: it needs no DNS
+    url = check_url(url)
     secret = secrets.new_secret()
     last = session.scalar(select(func.max(OutboxEvent.id))) or 0
     endpoint = WebhookEndpoint(url=url, events=wanted, secret=secrets.seal(secret),

@@ -38,16 +38,26 @@ def add_webhook(request: Request, session: SessionDep, user: CurrentAdmin,
                 url: Annotated[str, Form(max_length=endpoints.MAX_URL)] = "",
                 event: Annotated[list[str], Form(max_length=20)] = ()) -> HTMLResponse:
     try:
+        endpoints.check_events(event)
+    except WebhookError as exc:
+        return _refused(request, session, user, url, event, "events", exc)
+    try:
         endpoint, secret = endpoints.register(session, url, event, user.actor.name)
     except WebhookError as exc:
         session.rollback()
-        return _listing(request, session, user, 422, form={"url": url, "events": list(event)},
-                        errors={"url": str(exc)})
+        return _refused(request, session, user, url, event, "url", exc)
     audit.record(session, user.actor.name, "webhook.create", f"webhook:{endpoint.id}",
                  {"url": endpoint.url, "events": endpoint.events}, user.ip)
     session.commit()
     return _listing(request, session, user, 201, form={"events": list(events.WEBHOOK_EVENTS)},
                     created=endpoint, secret=secret)
+
+
+def _refused(request: Request, session, user, url: str, event, field: str,
+             exc: WebhookError) -> HTMLResponse:
+    """The form again, as typed, with what is wrong beside the field at fault."""
+    return _listing(request, session, user, 422, form={"url": url, "events": list(event)},
+                    errors={field: str(exc)[:1].upper() + str(exc)[1:] + "."})
 
 
 @router.get("/webhooks/{endpoint_id}/remove", response_class=HTMLResponse)
