@@ -163,9 +163,10 @@ class Settings(BaseSettings):
     webhook_retry_base_s: float = Field(default=30.0, gt=0)
     webhook_retry_max_s: float = Field(default=3600.0, gt=0)
     # Dead-lettered after this many attempts or this many hours since the event, whichever
-    # comes first: a day covers a receiver down overnight; 30 attempts at the backoff above
-    # (capped at an hour) reach well past it, so the day is what usually ends the retries.
-    webhook_max_attempts: int = Field(default=30, ge=1)
+    # comes first: a day covers a receiver down overnight or a weekend's first day; 60
+    # attempts at the backoff above take at least 26 hours, so by default the day is what
+    # ends the retries (the count is for operators who want fewer).
+    webhook_max_attempts: int = Field(default=60, ge=1)
     webhook_max_age_hours: float = Field(default=24.0, gt=0)
     # How often beat looks for due retries (first attempts go at once, on the event's
     # doorbell); 5 s keeps a retry near its due time and costs one indexed query.
