@@ -21,8 +21,10 @@ DONE = {"removed": "The endpoint was removed; nothing more is sent to it.",
 
 
 def _listing(request: Request, session, user, status: int = 200, **context) -> HTMLResponse:
+    listed = endpoints.listing(session)
     return render(request, user, "webhooks.html", status, section="webhooks",
-                  endpoints=endpoints.listing(session), figures=delivery.figures(session),
+                  endpoints=listed, urls={e.id: e.url for e in listed},
+                  figures=delivery.figures(session),
                   dead=delivery.recent(session, delivery.DEAD),
                   attempts=delivery.recent(session), event_names=events.WEBHOOK_EVENTS,
                   done=DONE.get(request.query_params.get("done", "")), **context)
