@@ -133,3 +133,4 @@ def deliver_webhooks() -> None:
             session.commit()
         session.commit()
         webhook_delivery.send_due(session)
+        webhook_delivery.prune(session)

@@ -24,7 +24,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from newsletter.config import get_settings
@@ -41,6 +41,9 @@ ROUND = 50
 # One task sends for at most this long, then leaves the rest to the next: a worker slot is
 # never held for long, whatever the receivers do.
 BUDGET_S = 20.0
+# Delivered rows are kept this long (the console's "last attempts", a receiver's questions
+# about last week), then deleted; dead letters stay until retried or their endpoint goes.
+KEEP_DELIVERED = timedelta(days=7)
 
 
 @dataclass
@@ -201,6 +204,14 @@ def retry(session: Session, delivery_id: int) -> WebhookDelivery:
         delivery.status, delivery.attempts, delivery.since = PENDING, 0, now
         delivery.next_attempt_at, delivery.claimed_until = now, None
     return delivery
+
+
+def prune(session: Session) -> int:
+    """Delete deliveries that arrived more than KEEP_DELIVERED ago; how many. The caller
+    commits."""
+    return session.execute(delete(WebhookDelivery).where(
+        WebhookDelivery.status == DELIVERED,
+        WebhookDelivery.delivered_at < utcnow() - KEEP_DELIVERED)).rowcount
 
 
 def figures(session: Session) -> dict[int, dict[str, int]]:

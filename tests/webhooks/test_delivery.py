@@ -6,6 +6,7 @@ after the limit a delivery is dead-lettered, and a retry sends it."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -148,3 +149,17 @@ def test_a_deleted_endpoint_is_sent_nothing_more(fresh, dispatcher, receiver):
     record(events.EDITION_SENT, edition_id=2)
     assert pump().delivered == 0 and rows() == []
     assert [r["data"] for r in receiver.received] == [{"edition_id": 1}]
+
+
+def test_delivered_rows_are_kept_a_week(fresh, dispatcher, receiver):
+    dispatcher.accept()
+    _, receiver.secret = register(receiver.url)
+    for reader in (1, 2):
+        record(events.READER_CONFIRMED, reader_id=reader)
+    pump()
+    with db.session_scope() as session:
+        first = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).first()
+        first.delivered_at -= delivery.KEEP_DELIVERED + timedelta(minutes=1)
+    with db.session_scope() as session:
+        assert delivery.prune(session) == 1
+    assert [r.payload for r in rows()] == [{"reader_id": 2}]
