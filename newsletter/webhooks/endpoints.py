@@ -36,6 +36,8 @@ def check_url(url: str) -> str:
         fetch.check(url, guard())
     except FeedError as exc:  # Refused, or a host that does not resolve
         raise WebhookError(str(exc)) from None
+    except ValueError as exc:  # a host the resolver cannot even be asked about (a NUL in it)
+        raise WebhookError(f"refused {url!r}: not a valid URL ({exc})") from None
     return url
 
 
