@@ -127,7 +127,12 @@ def _attempt(session: Session, delivery_id: int, run: Run) -> bool:
     if endpoint.id in run.down:
         _release(session, [delivery_id])
         return False
-    error = post(endpoint, delivery)
+    url, sealed, message_id, body = endpoint.url, endpoint.secret, delivery.event_id, body_of(delivery)
+    session.rollback()  # no transaction stays open while a receiver takes its time
+    error = post(url, sealed, message_id, body)
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None:  # its endpoint was removed meanwhile
+        return False
     now = utcnow()
     delivery.attempts += 1
     delivery.last_attempt_at, delivery.claimed_until = now, None
@@ -135,7 +140,7 @@ def _attempt(session: Session, delivery_id: int, run: Run) -> bool:
         delivery.status, delivery.delivered_at, delivery.last_error = DELIVERED, now, None
         run.delivered += 1
     else:
-        run.down.add(endpoint.id)
+        run.down.add(delivery.endpoint_id)
         _failed(delivery, error, run)
     session.commit()
     return error is None
@@ -164,21 +169,21 @@ def body_of(delivery: WebhookDelivery) -> bytes:
                        "data": delivery.payload}, separators=(",", ":")).encode()
 
 
-def post(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> str | None:
-    """POST a delivery to its endpoint; None if it arrived (2xx), else why not."""
+def post(url: str, sealed_secret: str, event_id: int, body: bytes) -> str | None:
+    """POST a delivery's body to its endpoint, signed; None if it arrived (2xx), else why
+    not."""
     guard = endpoints.guard()
-    body = body_of(delivery)
     try:
-        secret = secrets.unseal(endpoint.secret)
+        secret = secrets.unseal(sealed_secret)
         # Checked again at each attempt: a name that resolved outside may resolve inside now.
-        address = fetch.check(endpoint.url, guard)
+        address = fetch.check(url, guard)
     except (FeedError, ValueError) as exc:
         return str(exc)
-    parts = urlsplit(endpoint.url)
-    headers = {**signing.headers(secret, f"msg_{delivery.event_id}", int(time.time()), body),
+    parts = urlsplit(url)
+    headers = {**signing.headers(secret, f"msg_{event_id}", int(time.time()), body),
                "Host": parts.netloc.rsplit("@", 1)[-1]}
     # To the address that was checked, so a second DNS answer cannot swap in another.
-    pinned = httpx.URL(endpoint.url).copy_with(host=address)
+    pinned = httpx.URL(url).copy_with(host=address)
     extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
     try:
         with httpx.Client(trust_env=False, follow_redirects=False) as client, client.stream(
