@@ -29,7 +29,8 @@ ACTIONS = (
     "topic.change",
     "readers.import", "reader.export", "reader.erase", "suppression.add", "suppression.remove",
     "editor.add", "editor.remove", "editor.role", "editor.password", "editor.sign_in",
-    "editor.locked", "token.create", "token.revoke",
+    "editor.locked", "token.create", "token.revoke", "webhook.create", "webhook.delete",
+    "webhook.retry",
 )
 CLI = "cli"
 MAX_DETAIL_CHARS = 500

@@ -167,6 +167,26 @@ class Settings(BaseSettings):
     feed_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     feed_timeout_s: float = 10.0
     feed_max_bytes: int = 5 * 1024 * 1024
+    # Outgoing webhooks (newsletter/webhooks): the same SSRF guard as feeds, with its own
+    # switches: an internal CMS is named here, or private targets allowed (tests, one host).
+    webhook_allow_private: bool = False
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A receiver answers within this or the attempt fails: a slow one must not hold a
+    # worker (the Standard Webhooks guidance is to answer fast and work later).
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Retries: full jitter up to base × 2^(attempt-1), at most retry_max_s apart. 30 s
+    # doubling to the hour covers a receiver's deploy in minutes and an outage in hours.
+    webhook_retry_base_s: float = Field(default=30.0, gt=0)
+    webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    # Dead-lettered after this many attempts or this many hours since the event, whichever
+    # comes first: a day covers a receiver down overnight or a weekend's first day; 60
+    # attempts at the backoff above take at least 26 hours, so by default the day is what
+    # ends the retries (the count is for operators who want fewer).
+    webhook_max_attempts: int = Field(default=60, ge=1)
+    webhook_max_age_hours: float = Field(default=24.0, gt=0)
+    # How often beat looks for due retries (first attempts go at once, on the event's
+    # doorbell); 5 s keeps a retry near its due time and costs one indexed query.
+    webhook_tick_s: float = Field(default=5.0, gt=0)
     # A reader is suppressed for soft bounces (mailbox full, host down) once this many of
     # our messages to them soft-bounced on at least two different days within this many
     # days. Each message counts once however many delay notices it causes, and two days
@@ -264,8 +284,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an address or CIDR: {item!r}") from None
         return v
 
-    @field_validator("feeds", "feed_allowed_hosts", "secret_keys", "trusted_proxies",
-                     "embed_origins", mode="before")
+    @field_validator("feeds", "feed_allowed_hosts", "webhook_allowed_hosts", "secret_keys",
+                     "trusted_proxies", "embed_origins", mode="before")
     @classmethod
     def _list(cls, v: object) -> object:
         if isinstance(v, str):

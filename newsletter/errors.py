@@ -27,6 +27,7 @@ Hierarchy (each line: the class, its status, when it is raised)::
     │   ├── TopicNotFound (404) ...... no topic with that slug (update, retire)
     │   ├── SuppressionNotFound (404)  no such entry on the suppression list (console)
     │   ├── ImportNotFound (404) ..... no such console CSV import
+    │   ├── WebhookNotFound (404) .... no such webhook endpoint or webhook delivery
     │   └── NothingToPreview (404) ... the next edition would send that reader or topic
     │                                  set nothing (no empty digests, not even as a preview)
     ├── Conflict (409) ............... the base of "not in a state that allows it"
@@ -44,6 +45,8 @@ Hierarchy (each line: the class, its status, when it is raised)::
     │   │                              form field at fault)
     │   ├── ImportRowError (422) ..... one row of an import that cannot be imported
     │   ├── BounceSourceError (422) .. a path to ingest that is no Maildir, mbox or message
+    │   ├── WebhookError (422) ....... a webhook endpoint that cannot be registered (unknown
+    │   │                              event, a URL the SSRF guard refuses)
     │   └── UnreadableReport (422) ... a bounce message built to be costly to read (too
     │                                  deeply nested): refused unread
     ├── FeedError (502) .............. a feed could not be fetched or read
@@ -143,6 +146,10 @@ class ImportNotFound(NotFound):
     """No such console CSV import."""
 
 
+class WebhookNotFound(NotFound):
+    """No webhook endpoint or webhook delivery with that id."""
+
+
 class NothingToPreview(NotFound):
     """The next edition would send this reader (or topic set) nothing: no empty digests."""
 
@@ -201,6 +208,10 @@ class ImportRowError(Invalid):
 
 class BounceSourceError(Invalid):
     """The path is not a Maildir, an mbox file or a message file."""
+
+
+class WebhookError(Invalid):
+    """A webhook endpoint that cannot be registered as asked; nothing was changed."""
 
 
 class UnreadableReport(Invalid):

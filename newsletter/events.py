@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsletter import sql
-from newsletter.models import OutboxEvent, utcnow
+from newsletter.models import OutboxEvent, WebhookPending, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,18 @@ DELIVERIES_QUEUED = "deliveries.queued"  # {edition_id, delivery_ids}: send them
 ARTICLE_PUBLISHED = "article.published"  # {article_id}: open or join an alert window
 ALERT_WINDOW_OPENED = "alert.window_opened"  # {edition_id, due_at}: close it at due_at
 READERS_IMPORT_REQUESTED = "readers.import_requested"  # {import_id}: run a console CSV import
+# Facts told to the site's own systems through outgoing webhooks (newsletter.webhooks). The
+# payloads name readers by id only: a receiver asks the API if it needs more.
+READER_UNSUBSCRIBED = "reader.unsubscribed"  # {reader_id, method, edition_id}
+READER_BOUNCED = "reader.bounced"  # {reader_id, kind: bounce|complaint, edition_id}
+EDITION_SENT = "edition.sent"  # {edition_id}: nothing left to send
+EDITION_PAUSED = "edition.paused"  # {edition_id, reason}: a systemic failure stopped it
+ARTICLE_WITHDRAWN = "article.withdrawn"  # {article_id, url}
+
+# The events an endpoint may ask for, in the order the console lists them. Each is also
+# written to webhook_pending in its own transaction, for the fan-out (webhooks/fanout.py).
+WEBHOOK_EVENTS = (EDITION_SENT, EDITION_PAUSED, READER_CONFIRMED, READER_UNSUBSCRIBED,
+                  READER_BOUNCED, ARTICLE_WITHDRAWN)
 
 # (event id, name, payload) → True if the broker accepted it.
 Dispatcher = Callable[[int, str, dict[str, Any]], bool]
@@ -62,6 +74,7 @@ def _get_dispatcher() -> Dispatcher | None:
 
 # Built once and run with parameters (an event is written by every subscribe).
 _INSERT = insert(OutboxEvent.__table__).returning(OutboxEvent.__table__.c.id)
+_PEND = insert(WebhookPending.__table__)
 
 
 def record(session: Session, name: str, **payload: Any) -> int:
@@ -71,6 +84,8 @@ def record(session: Session, name: str, **payload: Any) -> int:
     """
     event_id = session.execute(_INSERT, {"name": name, "payload": payload,
                                          "created_at": utcnow(), "attempts": 0}).scalar_one()
+    if name in WEBHOOK_EVENTS:
+        session.execute(_PEND, {"event_id": event_id})
     recorded(session, event_id, name, payload)
     return event_id
 
@@ -97,6 +112,8 @@ def record_many(session: Session, name: str, payloads: Sequence[dict[str, Any]])
         insert(table).returning(table.c.id, sort_by_parameter_order=True),
         [{"name": name, "payload": p, "created_at": now, "attempts": 0} for p in payloads],
     ).scalars().all()
+    if name in WEBHOOK_EVENTS:
+        session.execute(_PEND, [{"event_id": event_id} for event_id in ids])
     session.info.setdefault(_PENDING, []).extend(
         (event_id, name, p) for event_id, p in zip(ids, payloads, strict=True))
 

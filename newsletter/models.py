@@ -534,3 +534,58 @@ class StoryClicks(Base):
     last_at: Mapped[datetime]
     # The dashboard's "top stories of the week" reads by time.
     __table_args__ = (Index("ix_story_clicks_last_at", "last_at"),)
+class WebhookEndpoint(Base):
+    """A URL an admin registered to be told of some events (newsletter.webhooks)."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The signing secret, encrypted with a key derived from SECRET_KEYS (webhooks/secrets.py).
+    secret: Mapped[str] = mapped_column(Text)
+    # The last outbox event before it was registered: it is told only of later ones.
+    after_event_id: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+
+
+class WebhookPending(Base):
+    """An outbox event for webhooks not yet fanned out to the endpoints that want it.
+
+    Written in the event's own transaction (events.record), taken away by the fan-out in
+    the transaction that writes the deliveries: nothing is lost between the two, and the
+    fan-out never scans the outbox's history."""
+
+    __tablename__ = "webhook_pending"
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"),
+                                          primary_key=True)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: pending → delivered | dead (and back to pending by hand)."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(Integer)  # the outbox event: the message's id
+    event_name: Mapped[str] = mapped_column(String(64))
+    # What must not overtake each other: "reader:7", "edition:3", "article:12".
+    order_key: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When its current run of attempts began (the event, or a retry from the console): the
+    # age limit counts from here.
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_event"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_order", "endpoint_id", "order_key", "event_id"),
+    )

@@ -17,9 +17,9 @@ CELERY = [sys.executable, "-m", "celery", "-A", "workers.celery_app"]
 
 
 def worker_command(concurrency: int = 2, loglevel: str = "INFO") -> list[str]:
-    """A real ``celery worker`` (prefork pool) on the newsletter queue."""
+    """A real ``celery worker`` (prefork pool) on the newsletter and webhooks queues."""
     return [*CELERY, "worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
-            "--without-mingle", "--without-gossip", "-Q", "newsletter"]
+            "--without-mingle", "--without-gossip", "-Q", "newsletter,webhooks"]
 
 
 def beat_command(loglevel: str = "INFO") -> list[str]:

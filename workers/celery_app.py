@@ -30,6 +30,8 @@ def make_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue="newsletter",
+        # A receiver's slowness must not hold up email: webhooks have a queue of their own.
+        task_routes={"newsletter.deliver_webhooks": {"queue": "webhooks"}},
         broker_connection_retry_on_startup=True,
         # A stuck task must end before the delivery lease (30 < 40 min) takes its rows and
         # before Redis's visibility timeout (1 h) redelivers it; the soft limit first lets
@@ -49,6 +51,9 @@ def make_app(settings: Settings) -> Celery:
             # Configured feeds (NEWSLETTER_FEEDS); with none the task does nothing.
             "poll-feeds": {"task": "newsletter.poll_feeds",
                            "schedule": settings.feed_poll_minutes * 60},
+            # Webhook retries when due, and the fan-out of events whose doorbell was lost.
+            "webhooks": {"task": "newsletter.deliver_webhooks",
+                         "schedule": settings.webhook_tick_s},
         },
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
     )

@@ -8,6 +8,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
+from newsletter.events import WEBHOOK_EVENTS
 from workers.celery_app import get_app
 
 # event name → (task name, payload → args). Events without a consumer yet are simply
@@ -48,10 +49,21 @@ _coalesced: ContextVar[dict[str, list[Any]] | None] = ContextVar(
     "newsletter_dispatch_coalesced", default=None)
 
 
+# The doorbell of outgoing webhooks: one task fans out every waiting event and sends, so a
+# batch of events rings it once.
+WEBHOOKS_TASK = "newsletter.deliver_webhooks"
+
+
 def dispatch(event_id: int, name: str, payload: dict[str, Any]) -> bool:
     """Publish the task for one event; True once the broker has it (inside ``batch()``:
     once the batch has left without error)."""
     groups = _coalesced.get()
+    if name in WEBHOOK_EVENTS:
+        if groups is not None:
+            groups.setdefault(WEBHOOKS_TASK, [])
+        else:
+            get_app().send_task(WEBHOOKS_TASK, retry=False, producer=_producer.get(),
+                                argsrepr="()", kwargsrepr="{}")
     if groups is not None and name in COALESCED:
         groups.setdefault(name, []).append(COALESCED[name][1](payload))
         return True  # published with the batch, as one task (see batch())
@@ -81,6 +93,9 @@ def batch() -> Iterator[None]:
         grouped = _coalesced.set(groups)
         try:
             yield
+            if groups.pop(WEBHOOKS_TASK, None) is not None:
+                get_app().send_task(WEBHOOKS_TASK, retry=False, producer=producer,
+                                    argsrepr="()", kwargsrepr="{}")
             for name, items in groups.items():
                 get_app().send_task(COALESCED[name][0], args=[items], retry=False,
                                     producer=producer, argsrepr=repr([items]),

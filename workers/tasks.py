@@ -11,6 +11,8 @@ from newsletter.mail import mailer
 from newsletter.newsroom import feeds
 from newsletter.readers import import_jobs, notices
 from newsletter.sending import batch
+from newsletter.webhooks import delivery as webhook_delivery
+from newsletter.webhooks import fanout
 from workers.celery_app import app
 
 
@@ -119,3 +121,16 @@ def send_test(to: str, email: str, tags: str, frequency: str) -> None:
     with db.session_scope() as session:
         preview.send_test(session, to, _transport(), email=email or None,
                           tags=tags.split(",") if tags else None, frequency=frequency or None)
+
+
+# On a queue of its own ("webhooks"): a worker started with -Q webhooks takes them away from
+# the one sending email; in one worker on both queues a run is still bounded (BUDGET_S,
+# WEBHOOK_TIMEOUT_S, an endpoint that failed is skipped for the rest of the run).
+@app.task(name="newsletter.deliver_webhooks", queue="webhooks")
+def deliver_webhooks() -> None:
+    with db.session_scope() as session:
+        while fanout.fan_out(session) == fanout.BATCH:
+            session.commit()
+        session.commit()
+        webhook_delivery.send_due(session)
+        webhook_delivery.prune(session)

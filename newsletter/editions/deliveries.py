@@ -31,6 +31,8 @@ def finish_if_complete(session: Session, edition_id: int, commit: bool = True) -
         .where(Edition.id == edition_id, Edition.status == EditionStatus.SENDING, ~still_open)
         .values(status=EditionStatus.DONE, finished_at=utcnow())
     )
+    if result.rowcount == 1:
+        events.record(session, events.EDITION_SENT, edition_id=edition_id)
     if commit:
         session.commit()
     return result.rowcount == 1

@@ -231,6 +231,7 @@ def mark_unpublished(session: Session, article_id: int) -> Article:
                                     changes={"status": [article.status, "unpublished"]}))
         article.status = "unpublished"
         article.updated_at = now
+        events.record(session, events.ARTICLE_WITHDRAWN, article_id=article.id, url=article.url)
     # Writing first takes SQLite's write lock, so no sender claims a delivery between our
     # reading the deliveries and changing them (PostgreSQL locks the rows themselves).
     session.flush()

@@ -37,6 +37,8 @@ class Guard:
     timeout_s: float = 10.0
     max_bytes: int = 5 * 1024 * 1024
     max_redirects: int = 5
+    # The settings that widen this guard, named in its refusals (webhooks have their own).
+    switches: str = "NEWSLETTER_FEED"
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Guard:
@@ -107,7 +109,7 @@ def check(url: str, guard: Guard) -> str:
     except ValueError as exc:
         raise Refused(f"refused {url!r}: not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
-        raise Refused(f"refused {url!r}: only http and https feeds can be fetched")
+        raise Refused(f"refused {url!r}: only http and https URLs can be reached")
     host = (parts.hostname or "").lower()
     if not host:
         raise Refused(f"refused {url!r}: no host")
@@ -126,8 +128,8 @@ def check(url: str, guard: Guard) -> str:
                 what = f"{'an' if why[0] in 'aeiou' else 'a'} {why} address"
                 where = (f"{address} is {what}" if host.strip("[]") == address
                          else f"{host} resolves to {address}, {what}")
-                raise Refused(f"refused {url!r}: {where} (set NEWSLETTER_FEED_ALLOW_PRIVATE "
-                              "or NEWSLETTER_FEED_ALLOWED_HOSTS to allow it)")
+                raise Refused(f"refused {url!r}: {where} (set {guard.switches}_ALLOW_PRIVATE "
+                              f"or {guard.switches}_ALLOWED_HOSTS to allow it)")
     return addresses[0]
 
 

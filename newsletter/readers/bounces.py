@@ -41,7 +41,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from newsletter import follows, sql, tokens, verp
+from newsletter import events, follows, sql, tokens, verp
 from newsletter.config import get_settings
 from newsletter.errors import BounceSourceError  # noqa: F401 - re-exported
 from newsletter.models import BounceEvent, Delivery, Reader, utcnow
@@ -225,6 +225,9 @@ def _suppress(session: Session, reader: Reader, method: str, edition_id: int | N
         return False
     consent.record(session, reader.id, reader.email, "withdrawn", source="email", method=method,
                    edition_id=edition_id, details=details)
+    # Not the diagnostic: a receiver's text can quote the address.
+    events.record(session, events.READER_BOUNCED, reader_id=reader.id, kind=method,
+                  edition_id=edition_id)
     session.execute(
         update(Delivery)
         .where(Delivery.reader_id == reader.id, Delivery.status.in_(UNSENT))

@@ -461,6 +461,8 @@ def unsubscribe(session: Session, token: str, *, method: str, ip: str | None = N
     consent.record(session, reader.id, reader.email, "withdrawn", source="email", method=method, ip=ip,
                    user_agent=user_agent, edition_id=edition_id,
                    details={"reason": reason[:500]} if reason else {})
+    events.record(session, events.READER_UNSUBSCRIBED, reader_id=reader.id, method=method,
+                  edition_id=edition_id)
     session.execute(
         update(Delivery)
         .where(Delivery.reader_id == reader.id, Delivery.status.in_(UNSENT))

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from newsletter import sql, verp
+from newsletter import events, sql, verp
 from newsletter.editions import claims, deliveries
 from newsletter.editions.content import BatchContent, load_batch
 from newsletter.mail import mailer, rendering
@@ -306,9 +306,12 @@ class PressRun:
     def pause(self) -> None:
         """A systemic failure: pause the batch's editions, with the reason."""
         edition_ids = list(self.editions)
-        self.session.execute(update(Edition).where(Edition.id.in_(edition_ids),
-                                                   Edition.status.in_(SENDABLE))
-                             .values(status=EditionStatus.PAUSED, error=self.paused[:1000]))
+        paused = self.session.scalars(update(Edition).where(Edition.id.in_(edition_ids),
+                                                            Edition.status.in_(SENDABLE))
+                                      .values(status=EditionStatus.PAUSED, error=self.paused[:1000])
+                                      .returning(Edition.id)).all()
+        for edition_id in paused:  # the reason stays in the console: it can quote an address
+            events.record(self.session, events.EDITION_PAUSED, edition_id=edition_id)
         log.warning("edition paused", extra={"edition_id": edition_ids, "reason": self.paused})
 
     def salvage(self) -> None:

@@ -27,6 +27,7 @@ from newsletter.web import (
     api_privacy,
     api_stats,
     api_topics,
+    api_webhooks,
     clicks,
     console,
     embed,
@@ -68,6 +69,7 @@ def create_app() -> FastAPI:
     app.include_router(api_topics.router)
     app.include_router(clicks.router)  # story links, /r/
     app.include_router(clicks.api_router)
+    app.include_router(api_webhooks.router)
 
     @app.get("/healthz")
     def healthz(session: SessionDep) -> JSONResponse:

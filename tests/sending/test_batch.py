@@ -119,6 +119,9 @@ def test_a_run_of_temporary_failures_pauses_and_gives_the_batch_back_unspent(rel
         assert edition.status == EditionStatus.PAUSED
         assert edition.error.startswith(f"{SYSTEMIC_RUN} temporary SMTP failures in a row, "
                                         "last: 451")
+        # Told to webhooks, without the reason (an SMTP reply can quote an address).
+        assert session.scalars(select(OutboxEvent.payload).where(
+            OutboxEvent.name == events.EDITION_PAUSED)).all() == [{"edition_id": edition_id}]
     # Nothing of a paused edition is claimed.
     with db.session_scope() as session, transport(url) as smtp:
         assert batch.send_batch(session, ids, smtp)["released"] == 0

@@ -46,6 +46,7 @@ from newsletter.web.console import (
     signin,
     tokens,
     topics,
+    webhooks,
 )
 
 # imports before readers: /admin/readers/import is not a reader's id.
@@ -53,5 +54,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     signin.router, dashboard.router, editions.router, previews.router, audit_log.router,
     editors.router, tokens.router, topics.router,
     articles.router, imports.router, readers.router, feeds.router, deliverability.router,
-    deliverability.admin_router,
+    deliverability.admin_router, webhooks.router,
 )
