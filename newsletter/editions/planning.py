@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -138,7 +139,8 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
     if not chosen:
         return []
     not_before = _release_times(page, chosen, times)
-    rows = _insert_deliveries(session, edition.id, chosen, domain, not_before)
+    rows = _insert_deliveries(session, edition.id, chosen, domain, not_before,
+                              edition.cutoff_at)
     _store_contents(session, edition.id, chosen)
     # A topic-filtered digest covered only its topics: the reader's next full digest must still
     # carry the rest of what came before this cutoff (already_sent keeps out what this sent).
@@ -167,11 +169,13 @@ def _release_times(page: list[digests.ReaderRow], chosen: list[digests.Digest],
 
 
 def _insert_deliveries(session: Session, edition_id: int, chosen: list[digests.Digest],
-                       domain: str, not_before: list[Any]) -> list[tuple[int, int]]:
-    """Insert a page's deliveries; returns their (id, reader id)."""
+                       domain: str, not_before: list[Any],
+                       due_by: datetime) -> list[tuple[int, int]]:
+    """Insert a page's deliveries (those of a wave due by ``due_by`` marked as queued now);
+    returns their (id, reader id)."""
     return sql.insert_deliveries(session, edition_id, [
         (d.reader_id, d.content_key, mailer.make_message_id(domain), at)
-        for d, at in zip(chosen, not_before, strict=True)], utcnow())
+        for d, at in zip(chosen, not_before, strict=True)], utcnow(), due_by)
 
 
 @dataclass

@@ -40,14 +40,14 @@ log = logging.getLogger(__name__)
 # Editions the schedule requested (Edition.source); only these are sent in waves.
 SOURCE = "schedule"
 
-# Held for its wave and not yet handed to the queue. A delivery due when it was planned (no
-# wait, or a catch-up after downtime) went to the queue with its page, so not_before is not
-# after its creation; the release stamps queued_at. What the reconciler's other passes
-# (a lost task, a lost broker) must leave alone: it was never in the broker.
-# (not_before IS NOT NULL first: without it the comparison is NULL for a delivery with no
-# wave, and NOT (… NULL) would leave that delivery out of the passes that negate HELD.)
+# Held for its wave and not yet handed to the queue: what the reconciler's other passes (a
+# lost task, a lost broker) must leave alone, since it was never in the broker. A wave's
+# delivery due when it was planned (its hour had come, or a catch-up after downtime) went
+# to the queue with its page and was stamped queued_at then; the release stamps the others.
+# (not_before IS NOT NULL, not a comparison that is NULL without a wave: NOT (… NULL) would
+# leave every delivery without a wave out of the passes that negate HELD.)
 HELD = and_(Delivery.status == DeliveryStatus.QUEUED, Delivery.queued_at.is_(None),
-            Delivery.not_before.is_not(None), Delivery.not_before > Delivery.created_at)
+            Delivery.not_before.is_not(None))
 
 
 def send_instant(day: date, hour: int, zone: ZoneInfo) -> datetime:
