@@ -46,3 +46,12 @@ def choices() -> tuple[tuple[str, tuple[str, ...]], ...]:
     grouped = [(region, tuple(zones)) for region, zones in
                groupby(names, key=lambda n: n.split("/", 1)[0]) if region[0].isupper()]
     return (("UTC", ("UTC",)), *grouped)
+
+
+def choices_with(current: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """:func:`choices`, with ``current`` first if the list leaves it out (an alias an import
+    gave): a reader saving the page must keep their zone, not get the first in the list."""
+    groups = choices()
+    if any(current in names for _, names in groups):
+        return groups
+    return (("Your current zone", (current,)), *groups)
