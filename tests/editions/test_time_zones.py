@@ -273,3 +273,52 @@ def test_the_wave_summary_counts_sent_and_due(fresh, dispatcher, zone) -> None:
         assert [w["at"] for w in summary["waves"]] == [utc(2026, 3, 10, 6),
                                                       utc(2026, 3, 10, 13)]
         assert summary["next_at"] == utc(2026, 3, 10, 13)
+
+
+def test_the_reconcilers_other_passes_and_resume_leave_a_wave_still_to_come_alone(
+        fresh, dispatcher) -> None:
+    """By the real clock this time: Los Angeles's wave is hours ahead."""
+    dispatcher.accept()
+    ids = add_readers({"amman@example.com": ["syria"], "la@example.com": ["syria"]}, "daily")
+    with db.session_scope() as session:
+        for email, zone in (("amman@example.com", AMMAN), ("la@example.com", LA)):
+            session.execute(update(Reader).where(Reader.id == ids[email]).values(timezone=zone))
+    publish("Talks resume in Geneva", ["Syria"])
+    day = (datetime.now(UTC) + timedelta(days=2)).date()
+    amman_at = waves.send_instant(day, 6, ZoneInfo(AMMAN))
+    with db.session_scope() as session:  # within the day's window
+        session.execute(update(Article).values(created_at=amman_at - H,
+                                               published_at=amman_at - H))
+    with db.session_scope() as session:
+        [edition_id] = [e.id for e in schedule.tick(session, now=amman_at, settings=site(
+            schedule_grace_hours=100.0)) if e.frequency == "daily"]
+    with db.session_scope() as session:
+        planning.plan(session, edition_id)
+    la = (Delivery.reader_id == ids["la@example.com"])
+
+    def held() -> bool:
+        with db.session_scope() as session:
+            return session.scalar(select(Delivery.queued_at).where(la)) is None
+
+    # A broker that lost its queue: what was in it goes again; the held wave was never there.
+    settings = get_settings()
+    if settings.uses_embedded_broker:
+        (settings.broker_dir / "epoch").unlink(missing_ok=True)
+    else:
+        import redis
+
+        redis.Redis.from_url(settings.broker).delete("newsletter:broker-epoch")
+    with db.session_scope() as session:
+        assert reconcile.requeue_after_broker_loss(session) == 1  # Amman's
+        assert reconcile.requeue_lost(session, timedelta(0)) == 1  # Amman's again, not LA's
+    assert held()
+    # Paused and resumed: what was due goes back to the queue, the wave to come waits.
+    with db.session_scope() as session:
+        session.execute(update(Edition).where(Edition.id == edition_id).values(status="paused"))
+    with db.session_scope() as session:
+        assert reconcile.resume(session, edition_id)["queued"] == 1
+    assert held()
+    # A relay pass now (the real clock, days before the wave) releases nothing.
+    with db.session_scope() as session:
+        assert reconcile.tick(session)["waves"] == 0
+    assert held()
