@@ -170,6 +170,12 @@ def tick(session: Session, now: datetime | None = None,
         )
         if last is not None and last >= due.at:
             continue  # this period (or, after a settings change, a later one) is requested
+        if last is not None and session.scalar(select(Edition.id).where(
+                Edition.kind == "digest", Edition.frequency == due.frequency,
+                Edition.period_key == due.period)) is not None:
+            # Requested when a reader further east made it due earlier, and that reader has
+            # left since (their zone moved the period's instant): still the same period.
+            continue
         late = now - due.at
         if last is None and late > grace:
             log.info("schedule: first %s edition waits for the next period (the last one "

@@ -322,3 +322,21 @@ def test_the_reconcilers_other_passes_and_resume_leave_a_wave_still_to_come_alon
     with db.session_scope() as session:
         assert reconcile.tick(session)["waves"] == 0
     assert held()
+
+
+def test_a_period_stays_requested_when_the_reader_who_made_it_early_leaves(fresh,
+                                                                          dispatcher) -> None:
+    dispatcher.accept()
+    ids = add_readers({"amman@example.com": ["syria"]}, "daily")
+    with db.session_scope() as session:
+        session.execute(update(Reader).values(timezone=AMMAN))
+    with db.session_scope() as session:
+        made = schedule.tick(session, now=utc(2026, 3, 10, 3), settings=site())
+        assert [e.period_key for e in made if e.frequency == "daily"] == ["2026-03-10"]
+    with db.session_scope() as session:
+        session.execute(update(Reader).where(Reader.id == ids["amman@example.com"])
+                        .values(status="unsubscribed"))
+    # 06:00 UTC, the site's hour: the period's instant is now later than its request, but
+    # the period is the one already requested.
+    with db.session_scope() as session:
+        assert schedule.tick(session, now=utc(2026, 3, 10, 6), settings=site()) == []
