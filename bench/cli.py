@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--articles", type=int, default=300)
     ap.add_argument("--skip", default="", help="comma list: small,peer,ceiling,alert,subscribe")
     ap.add_argument("--profile", action="store_true", help="py-spy the large run's worker")
+    ap.add_argument("--zones", type=int, default=0, choices=range(0, 25), metavar="N",
+                    help="spread the editions' readers over N time zones (1-24) and send the "
+                         "schedule's edition, released per zone; 0: no zones (the default)")
     return ap.parse_args(argv)
 
 
@@ -57,8 +60,9 @@ def smtp_sink_phases(args: argparse.Namespace, skip: set[str], r: dict) -> None:
     log(f"sink: {sink.kind} on {sink.url}")
     try:
         if "small" not in skip:
-            r["small"] = run_edition(small, args.articles, sink, "small")
-        r["large"] = run_edition(large, args.articles, sink, "large", profile=args.profile)
+            r["small"] = run_edition(small, args.articles, sink, "small", zones=args.zones)
+        r["large"] = run_edition(large, args.articles, sink, "large", profile=args.profile,
+                                 zones=args.zones)
         if "ceiling" not in skip:
             msg = sample_message()
             r["message_bytes"] = len(msg)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import create_engine, text
 
-from bench.config import PG_ADMIN, TAGS
+from bench.config import PG_ADMIN, TAGS, ZONES
 
 _NAMES = [f"Topic {i:02d} {w}" for i, w in
           enumerate(["Syria", "Russia", "Jordan", "Lebanon", "Iraq", "Egypt", "Iran",
@@ -61,8 +61,11 @@ def _write_topics(cur, now: datetime) -> None:
 
 
 def seed(url: str, readers: int, articles: int, *, frequency: str = "weekly",
-         reader_tags: tuple[int, int] = (1, 5), seed_value: int = 1) -> None:
-    """Tags, a week of articles and active readers, written with COPY (fast for 100k)."""
+         reader_tags: tuple[int, int] = (1, 5), seed_value: int = 1, zones: int = 0) -> None:
+    """Tags, a week of articles and active readers, written with COPY (fast for 100k).
+
+    ``zones``: readers spread in turn over the first that many of config.ZONES (0: no zone
+    stored, the site's, as before time zones)."""
     rng = random.Random(seed_value)
     now = datetime.now(UTC)
     eng = create_engine(url)
@@ -74,7 +77,7 @@ def seed(url: str, readers: int, articles: int, *, frequency: str = "weekly",
                 cp.write_row((i + 1, f"topic-{i:02d}", _NAMES[i]))
         _write_topics(cur, now)
         _write_articles(cur, rng, articles, now)
-        _write_readers(cur, rng, readers, now, frequency, reader_tags)
+        _write_readers(cur, rng, readers, now, frequency, reader_tags, ZONES[:zones])
         for table in ("tags", "topics", "articles", "readers"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                         f"(SELECT max(id) FROM {table}))")
@@ -107,15 +110,18 @@ def _write_articles(cur, rng: random.Random, articles: int, now: datetime) -> No
 
 
 def _write_readers(cur, rng: random.Random, readers: int, now: datetime,
-                   frequency: str, reader_tags: tuple[int, int]) -> None:
-    """Active readers, each following ``reader_tags`` topics of Zipf-like popularity."""
+                   frequency: str, reader_tags: tuple[int, int],
+                   zones: tuple[str, ...] = ()) -> None:
+    """Active readers, each following ``reader_tags`` topics of Zipf-like popularity, in
+    ``zones`` in turn (none: NULL, the site's)."""
     # Zipf-like popularity: a few big stories (Syria, Russia) and a long tail.
     weights = [1 / (i + 1) ** 0.9 for i in range(TAGS)]
     with cur.copy("COPY readers (id, email, status, frequency, source, created_at, "
-                  "confirmed_at) FROM STDIN") as cp:
+                  "confirmed_at, timezone) FROM STDIN") as cp:
         for r in range(readers):
             cp.write_row((r + 1, f"reader{r + 1}@example.org", "active", frequency,
-                          "import", now - timedelta(days=30), now - timedelta(days=30)))
+                          "import", now - timedelta(days=30), now - timedelta(days=30),
+                          zones[r % len(zones)] if zones else None))
     with cur.copy("COPY reader_topics (reader_id, topic_id) FROM STDIN") as cp:
         for r in range(readers):
             for t in skewed(rng, rng.randint(*reader_tags), weights):

@@ -192,6 +192,9 @@ class Reader(Base):
     # Why the last confirmation email could not be sent (an address no relay takes, a
     # message that would not build); cleared when one goes out.
     confirmation_error: Mapped[str | None] = mapped_column(String(500))
+    # The reader's IANA time zone (newsletter/zones.py): daily and weekly editions reach them
+    # at the send hour there. NULL: the site's TIMEZONE.
+    timezone: Mapped[str | None] = mapped_column(String(64))
     topics: Mapped[list[Topic]] = relationship(secondary="reader_topics", lazy="selectin")
     # The console finds readers by the start of their address (``LIKE 'ali%'``): on
     # PostgreSQL only a pattern-ops index serves a prefix under a non-C collation.
@@ -345,6 +348,10 @@ class Delivery(Base):
     # How often the reconciler took it back from a worker that died while sending it: each
     # may be a second copy (sent, not recorded), always with the same Message-ID.
     reclaims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A scheduled edition's delivery waits until the send hour in its reader's zone: not
+    # claimed before, handed to the queue by the reconciler's pass when due (editions/waves.py).
+    # NULL: at once (alerts, editions asked for by an editor).
+    not_before: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     # For a failed delivery: 'permanent' (5xx, unsendable) or 'temporary' (gave up retrying).
@@ -355,6 +362,9 @@ class Delivery(Base):
         Index("ix_deliveries_edition_status", "edition_id", "status"),
         # A reader's history (what they already got) is read by reader for each page planned.
         Index("ix_deliveries_reader", "reader_id"),
+        # The reconciler looks every pass for held deliveries whose wave is due: queued ones
+        # only, a small set beside the sent history.
+        Index("ix_deliveries_status_not_before", "status", "not_before"),
     )
 
 

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -171,10 +171,15 @@ def exclusive(session: Session, name: str) -> Iterator[None]:
 # --- the planner's bulk writes -----------------------------------------------------------
 
 
-def insert_deliveries(session: Session, edition_id: int, rows: list[tuple[int, str, str]],
-                      created_at: datetime) -> list[tuple[int, int]]:
-    """Queue a page of deliveries, (reader id, content key, Message-ID) each; returns their
-    (id, reader id) in the order given."""
+def insert_deliveries(session: Session, edition_id: int,
+                      rows: list[tuple[int, str, str, datetime | None]],
+                      created_at: datetime, due_by: datetime | None = None
+                      ) -> list[tuple[int, int]]:
+    """Queue a page of deliveries, (reader id, content key, Message-ID, not before) each;
+    returns their (id, reader id) in the order given. One whose not_before is at or before
+    ``due_by`` goes to the queue now (queued_at = created_at); a later one is held for its
+    wave (queued_at NULL, editions/waves.py)."""
+    due_by = due_by or created_at
     if _postgresql(session):
         # Each column as one comma-separated string, not 200 rows of VALUES: psycopg parses a
         # statement's placeholders in Python and caches that only up to 50 of them, so the
@@ -182,25 +187,37 @@ def insert_deliveries(session: Session, edition_id: int, rows: list[tuple[int, s
         # quotes a list's strings for an array one by one in Python (a quarter of planning).
         # Neither a content key (hex) nor a Message-ID (hex@domain) can hold a comma.
         return [tuple(r) for r in session.execute(_UNNEST_DELIVERIES, {
-            "edition_id": edition_id, "created_at": created_at,
+            "edition_id": edition_id, "created_at": created_at, "due_by": due_by,
             "readers": ",".join([str(r[0]) for r in rows]),
             "keys": ",".join([r[1] for r in rows]),
-            "message_ids": ",".join([r[2] for r in rows])})]
+            "message_ids": ",".join([r[2] for r in rows]),
+            # '' is NULL (string_to_array's third argument); a page has a few distinct times.
+            "not_before": ",".join([_iso(r[3]) for r in rows])})]
     return [tuple(r) for r in session.execute(
         insert(Delivery).returning(Delivery.id, Delivery.reader_id, sort_by_parameter_order=True),
         [{"edition_id": edition_id, "reader_id": reader_id, "status": DeliveryStatus.QUEUED,
-          "content_key": key, "message_id": message_id, "created_at": created_at}
-         for reader_id, key, message_id in rows])]
+          "content_key": key, "message_id": message_id, "created_at": created_at,
+          "not_before": not_before,
+          "queued_at": created_at if not_before is not None and not_before <= due_by else None}
+         for reader_id, key, message_id, not_before in rows])]
+
+
+@lru_cache(maxsize=256)
+def _iso(at: datetime | None) -> str:
+    return "" if at is None else at.isoformat()
 
 
 _UNNEST_DELIVERIES = text(
     "INSERT INTO deliveries (edition_id, reader_id, status, content_key, message_id, attempts,"
-    " reclaims, created_at)"
-    " SELECT :edition_id, r, 'queued', k, m, 0, 0, :created_at"
+    " reclaims, created_at, not_before, queued_at)"
+    " SELECT :edition_id, r, 'queued', k, m, 0, 0, :created_at, n,"
+    " CASE WHEN n <= :due_by THEN :created_at END"
     " FROM unnest(CAST(string_to_array(:readers, ',') AS INTEGER[]),"
-    " string_to_array(:keys, ','), string_to_array(:message_ids, ',')) AS page(r, k, m)"
+    " string_to_array(:keys, ','), string_to_array(:message_ids, ','),"
+    " CAST(string_to_array(:not_before, ',', '') AS TIMESTAMPTZ[])) AS page(r, k, m, n)"
     " RETURNING id, reader_id"
-).bindparams(bindparam("created_at", type_=Delivery.__table__.c.created_at.type))
+).bindparams(bindparam("created_at", type_=Delivery.__table__.c.created_at.type),
+              bindparam("due_by", type_=Delivery.__table__.c.created_at.type))
 
 
 def insert_digests(session: Session, edition_id: int, rows: list[tuple[str, str, bool]]) -> None:

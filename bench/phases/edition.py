@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -18,23 +18,27 @@ from bench.seeding import drop_database, fresh_database, seed
 
 
 def run_edition(readers: int, articles: int, sink, tag: str,
-                profile: bool = False, **extra_env: str) -> dict:
-    """Seed a fresh database, start a worker, send one weekly edition, measure it."""
+                profile: bool = False, zones: int = 0, **extra_env: str) -> dict:
+    """Seed a fresh database, start a worker, send one weekly edition, measure it.
+
+    With ``zones`` (≥ 1) the readers are spread over that many time zones and the edition
+    is the schedule's (planned with a release time per zone, editions/waves.py), for last
+    week's period: every wave is due, so it is sent through as the editor's edition is."""
     from newsletter import db
 
     name = f"bench_{tag}_{os.getpid()}"
     log(f"[{tag}] fresh database {name}, seeding {readers} readers / {articles} articles")
     url = fresh_database(name)
-    seed(url, readers, articles)
+    seed(url, readers, articles, zones=zones)
     env = processes.configure(url, sink.url, **extra_env)
     worker = processes.start_worker(env, tag)
     spy = _profiler(worker.pid, tag) if profile else None
     try:
-        edition_id, status, wall = _send_edition(tag)
+        edition_id, status, wall = _send_edition(tag, scheduled=zones > 0)
         rss = processes.peak_rss_mb(worker.pid)
         cpu_s = processes.cpu_seconds(worker.pid)
         mdir = processes.metrics_dir(worker.pid)
-        result = {"readers": readers, "articles": articles, "status": status,
+        result = {"readers": readers, "articles": articles, "zones": zones, "status": status,
                   **_figures(edition_id), "wall_seconds": round(wall, 2),
                   "peak_rss_mb": rss, "peak_rss_total_mb": round(sum(rss.values()), 1),
                   "worker_cpu_s": cpu_s,
@@ -69,16 +73,24 @@ def _profiler(pid: int, tag: str) -> subprocess.Popen | None:
     return spy
 
 
-def _send_edition(tag: str) -> tuple[int, str, float]:
+def _send_edition(tag: str, scheduled: bool = False) -> tuple[int, str, float]:
     """Request the weekly edition and wait until it is done: (id, status, wall seconds)."""
     from newsletter import db
     from newsletter.editions import requests as editions
+    from newsletter.editions import schedule
     from newsletter.models import Edition
 
-    log(f"[{tag}] requesting the edition")
+    log(f"[{tag}] requesting the {'scheduled ' if scheduled else ''}edition")
     t0 = time.time()
     with db.session_scope() as s:
-        edition_id = editions.request(s, "weekly", source="bench").id
+        if scheduled:
+            # Last week's period: its send hour has passed in every zone.
+            period = schedule.latest_due(
+                "weekly", datetime.now(UTC) - timedelta(days=8)).period
+            edition_id = editions.request(s, "weekly", source=schedule.SOURCE,
+                                          period=period).id
+        else:
+            edition_id = editions.request(s, "weekly", source="bench").id
         s.commit()
     status = "planning"
     deadline = time.monotonic() + 3600
@@ -121,7 +133,8 @@ def _after(start: datetime, at: datetime | None) -> float | None:
     return round((at - start).total_seconds(), 2) if at else None
 
 
-_KEYS = ("readers", "articles", "status", "counts", "sent", "seconds", "wall_seconds",
+_KEYS = ("readers", "articles", "zones", "status", "counts", "sent", "seconds",
+         "wall_seconds",
          "emails_per_s", "distinct_digests", "plan_to_first_send_s", "planning_s",
          "done_after_s", "peak_rss_mb", "peak_rss_total_mb", "worker_cpu_s", "premailer_calls",
          "digest_renders")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from newsletter import events, sql
 from newsletter.config import get_settings
 from newsletter.editions import selection as digests
+from newsletter.editions import waves
 from newsletter.editions.deliveries import finish_if_complete
 from newsletter.mail import mailer
 from newsletter.models import (
@@ -59,6 +61,8 @@ def _plan(session: Session, edition_id: int) -> int:
     # An alert reaches the few immediate readers who follow its stories' topics; a digest
     # reaches most of its readers, where the filter would cost more than it saves.
     follows_any = list(candidates.by_topic) if edition.kind == "alert" else None
+    # A scheduled edition's deliveries wait for the send hour in their readers' zones.
+    times = waves.release_times(edition, settings)
     made, after, readers = 0, 0, 0
     analyzed_at = _FIRST_ANALYZE
     would = _DryRun()
@@ -73,13 +77,13 @@ def _plan(session: Session, edition_id: int) -> int:
             would.add(digests.decide_page(session, candidates, page))
             continue
         try:
-            chosen = _plan_page(session, edition, candidates, page, settings.mail_domain)
+            chosen = _plan_page(session, edition, candidates, page, settings.mail_domain, times)
             session.commit()
         except IntegrityError:
             # A concurrent planner took some of these readers or articles first; deciding
             # the page again sees what it committed.
             session.rollback()
-            chosen = _plan_page(session, edition, candidates, page, settings.mail_domain)
+            chosen = _plan_page(session, edition, candidates, page, settings.mail_domain, times)
             session.commit()
         made += len(chosen)
         would.add(chosen)  # its per-topic figures, tallied as a dry run's
@@ -123,7 +127,8 @@ def _analyze(session: Session) -> None:
 
 
 def _plan_page(session: Session, edition: Edition, candidates: digests.Candidates,
-               page: list[digests.ReaderRow], domain: str) -> list[digests.Digest]:
+               page: list[digests.ReaderRow], domain: str,
+               times: waves.ReleaseTimes | None = None) -> list[digests.Digest]:
     """The page's deliveries, inserted (not committed); the digests chosen for them."""
     ids = [r.id for r in page]
     planned = set(session.scalars(
@@ -133,7 +138,9 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
     chosen = digests.decide_page(session, candidates, todo)
     if not chosen:
         return []
-    rows = _insert_deliveries(session, edition.id, chosen, domain)
+    not_before = _release_times(page, chosen, times)
+    rows = _insert_deliveries(session, edition.id, chosen, domain, not_before,
+                              edition.cutoff_at)
     _store_contents(session, edition.id, chosen)
     # A topic-filtered digest covered only its topics: the reader's next full digest must still
     # carry the rest of what came before this cutoff (already_sent keeps out what this sent).
@@ -142,16 +149,33 @@ def _plan_page(session: Session, edition: Edition, candidates: digests.Candidate
             update(Reader).where(sql.one_of(session, Reader.id, [d.reader_id for d in chosen]))
             .values(last_digest_at=edition.cutoff_at)
         )
-    events.record(session, events.DELIVERIES_QUEUED, edition_id=edition.id,
-                  delivery_ids=[r[0] for r in rows])
+    # Those due by the cutoff (every one, without waves) go to the queue now; the others
+    # are held until the reconciler's pass releases their wave (waves.release_due).
+    due = [r[0] for r, at in zip(rows, not_before, strict=True)
+           if at is None or at <= edition.cutoff_at]
+    if due:
+        events.record(session, events.DELIVERIES_QUEUED, edition_id=edition.id,
+                      delivery_ids=due)
     return chosen
 
 
+def _release_times(page: list[digests.ReaderRow], chosen: list[digests.Digest],
+                   times: waves.ReleaseTimes | None) -> list[Any]:
+    """Each chosen delivery's not_before (None: at once), in the order of ``chosen``."""
+    if times is None:
+        return [None] * len(chosen)
+    zone_of = {r.id: r.timezone for r in page}
+    return [times(zone_of[d.reader_id]) for d in chosen]
+
+
 def _insert_deliveries(session: Session, edition_id: int, chosen: list[digests.Digest],
-                       domain: str) -> list[tuple[int, int]]:
-    """Insert a page's deliveries; returns their (id, reader id)."""
+                       domain: str, not_before: list[Any],
+                       due_by: datetime) -> list[tuple[int, int]]:
+    """Insert a page's deliveries (those of a wave due by ``due_by`` marked as queued now);
+    returns their (id, reader id)."""
     return sql.insert_deliveries(session, edition_id, [
-        (d.reader_id, d.content_key, mailer.make_message_id(domain)) for d in chosen], utcnow())
+        (d.reader_id, d.content_key, mailer.make_message_id(domain), at)
+        for d, at in zip(chosen, not_before, strict=True)], utcnow(), due_by)
 
 
 @dataclass

@@ -13,6 +13,8 @@ How fast (the defaults):
   marks the broker again. Within one interval (10 s) of the broker answering.
 - anything else left behind (a claim from before holders existed, a holder whose row is
   missing, a task lost without the broker losing its mark): the lease (40 min), as before.
+- a scheduled edition's wave (editions/waves.py): its held deliveries go to the queue at
+  the first pass after their time, once; the passes above leave held ones alone.
 Every step is an idempotent UPDATE … RETURNING, so two beats (or a tick racing a worker)
 do no harm: a delivery is sent only by whoever claims it queued → sending.
 """
@@ -23,12 +25,12 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select, update
+from sqlalchemy import and_, false, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter import events
 from newsletter.config import get_settings
-from newsletter.editions import claims, deliveries
+from newsletter.editions import claims, deliveries, waves
 from newsletter.errors import EditionNotFound, NotPaused
 from newsletter.models import Delivery, Edition, utcnow
 from newsletter.states import SENDABLE, UNSENT, DeliveryStatus, EditionStatus
@@ -41,6 +43,7 @@ def tick(session: Session, lease: timedelta | None = None) -> dict[str, int]:
     lease = lease if lease is not None else timedelta(seconds=get_settings().delivery_lease_s)
     done = {"events": events.dispatch_pending(session)}
     done["retries"] = deliveries.requeue_due(session)
+    done["waves"] = waves.release_due(session)
     done["orphaned"] = reclaim_orphaned(session)
     done["reclaimed"] = reclaim_stale(session, lease)
     done["broker_lost"] = requeue_after_broker_loss(session)
@@ -180,7 +183,7 @@ def requeue_after_broker_loss(session: Session) -> int:
         return 0
     rows = session.execute(
         update(Delivery)
-        .where(Delivery.status == DeliveryStatus.QUEUED,
+        .where(Delivery.status == DeliveryStatus.QUEUED, not_(waves.HELD),
                Delivery.edition_id.in_(select(Edition.id).where(Edition.status.in_(SENDABLE))))
         .values(queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
@@ -199,12 +202,16 @@ def requeue_after_broker_loss(session: Session) -> int:
 
 
 def requeue_lost(session: Session, lease: timedelta) -> int:
-    """Re-enqueue queued deliveries of sending editions untouched for ``lease``."""
+    """Re-enqueue queued deliveries of sending editions untouched for ``lease``.
+
+    Not those held for their wave: they were never in the queue, and not yet due is not
+    lost (waves.release_due hands them over when due).
+    """
     now = utcnow()
     since = now - lease
     rows = session.execute(
         update(Delivery)
-        .where(Delivery.status == DeliveryStatus.QUEUED,
+        .where(Delivery.status == DeliveryStatus.QUEUED, not_(waves.HELD),
                or_(Delivery.queued_at < since,
                    and_(Delivery.queued_at.is_(None), Delivery.created_at < since)),
                Delivery.edition_id.in_(select(Edition.id).where(Edition.status.in_(SENDABLE))))
@@ -225,9 +232,12 @@ def resume(session: Session, edition_id: int) -> dict[str, Any]:
     if edition.status != EditionStatus.PAUSED:
         raise NotPaused(f"edition {edition_id} is {edition.status}, not paused")
     edition.status, edition.error = EditionStatus.SENDING, None
+    now = utcnow()
     rows = session.execute(
         update(Delivery)
-        .where(Delivery.edition_id == edition_id, Delivery.status.in_(UNSENT))
+        # Held deliveries whose wave is still to come keep waiting for it.
+        .where(Delivery.edition_id == edition_id, Delivery.status.in_(UNSENT),
+               not_(and_(waves.HELD, Delivery.not_before > now)))
         .values(status=DeliveryStatus.QUEUED, queued_at=utcnow())
         .returning(Delivery.id, Delivery.edition_id)
     ).all()

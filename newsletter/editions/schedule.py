@@ -10,6 +10,10 @@ So a period is sent once however many ticks, beats or retries see it (the unique
 only the latest missed period is sent — once. Its digest carries everything since each
 reader's last one (``digests.lookback_floor`` reaches back to the previous edition).
 
+Readers live in many zones: a period is due when its send hour comes in the earliest zone
+among the site's and the active readers'; its edition is planned then, once, and each
+reader's delivery waits for the send hour in their own zone (newsletter.editions.waves).
+
 A brand-new install (no scheduled edition of a frequency yet) sends the period just past
 only if its instant is within ``schedule_grace_hours``: starting the service on a Thursday
 must not send "Monday's" weekly edition, but starting it ten minutes late on Monday should.
@@ -18,23 +22,26 @@ must not send "Monday's" weekly edition, but starting it ten minutes late on Mon
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsletter import zones
 from newsletter.config import Settings, get_settings
 from newsletter.editions import requests as editions
+from newsletter.editions import waves
 from newsletter.editions.frequencies import LOOKBACK
 from newsletter.editions.selection import MAX_CATCH_UP
 from newsletter.models import Article, Edition, Reader, utcnow
 
 log = logging.getLogger(__name__)
 
-SOURCE = "schedule"
+SOURCE = waves.SOURCE
 
 
 @dataclass(frozen=True)
@@ -47,45 +54,61 @@ class Due:
 
 
 def latest_due(frequency: str, now: datetime, *, timezone: str = "UTC",
-               daily_send_hour: int = 6, weekly_send_weekday: int = 0) -> Due:
+               daily_send_hour: int = 6, weekly_send_weekday: int = 0,
+               reader_zones: Iterable[str] = ()) -> Due:
     """The latest send instant of ``frequency`` at or before ``now``, and its period.
 
     Daily editions go at ``daily_send_hour`` local time and their period is the local date;
     weekly ones at the same hour on ``weekly_send_weekday`` (0 = Monday) and their period is
-    the ISO week of that local date.
+    the ISO week of that local date. With ``reader_zones`` beside the site's
+    ``timezone``, a period is due when its send hour comes in the earliest of them (the
+    edition is planned then; each reader's delivery waits for their own hour, waves.py).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if frequency not in editions.DIGEST_FREQUENCIES:
         raise ValueError(f"no schedule for frequency {frequency!r}")
-    tz = ZoneInfo(timezone)
+    tzs = [ZoneInfo(z) for z in sorted({timezone, *reader_zones})]
+    # The latest day any zone has reached; its instant is the earliest zone's send hour.
+    day = max(_latest_day(frequency, now, tz, daily_send_hour, weekly_send_weekday)
+              for tz in tzs)
+    at = min(waves.send_instant(day, daily_send_hour, tz) for tz in tzs)
+    return Due(frequency, at, editions.period_key(frequency, datetime.combine(
+        day, time(daily_send_hour))))
+
+
+def _latest_day(frequency: str, now: datetime, tz: ZoneInfo, hour: int, weekday: int) -> date:
+    """The latest local send day in ``tz`` whose send hour is at or before ``now``."""
     day = now.astimezone(tz).date()
     step = timedelta(days=1)
     if frequency == "weekly":
-        day -= timedelta(days=(day.weekday() - weekly_send_weekday) % 7)
+        day -= timedelta(days=(day.weekday() - weekday) % 7)
         step = timedelta(days=7)
-    if _instant(day, daily_send_hour, tz) > now:
+    if waves.send_instant(day, hour, tz) > now:
         day -= step
-    local = datetime.combine(day, time(daily_send_hour), tzinfo=tz)
-    return Due(frequency, _instant(day, daily_send_hour, tz),
-               editions.period_key(frequency, local))
+    return day
 
 
-def _instant(day: date, hour: int, tz: ZoneInfo) -> datetime:
-    # Compared in UTC: Python compares two datetimes of the same zone by wall clock, which
-    # is wrong across a DST change. An hour that a DST jump skips resolves to the instant
-    # just after the jump, an hour that occurs twice to its first occurrence (fold=0).
-    return datetime.combine(day, time(hour), tzinfo=tz).astimezone(UTC)
+def zones_in_use(session: Session, frequency: str) -> set[str]:
+    """The time zones active readers of ``frequency`` named (the site's stands for NULL).
+
+    A DISTINCT over the readers' zone each tick: a few dozen names however many readers.
+    """
+    return {z for z in session.scalars(
+        select(Reader.timezone).distinct()
+        .where(Reader.status == "active", Reader.frequency == frequency)) if z and zones.known(z)}
 
 
-def next_due(frequency: str, now: datetime, settings: Settings | None = None) -> Due:
+def next_due(frequency: str, now: datetime, settings: Settings | None = None,
+             reader_zones: Iterable[str] = ()) -> Due:
     """The first send instant of ``frequency`` after ``now`` under the site's settings."""
     settings = settings or get_settings()
     step = timedelta(days=7 if frequency == "weekly" else 1)
     for reach in (step, step + timedelta(hours=2)):  # a 25-hour day (DST) needs the extra
         due = latest_due(frequency, now + reach, timezone=settings.timezone,
                          daily_send_hour=settings.daily_send_hour,
-                         weekly_send_weekday=settings.weekly_send_weekday)
+                         weekly_send_weekday=settings.weekly_send_weekday,
+                         reader_zones=reader_zones)
         if due.at > now:
             return due
     raise AssertionError("unreachable: a send instant falls within every step")
@@ -102,7 +125,7 @@ def upcoming(session: Session, now: datetime | None = None,
         .group_by(Reader.frequency)).all())
     out = []
     for frequency in editions.DIGEST_FREQUENCIES:
-        due = next_due(frequency, now, settings)
+        due = next_due(frequency, now, settings, zones_in_use(session, frequency))
         last = session.scalar(select(func.max(Edition.cutoff_at)).where(
             Edition.kind == "digest", Edition.frequency == frequency, Edition.dry_run.is_(False),
             Edition.status.in_(("sending", "done", "paused"))))
@@ -116,12 +139,15 @@ def upcoming(session: Session, now: datetime | None = None,
     return out
 
 
-def due_now(now: datetime, settings: Settings | None = None) -> list[Due]:
-    """The latest due instant of every digest frequency under the site's settings."""
+def due_now(now: datetime, settings: Settings | None = None,
+            session: Session | None = None) -> list[Due]:
+    """The latest due instant of every digest frequency under the site's settings (and, given
+    a session, the zones its readers live in)."""
     settings = settings or get_settings()
     return [latest_due(f, now, timezone=settings.timezone,
                        daily_send_hour=settings.daily_send_hour,
-                       weekly_send_weekday=settings.weekly_send_weekday)
+                       weekly_send_weekday=settings.weekly_send_weekday,
+                       reader_zones=zones_in_use(session, f) if session is not None else ())
             for f in editions.DIGEST_FREQUENCIES]
 
 
@@ -136,7 +162,7 @@ def tick(session: Session, now: datetime | None = None,
     now = now or utcnow()
     grace = timedelta(hours=settings.schedule_grace_hours)
     requested = []
-    for due in due_now(now, settings):
+    for due in due_now(now, settings, session):
         last = session.scalar(
             select(func.max(Edition.requested_at))
             .where(Edition.kind == "digest", Edition.frequency == due.frequency,
@@ -144,6 +170,12 @@ def tick(session: Session, now: datetime | None = None,
         )
         if last is not None and last >= due.at:
             continue  # this period (or, after a settings change, a later one) is requested
+        if last is not None and session.scalar(select(Edition.id).where(
+                Edition.kind == "digest", Edition.frequency == due.frequency,
+                Edition.period_key == due.period)) is not None:
+            # Requested when a reader further east made it due earlier, and that reader has
+            # left since (their zone moved the period's instant): still the same period.
+            continue
         late = now - due.at
         if last is None and late > grace:
             log.info("schedule: first %s edition waits for the next period (the last one "

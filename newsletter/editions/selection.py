@@ -71,6 +71,7 @@ class ReaderRow:
     id: int
     last_digest_at: datetime | None
     topic_ids: frozenset[int]
+    timezone: str | None = None  # the reader's zone (None: the site's): their wave
 
 
 @dataclass
@@ -226,7 +227,7 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
     With ``follows_any``, only readers who follow at least one of those topics.
     """
     query = (
-        select(Reader.id, Reader.last_digest_at)
+        select(Reader.id, Reader.last_digest_at, Reader.timezone)
         .where(Reader.status == "active", Reader.frequency == edition.frequency,
                Reader.id > after_id,
                # A paused reader is skipped; their next digest picks up where the last ended.
@@ -253,7 +254,8 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
     # alert was planned comes in the next one although it is older than that alert's cutoff:
     # alerts rely on the (reader, article) uniqueness alone, not on last_digest_at.
     alert = edition.kind == "alert"
-    return [ReaderRow(r[0], None if alert else r[1], frozenset(topics[r[0]])) for r in rows]
+    return [ReaderRow(r[0], None if alert else r[1], frozenset(topics[r[0]]), r[2])
+            for r in rows]
 
 
 @dataclass

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import events, follows, sql
+from newsletter import events, follows, sql, zones
 from newsletter.errors import ImportRowError  # noqa: F401 - re-exported
 from newsletter.models import ConsentEvent, Reader, ReaderTopic, Topic, utcnow
 from newsletter.newsroom.tags import slugify
@@ -74,6 +74,7 @@ class ImportRow:
     frequency: str
     consented_at: datetime | None
     source: str | None
+    timezone: str | None = None  # an IANA name; None: not given (the site's, or kept)
 
 
 class TopicIndex:
@@ -128,7 +129,20 @@ def parse_row(number: int, raw: Any, topics: TopicIndex) -> ImportRow:
     consent = data.get("consented_at") or data.get("consent_date")
     source = str(data.get("source") or "").strip()[:255] or None
     return ImportRow(number, email, frozenset(t[0] for t in chosen), tuple(t[1] for t in chosen),
-                     frequency, parse_consent_date(consent), source)
+                     frequency, parse_consent_date(consent), source,
+                     parse_timezone(data.get("timezone")))
+
+
+def parse_timezone(value: Any) -> str | None:
+    """An IANA time zone name (Asia/Amman), or None when the row gives none."""
+    if value is None or not str(value).strip():
+        return None
+    name = str(value).strip()
+    if not zones.known(name):
+        # Unlike the form's hidden field, an import names it on purpose: a typo is reported.
+        raise ImportRowError(f"timezone must be an IANA name such as Asia/Amman, "
+                             f"not {name[:40]!r}")
+    return name
 
 
 def parse_consent_date(value: Any) -> datetime | None:
@@ -210,7 +224,7 @@ def _import_chunk(session: Session, rows: list[ImportRow], result: ImportResult,
             break
         existing = {r.email: r for r in session.execute(
             select(Reader.id, Reader.email, Reader.status, Reader.frequency,
-                   Reader.confirmation_sent_at)
+                   Reader.confirmation_sent_at, Reader.timezone)
             .where(Reader.email.in_([row.email for row in todo])))}
         _update_existing(session, [r for r in todo if r.email in existing], existing, result,
                          source, ledger, confirm)
@@ -243,7 +257,7 @@ def _insert_new(session: Session, rows: list[ImportRow], result: ImportResult, s
         sql.insert_ignoring_duplicates(session, table).returning(table.c.email, table.c.id),
         [{"email": r.email, "status": "active" if r.consented_at else "pending",
           "frequency": r.frequency, "source": source[:32], "created_at": now,
-          "confirmed_at": r.consented_at} for r in rows],
+          "confirmed_at": r.consented_at, "timezone": r.timezone} for r in rows],
     ).tuples().all())
     made = [r for r in rows if r.email in ids]
     _insert_rows(session, ReaderTopic, [{"reader_id": ids[r.email], "topic_id": t}
@@ -284,6 +298,8 @@ def _update_existing(session: Session, rows: list[ImportRow], existing: dict[str
         values: dict[str, Any] = {}
         if row.frequency != reader.frequency:
             values["frequency"] = row.frequency
+        if row.timezone is not None and row.timezone != reader.timezone:
+            values["timezone"] = row.timezone  # not consent: no ledger entry of its own
         activate = reader.status == "pending" and row.consented_at is not None
         if activate:
             values.update(status="active", confirmed_at=row.consented_at)

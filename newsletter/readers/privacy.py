@@ -138,6 +138,8 @@ def export(session: Session, email: str) -> dict[str, Any]:
     return {
         "reader": {
             "email": reader.email, "status": reader.status, "frequency": reader.frequency,
+            # None: never told us; digests follow the site's zone.
+            "timezone": reader.timezone,
             "topics": [t.slug for t in reader.topics], "source": reader.source,
             "created_at": _iso(reader.created_at), "confirmed_at": _iso(reader.confirmed_at),
             "unsubscribed_at": _iso(reader.unsubscribed_at),

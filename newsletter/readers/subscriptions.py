@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from newsletter import events, follows, sql, tokens
+from newsletter import events, follows, sql, tokens, zones
 from newsletter.config import get_settings
 from newsletter.errors import SubscriptionError  # noqa: F401 - re-exported
 from newsletter.models import (
@@ -169,6 +169,7 @@ def subscribe(
     source: str = "form",
     ip: str | None = None,
     user_agent: str | None = None,
+    timezone: str | None = None,
 ) -> int:
     """Ask for a subscription; nothing is active until the reader confirms by email.
 
@@ -176,8 +177,10 @@ def subscribe(
     in (no enumeration); an already active reader is left as is — changes go through their
     preferences link. An address we know (pending, unsubscribed) keeps its topics and
     frequency: the new choice waits beside it (PendingChoice) until the mailbox confirms.
-    Bad input raises SubscriptionError before anything is written (the
-    form relies on it).
+    ``timezone`` (the browser's, from the form's hidden field) is kept for a new reader
+    only if zoneinfo knows it, else the site's; a known reader keeps theirs (a stranger may
+    type their address; the preference centre changes it). Bad input raises
+    SubscriptionError before anything is written (the form relies on it).
 
     Written with Core statements, not the unit of work: this is the form a campaign or a
     breaking story sends thousands of readers to at once, and the ORM's flush of a reader,
@@ -193,14 +196,15 @@ def subscribe(
         raise SubscriptionError("Please tick the box to agree to receive the newsletter.",
                                 "consent")
     now = utcnow()
+    timezone = zones.zone_or_none(timezone)
     if in_one:
         return _subscribe_in_one(session, email, topics, frequency, source=source, ip=ip,
-                                 user_agent=user_agent, now=now)
+                                 user_agent=user_agent, now=now, timezone=timezone)
     # An address seen before becomes pending again, its choice kept aside until confirmed,
     # unless it is active: then no row comes back and nothing is written.
     row = session.execute(_upsert_reader(sql.upsert(session, _READERS)), {
         "email": email, "status": "pending", "frequency": frequency, "source": source,
-        "created_at": now}).first()
+        "created_at": now, "timezone": timezone}).first()
     if row is None:
         return session.scalar(select(Reader.id).where(Reader.email == email))
     reader_id, created_at = row
@@ -219,7 +223,8 @@ def subscribe(
 
 
 def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequency: str, *,
-                      source: str, ip: str | None, user_agent: str | None, now) -> int:
+                      source: str, ip: str | None, user_agent: str | None, now,
+                      timezone: str | None = None) -> int:
     """subscribe() on PostgreSQL: the topic lookup and every write in one statement.
 
     Why: the form is the path a breaking story sends thousands of readers to at once, and
@@ -230,7 +235,7 @@ def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequ
     slugs = _wanted(topics)
     row = session.execute(_SUBSCRIBE, {
         "slugs": slugs, "email": email, "frequency": frequency, "source": source,
-        "created_at": now, "email_hash": consent.email_hash(email),
+        "timezone": timezone, "created_at": now, "email_hash": consent.email_hash(email),
         "text_version": get_settings().consent_text_version, "text_hash": get_settings().consent_text_hash,
         "ip": ip, "user_agent": (user_agent or "")[:512] or None,
         "details": {"topics": slugs, "frequency": frequency}, "choice": slugs,
@@ -251,8 +256,8 @@ WITH chosen AS (
 ), known AS (
   SELECT count(*) = cardinality(CAST(:slugs AS VARCHAR[])) AS ok FROM chosen
 ), reader AS (
-  INSERT INTO readers (email, status, frequency, source, created_at)
-  SELECT :email, 'pending', :frequency, :source, :created_at FROM known WHERE ok
+  INSERT INTO readers (email, status, frequency, source, timezone, created_at)
+  SELECT :email, 'pending', :frequency, :source, :timezone, :created_at FROM known WHERE ok
   ON CONFLICT (email) DO UPDATE SET status = excluded.status
   WHERE readers.status <> 'active'
   RETURNING id, created_at = :created_at AS is_new
@@ -396,10 +401,15 @@ def change_preferences(
     pause: str = "",
     ip: str | None = None,
     user_agent: str | None = None,
+    timezone: str | None = None,
 ) -> dict:
-    """Apply the preferences form; returns what changed (empty when nothing did)."""
+    """Apply the preferences form; returns what changed (empty when nothing did).
+
+    ``timezone`` None leaves the reader's as it is (a form without the field)."""
     chosen = resolve_topics(session, topics)
     _check_frequency(frequency)
+    if timezone is not None and not zones.known(timezone):
+        raise SubscriptionError("Choose your time zone from the list.", "timezone")
     if pause not in PAUSES and pause != "resume":
         raise SubscriptionError("Choose how long to pause.", "pause")
     changes: dict = {}
@@ -413,6 +423,9 @@ def change_preferences(
     if reader.frequency != frequency:
         changes["frequency"] = [reader.frequency, frequency]
         reader.frequency = frequency
+    if timezone is not None and timezone != (reader.timezone or get_settings().timezone):
+        changes["timezone"] = [reader.timezone, timezone]
+        reader.timezone = timezone
     if pause == "resume" and reader.paused_until is not None:
         changes["paused_until"] = [reader.paused_until.isoformat(), None]
         reader.paused_until = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter import events, sql, verp
@@ -89,12 +89,15 @@ class PressRun:
         session = self.session
         paused_editions = select(Edition.id).where(Edition.status == EditionStatus.PAUSED)
         self.holder.register(session)
+        now = utcnow()
         self.claimed = list(session.execute(
             update(Delivery)
             .where(sql.one_of(session, Delivery.id, delivery_ids),
                    Delivery.status == DeliveryStatus.QUEUED,
+                   # Never before its wave (a task that found it early leaves it held).
+                   or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
                    Delivery.edition_id.not_in(paused_editions))
-            .values(status=DeliveryStatus.SENDING, claimed_at=utcnow(), holder=self.holder.id,
+            .values(status=DeliveryStatus.SENDING, claimed_at=now, holder=self.holder.id,
                     attempts=Delivery.attempts + 1)
             .returning(Delivery.id, Delivery.edition_id, Delivery.reader_id,
                        Delivery.content_key, Delivery.message_id, Delivery.attempts)

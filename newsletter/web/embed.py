@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from newsletter import tokens
-from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter.config import get_settings
 from newsletter.models import Topic
 from newsletter.newsroom.topics import live_by_slug, offered
 from newsletter.web.deps import SessionDep, page, templates
@@ -64,7 +64,7 @@ def box_form(request: Request, session: Session, form: dict, errors: dict,
     other_chosen = any(slug not in article_slugs for slug in form["topics"])
     return page(request, "embed/box.html", status, article_topics=article, others=others,
                 others_open=other_chosen or not article, form=form, errors=errors,
-                consent_text=CONSENT_TEXT, frequencies=FREQUENCY_LABELS,
+                consent_text=get_settings().consent_text, frequencies=FREQUENCY_LABELS,
                 form_token=tokens.make_form_token(),
                 action=box_path([t.slug for t in article]))
 

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
-from newsletter import db, tokens
+from newsletter import db, tokens, zones
 from newsletter.config import get_settings
 from newsletter.editions.archive import edition_archive
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
@@ -129,7 +129,11 @@ async def take_sign_up(request: Request, answers: SignUpAnswers) -> HTMLResponse
         unreadable = any(len(v) > limit for name, limit in _FIELD_LIMITS.items()
                          for v in fields.get(name, ()))
     form = {"email": _one(fields, "email"), "topics": fields.get("topics", []),
-            "frequency": _one(fields, "frequency"), "consent": bool(_one(fields, "consent"))}
+            "frequency": _one(fields, "frequency"), "consent": bool(_one(fields, "consent")),
+            # The browser's zone, from a hidden field our script fills: one zoneinfo does
+            # not know (or no script ran) is the site's, silently. The reader never saw the
+            # field, so an error about it would help nobody.
+            "timezone": zones.zone_or_none(_one(fields, "timezone"))}
     if unreadable:
         return await loop.run_in_executor(_subscribers, _unreadable, request, form, answers)
     return await loop.run_in_executor(_subscribers, _subscribe, request, form,
@@ -215,7 +219,7 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str,
         fields = form["email"], form["topics"], form["frequency"]
         try:
             subscriptions.subscribe(session, *fields, consent_given=form["consent"],
-                                    source=answers.source, **who)
+                                    source=answers.source, timezone=form["timezone"], **who)
         except subscriptions.SubscriptionError as exc:
             # subscribe() checks its input before it writes anything, so a bad form costs a
             # second look here (to show every problem at once) and a good one only one.
@@ -287,7 +291,7 @@ def preferences_form(request: Request, session: Session, reader: Reader, token: 
                      form: dict | None = None, errors: dict | None = None, saved: bool = False,
                      status: int = 200) -> HTMLResponse:
     form = form or {"topics": [t.slug for t in reader.topics], "frequency": reader.frequency,
-                    "pause": ""}
+                    "pause": "", "timezone": reader.timezone or get_settings().timezone}
     receipt = privacy.consent_receipt(session, reader)
     return page(request, "preferences.html", status, reader=reader, token=token, form=form,
                 errors=errors or {}, saved=saved, groups=topic_groups(session),
@@ -295,7 +299,8 @@ def preferences_form(request: Request, session: Session, reader: Reader, token: 
                 live_followed=any(t.retired_at is None for t in reader.topics),
                 frequencies=FREQUENCY_LABELS, pauses=PAUSE_LABELS, csrf=_csrf(reader),
                 history=receipt["events"], link_lifetime=privacy.data_link_lifetime(),
-                click_tracking=get_settings().click_tracking)
+                click_tracking=get_settings().click_tracking,
+                zone_groups=zones.choices_with(form["timezone"]))
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
@@ -313,9 +318,11 @@ def preferences_save(
     frequency: Annotated[str, Form(max_length=16)] = "",
     pause: Annotated[str, Form(max_length=8)] = "",
     csrf: Annotated[str, Form(max_length=300)] = "",
+    timezone: Annotated[str | None, Form(max_length=zones.MAX_LENGTH)] = None,
 ) -> HTMLResponse:
     reader = subscriptions.reader_from_token(session, "preferences", token)
-    form = {"topics": topics, "frequency": frequency, "pause": pause}
+    form = {"topics": topics, "frequency": frequency, "pause": pause,
+            "timezone": timezone or reader.timezone or get_settings().timezone}
     if not _csrf_ok(reader, csrf):
         return preferences_form(request, session, reader, token, form=form, status=403,
                                 errors={"form": "This page is out of date. Please reload it "
@@ -324,7 +331,7 @@ def preferences_save(
     # we email them (this page's link may be in a forwarded email).
     try:
         subscriptions.change_preferences(session, reader, topics=topics, frequency=frequency,
-                                         pause=pause, **client(request))
+                                         pause=pause, timezone=timezone, **client(request))
     except subscriptions.SubscriptionError as exc:
         session.rollback()
         session.refresh(reader)

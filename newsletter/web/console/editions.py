@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter import audit
-from newsletter.editions import reconcile, reports, schedule
+from newsletter.editions import reconcile, reports, schedule, waves
 from newsletter.editions import requests as editions
 from newsletter.errors import Conflict, EditionError, EditionNotFound
 from newsletter.insight import attribution, click_figures
@@ -106,8 +106,11 @@ def edition_page(request: Request, session: SessionDep, user: CurrentEditor,
     """The report; its per-topic figures (``page``: their page) load after it."""
     report = reports.report(session, edition_id)
     timeline = audit.entries(session, audit.Filter(target=f"edition:{edition_id}"), 20)
+    # When each time zone's readers get it (read once with the page, not polled: a GROUP BY
+    # over the edition's deliveries).
+    released = None if report["dry_run"] else waves.summary(session, edition_id)
     return render(request, user, "edition.html", section="editions", report=report,
-                  live=report["status"] in LIVE, timeline=timeline,
+                  live=report["status"] in LIVE, timeline=timeline, released=released,
                   done=DONE.get(request.query_params.get("done", "")), contents_page=page,
                   clicks=None if report["dry_run"] else click_figures.edition_clicks(session, edition_id),
                   unsubscribes=attribution.for_edition(session, edition_id))
