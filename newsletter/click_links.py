@@ -19,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature
 
 from newsletter.config import get_settings
 from newsletter.errors import InvalidToken
+from newsletter.tokens import UntimedLinkSerializer
 
 # The placeholder name of the per-reader part (mail.rendering.placeholder) and the value it
 # takes outside reader mode: nothing, so the link is the aggregate one.
@@ -38,10 +39,10 @@ class ClickTarget:
 
 
 @lru_cache(maxsize=8)
-def _serializer(keys: tuple[str, ...], purpose: str) -> URLSafeSerializer:
+def _serializer(keys: tuple[str, ...], purpose: str) -> UntimedLinkSerializer:
     # No timestamp (URLSafeSerializer, not the timed one): 8 characters shorter, and a
     # click link has no reason to expire. itsdangerous wants the keys oldest first.
-    return URLSafeSerializer(list(reversed(keys)), salt=f"newsletter.{purpose}")
+    return UntimedLinkSerializer(list(reversed(keys)), salt=f"newsletter.{purpose}")
 
 
 def _keys() -> tuple[str, ...]:

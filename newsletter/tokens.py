@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, Signer, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
+from itsdangerous.serializer import Serializer
 
 from newsletter.config import get_settings
 from newsletter.errors import ExpiredToken, InvalidToken  # noqa: F401 - re-exported
@@ -40,7 +42,39 @@ def _serializer_for(keys: tuple[str, ...], purpose: str) -> URLSafeTimedSerializ
     # Made once per key list and purpose: every email carries two tokens, and building the
     # serializer (key derivation included) cost a third of making one. itsdangerous wants
     # the keys oldest first; it signs with the last and verifies from the last backwards.
-    return URLSafeTimedSerializer(list(reversed(keys)), salt=f"newsletter.{purpose}")
+    return LinkSerializer(list(reversed(keys)), salt=f"newsletter.{purpose}")
+
+
+class _Lean:
+    """What itsdangerous' URL-safe serializers do per token, without two costs that buy
+    nothing for our links. Tokens come out byte for byte as before, and old links still
+    verify (``loads`` takes a payload compressed or not).
+
+    - No zlib attempt. The URL-safe serializers compress every payload and keep the result if
+      it is shorter; ours are under ~60 bytes of JSON that zlib cannot shorten, and each
+      attempt set up and cleared a fresh deflate state: two per email, 4 % of the sending
+      process's instructions per email (bench/RESULTS.md, "#17 before and after").
+    - One signer per salt for the serializer's life (a signer holds only keys and names),
+      not a new one per token.
+    """
+
+    def dump_payload(self, obj: Any) -> bytes:
+        return base64_encode(Serializer.dump_payload(self, obj))  # type: ignore[arg-type]
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        signers = self.__dict__.setdefault("_signers", {})
+        signer = signers.get(salt)
+        if signer is None:
+            signer = signers[salt] = super().make_signer(salt)  # type: ignore[misc]
+        return signer
+
+
+class LinkSerializer(_Lean, URLSafeTimedSerializer):
+    """Timed tokens: the links in emails and pages."""
+
+
+class UntimedLinkSerializer(_Lean, URLSafeSerializer):
+    """Tokens that never expire: the story links of click counting (click_links.py)."""
 
 
 def email_tag(email: str) -> str:
