@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from functools import cache
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -146,7 +146,9 @@ def _find_topics(slug_among):
 def _upsert_reader(insert):
     return insert.on_conflict_do_update(
         index_elements=[_READERS.c.email],
-        set_={"status": insert.excluded.status},
+        # A form in another language than last time: the confirmation is written in it.
+        set_={"status": insert.excluded.status,
+              "locale": func.coalesce(insert.excluded.locale, _READERS.c.locale)},
         where=_READERS.c.status != "active",
     ).returning(_READERS.c.id, _READERS.c.created_at)
 
@@ -169,8 +171,13 @@ def subscribe(
     source: str = "form",
     ip: str | None = None,
     user_agent: str | None = None,
+    locale: str | None = None,
 ) -> int:
     """Ask for a subscription; nothing is active until the reader confirms by email.
+
+    ``locale`` is the language the form was shown in: the reader's pages and emails (the
+    confirmation first) are shown in it (not for an active reader: that goes through their
+    preferences). None keeps what the reader had (the site's LANGUAGE for a new one).
 
     Returns the reader's id. The caller answers the same way whatever state the address was
     in (no enumeration); an already active reader is left as is — changes go through their
@@ -195,12 +202,12 @@ def subscribe(
     now = utcnow()
     if in_one:
         return _subscribe_in_one(session, email, topics, frequency, source=source, ip=ip,
-                                 user_agent=user_agent, now=now)
+                                 user_agent=user_agent, now=now, locale=locale)
     # An address seen before becomes pending again, its choice kept aside until confirmed,
     # unless it is active: then no row comes back and nothing is written.
     row = session.execute(_upsert_reader(sql.upsert(session, _READERS)), {
         "email": email, "status": "pending", "frequency": frequency, "source": source,
-        "created_at": now}).first()
+        "created_at": now, "locale": locale}).first()
     if row is None:
         return session.scalar(select(Reader.id).where(Reader.email == email))
     reader_id, created_at = row
@@ -219,7 +226,8 @@ def subscribe(
 
 
 def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequency: str, *,
-                      source: str, ip: str | None, user_agent: str | None, now) -> int:
+                      source: str, ip: str | None, user_agent: str | None, now,
+                      locale: str | None = None) -> int:
     """subscribe() on PostgreSQL: the topic lookup and every write in one statement.
 
     Why: the form is the path a breaking story sends thousands of readers to at once, and
@@ -230,7 +238,7 @@ def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequ
     slugs = _wanted(topics)
     row = session.execute(_SUBSCRIBE, {
         "slugs": slugs, "email": email, "frequency": frequency, "source": source,
-        "created_at": now, "email_hash": consent.email_hash(email),
+        "created_at": now, "locale": locale, "email_hash": consent.email_hash(email),
         "text_version": CONSENT_TEXT_VERSION, "text_hash": get_settings().consent_text_hash,
         "ip": ip, "user_agent": (user_agent or "")[:512] or None,
         "details": {"topics": slugs, "frequency": frequency}, "choice": slugs,
@@ -251,9 +259,10 @@ WITH chosen AS (
 ), known AS (
   SELECT count(*) = cardinality(CAST(:slugs AS VARCHAR[])) AS ok FROM chosen
 ), reader AS (
-  INSERT INTO readers (email, status, frequency, source, created_at)
-  SELECT :email, 'pending', :frequency, :source, :created_at FROM known WHERE ok
-  ON CONFLICT (email) DO UPDATE SET status = excluded.status
+  INSERT INTO readers (email, status, frequency, source, created_at, locale)
+  SELECT :email, 'pending', :frequency, :source, :created_at, :locale FROM known WHERE ok
+  ON CONFLICT (email) DO UPDATE SET status = excluded.status,
+    locale = COALESCE(excluded.locale, readers.locale)
   WHERE readers.status <> 'active'
   RETURNING id, created_at = :created_at AS is_new
 ), linked AS (

@@ -19,8 +19,8 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
-from newsletter import db, tokens
-from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter import db, i18n, tokens
+from newsletter.config import CONSENT_TEXT, N_, get_settings
 from newsletter.editions.archive import edition_archive
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
 from newsletter.models import Reader, Topic, utcnow
@@ -34,18 +34,20 @@ from newsletter.web.deps import (
     invalid_link,
     message,
     page,
+    request_locale,
     request_session,
     templates,
 )
 
 router = APIRouter()
-FREQUENCY_LABELS = [("immediate", "As it happens", "An email shortly after each story"),
-                    ("daily", "Daily digest", "One email each morning"),
-                    ("weekly", "Weekly digest", "One email each week")]
-PAUSE_LABELS = [("", "Keep sending"), ("1w", "Pause for 1 week"), ("4w", "Pause for 4 weeks"),
-                ("12w", "Pause for 12 weeks")]
-UNSUBSCRIBE_REASONS = ["Too many emails", "Not relevant to me any more",
-                       "I never signed up", "I get the news elsewhere"]
+# Marked for the catalogues (N_) and translated where the templates show them (_()).
+FREQUENCY_LABELS = [("immediate", N_("As it happens"), N_("An email shortly after each story")),
+                    ("daily", N_("Daily digest"), N_("One email each morning")),
+                    ("weekly", N_("Weekly digest"), N_("One email each week"))]
+PAUSE_LABELS = [("", N_("Keep sending")), ("1w", N_("Pause for 1 week")),
+                ("4w", N_("Pause for 4 weeks")), ("12w", N_("Pause for 12 weeks"))]
+UNSUBSCRIBE_REASONS = [N_("Too many emails"), N_("Not relevant to me any more"),
+                       N_("I never signed up"), N_("I get the news elsewhere")]
 
 Text = Annotated[str, Form(max_length=320)]
 
@@ -72,18 +74,23 @@ def subscribe_page(request: Request, session: SessionDep) -> HTMLResponse:
 def check_inbox(request: Request) -> HTMLResponse:
     # One answer for new, pending, active and unsubscribed addresses: the page must not
     # tell a stranger whether somebody reads us.
-    return HTMLResponse(_check_inbox_page(get_settings().site_name))
+    response = HTMLResponse(_check_inbox_page(get_settings().site_name, request_locale(request)))
+    response.headers.append("Vary", "Accept-Language")
+    return response
 
 
-@lru_cache(maxsize=4)
-def _check_inbox_page(site_name: str) -> str:
-    # The same page for every subscribe (message.html reads nothing of the request):
-    # rendered once per process, not 300 times a second when a story spreads.
+@lru_cache(maxsize=16)
+def _check_inbox_page(site_name: str, locale: str) -> str:
+    # The same page for every subscribe in a language (message.html reads nothing of the
+    # request): rendered once per process and language, not 300 times a second when a
+    # story spreads.
+    lines = (N_("If this address can receive our newsletter, an email is on its way with a "
+                "link to confirm your subscription."),
+             N_("Nothing is sent until you confirm. The link works for 7 days."))
     return templates.get_template("message.html").render(
-        site_name=site_name, heading="Check your inbox", link=None, lines=(
-            "If this address can receive our newsletter, an email is on its way with a "
-            "link to confirm your subscription.",
-            "Nothing is sent until you confirm. The link works for 7 days."))
+        site_name=site_name, locale=locale, language_links=[], link=None,
+        heading=i18n.resolve(locale, N_("Check your inbox")),
+        lines=[i18n.resolve(locale, line) for line in lines])
 
 
 @router.post("/subscribe", response_class=HTMLResponse)
@@ -186,7 +193,7 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str) -> H
         fields = form["email"], form["topics"], form["frequency"]
         try:
             subscriptions.subscribe(session, *fields, consent_given=form["consent"],
-                                    source="form", **who)
+                                    source="form", locale=request_locale(request), **who)
         except subscriptions.SubscriptionError as exc:
             # subscribe() checks its input before it writes anything, so a bad form costs a
             # second look here (to show every problem at once) and a good one only one.
