@@ -27,6 +27,7 @@ from typing import Any
 import babel
 import babel.dates
 import babel.numbers
+import babel.units
 import jinja2
 from babel.support import Translations
 from markupsafe import Markup
@@ -43,6 +44,7 @@ __all__ = [
     "direction",
     "format_date",
     "format_datetime",
+    "format_minutes",
     "format_number",
     "install",
     "language_name",
@@ -203,11 +205,13 @@ def format_date(value: date | datetime | None, locale: str, fmt: str = "long",
     return babel.dates.format_date(value, fmt, locale=_babel_locale(locale))
 
 
-def format_datetime(value: datetime | None, locale: str, fmt: str = "medium",
+def format_datetime(value: datetime | str | None, locale: str, fmt: str = "medium",
                     tz: str | tzinfo | None = None) -> str:
     """An instant written the locale's way in ``tz`` (default TIMEZONE); naive is UTC."""
-    if value is None:
+    if not value:
         return ""
+    if isinstance(value, str):  # ISO text, as reports and receipts give it
+        value = datetime.fromisoformat(value)
     return babel.dates.format_datetime(value, fmt, tzinfo=_zone(tz),
                                        locale=_babel_locale(locale))
 
@@ -215,6 +219,16 @@ def format_datetime(value: datetime | None, locale: str, fmt: str = "medium",
 def format_number(value: int | float, locale: str) -> str:
     """A number with the locale's digits and separators ("1,234", "١٬٢٣٤")."""
     return babel.numbers.format_decimal(value, locale=_babel_locale(locale))
+
+
+def format_minutes(minutes: float, locale: str) -> str:
+    """A duration in whole hours or minutes, in words ("1 hour", "ساعة", "90 minutes")."""
+    unit, value = ("duration-minute", minutes) if minutes % 60 else ("duration-hour", minutes / 60)
+    return babel.units.format_unit(_whole(value), unit, locale=_babel_locale(locale))
+
+
+def _whole(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
 
 
 def _zone(tz: str | tzinfo | None) -> tzinfo:

@@ -12,8 +12,8 @@ from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from newsletter import events, sql, tokens
-from newsletter.config import CONSENT_TEXT_VERSION, get_settings
+from newsletter import events, i18n, sql, tokens
+from newsletter.config import CONSENT_TEXT_VERSION, N_, get_settings
 from newsletter.errors import SubscriptionError  # noqa: F401 - re-exported
 from newsletter.models import (
     ConsentEvent,
@@ -35,7 +35,7 @@ FREQUENCIES = ("immediate", "daily", "weekly")
 CONFIRMATION_INTERVAL = timedelta(hours=24)
 
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f<>,;:\"()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,252}\.[A-Za-z0-9-]{2,63}$")
-LOCAL_PART_NEEDS_UTF8 = ("We cannot send email to an address with letters outside A–Z "
+LOCAL_PART_NEEDS_UTF8 = N_("We cannot send email to an address with letters outside A–Z "
                           "before the @ yet. Please use another address.")
 
 
@@ -50,7 +50,7 @@ def normalise_email(raw: str) -> str:
     if at and domain and not domain.isascii():
         email = f"{local}@{_ascii_domain(domain)}"
     if len(email) > 254 or not _EMAIL.match(email) or ".." in email:
-        raise SubscriptionError("Please enter a valid email address.", "email")
+        raise SubscriptionError(N_("Please enter a valid email address."), "email")
     return email
 
 
@@ -72,20 +72,21 @@ def _ascii_domain(domain: str) -> str:
     try:
         return idna.encode(domain, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError):
-        raise SubscriptionError("Please enter a valid email address.", "email") from None
+        raise SubscriptionError(N_("Please enter a valid email address."), "email") from None
 
 
 def _wanted(slugs: Iterable[str]) -> list[str]:
     wanted = sorted({s.strip().lower() for s in slugs if s and s.strip()})
     if not wanted:
-        raise SubscriptionError("Choose at least one topic.", "topics")
+        raise SubscriptionError(N_("Choose at least one topic."), "topics")
     return wanted
 
 
 def _check_known(wanted: list[str], found: Iterable[str]) -> None:
     unknown = set(wanted) - set(found)
     if unknown:
-        raise SubscriptionError(f"Unknown topic: {', '.join(sorted(unknown))}.", "topics")
+        raise SubscriptionError(N_("Unknown topic: %(topics)s."), "topics",
+                                topics=", ".join(sorted(unknown)))
 
 
 def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Topic]:
@@ -109,23 +110,30 @@ def _topic_ids(session: Session, slugs: Iterable[str]) -> tuple[list[str], list[
 
 def _check_frequency(frequency: str) -> str:
     if frequency not in FREQUENCIES:
-        raise SubscriptionError("Choose immediate, daily or weekly.", "frequency")
+        raise SubscriptionError(N_("Choose immediate, daily or weekly."), "frequency")
     return frequency
 
 
+def reader_message(exc: SubscriptionError) -> i18n.Later:
+    """The error as a reader page shows it, in the reader's language."""
+    return i18n.later(exc.message_id, **exc.variables)
+
+
 def form_errors(session: Session, email: str, topics: Iterable[str], frequency: str,
-                consent_given: bool) -> dict[str, str]:
-    """Every problem with a sign-up at once, by form field (a form shows them together)."""
-    errors: dict[str, str] = {}
+                consent_given: bool) -> dict[str, i18n.Later]:
+    """Every problem with a sign-up at once, by form field (a form shows them together),
+    each translated where it is shown."""
+    errors: dict[str, i18n.Later] = {}
     checks = [(sendable_email, (email,)), (resolve_topics, (session, topics)),
               (_check_frequency, (frequency,))]
     for check, args in checks:
         try:
             check(*args)
         except SubscriptionError as exc:
-            errors[exc.field or "form"] = str(exc)
+            errors[exc.field or "form"] = reader_message(exc)
     if not consent_given:
-        errors["consent"] = "Please tick the box to agree to receive the newsletter."
+        errors["consent"] = i18n.later(
+            N_("Please tick the box to agree to receive the newsletter."))
     return errors
 
 
@@ -197,7 +205,7 @@ def subscribe(
         slugs, topic_ids = _topic_ids(session, topics)
     _check_frequency(frequency)
     if not consent_given:
-        raise SubscriptionError("Please tick the box to agree to receive the newsletter.",
+        raise SubscriptionError(N_("Please tick the box to agree to receive the newsletter."),
                                 "consent")
     now = utcnow()
     if in_one:
@@ -409,7 +417,7 @@ def change_preferences(
     chosen = resolve_topics(session, topics)
     _check_frequency(frequency)
     if pause not in PAUSES and pause != "resume":
-        raise SubscriptionError("Choose how long to pause.", "pause")
+        raise SubscriptionError(N_("Choose how long to pause."), "pause")
     changes: dict = {}
     before = sorted(t.slug for t in reader.topics)
     after = sorted(t.slug for t in chosen)
@@ -439,7 +447,7 @@ def resubscribe(session: Session, token: str, *, consent_given: bool, ip: str | 
     """Undo an unsubscribe from the reader's own link (it proves the mailbox is theirs)."""
     reader = reader_from_token(session, "unsubscribe", token)
     if not consent_given:
-        raise SubscriptionError("Please tick the box to agree to receive the newsletter.",
+        raise SubscriptionError(N_("Please tick the box to agree to receive the newsletter."),
                                 "consent")
     if reader.status == "active":
         return reader

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from newsletter import db, i18n, tokens
 from newsletter.accounts import api_tokens
 from newsletter.accounts.actors import ADMIN_TOKEN_ACTOR, Actor
-from newsletter.config import get_settings
-from newsletter.errors import Forbidden, NewsletterError, NotSignedIn
+from newsletter.config import N_, get_settings
+from newsletter.errors import Forbidden, NewsletterError, NotSignedIn, SubscriptionError
 from newsletter.states import EditorRole
 
 HERE = Path(__file__).parent
@@ -180,6 +180,9 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> HTML
     context.setdefault("site_name", get_settings().site_name)
     if "locale" not in context:
         context["locale"] = request_locale(request)
+    if context.get("errors"):  # messages of ours, shown in the page's language
+        context["errors"] = {field: i18n.resolve(context["locale"], text)
+                             for field, text in context["errors"].items()}
     context.setdefault("language_links", language_links(request))
     response = templates.TemplateResponse(request, name, context, status_code=status)
     # The same URL answers in the language the browser asks for: caches must keep them apart.
@@ -200,15 +203,25 @@ def message(request: Request, heading: str | i18n.Later, *lines: str | i18n.Late
                 locale=locale)
 
 
+# The reasons a link is refused (tokens, subscriptions), as a reader page says them: marked
+# here for the catalogues, found by their English text.
+_LINK_REASONS = (N_("This link is not valid."), N_("This link has expired."),
+                 N_("This form is not valid."), N_("This form has expired."),
+                 N_("This link was replaced by a later choice."))
+
+
 def invalid_link(request: Request, exc: tokens.InvalidToken) -> HTMLResponse:
     expired = isinstance(exc, tokens.ExpiredToken)
-    return message(request, "This link has expired" if expired else "This link is not valid",
-                   str(exc).capitalize() + ".", "Nothing has been changed.", status=400,
-                   link={"url": "/subscribe", "label": "Subscribe again"} if expired else None)
+    return message(request,
+                   N_("This link has expired") if expired else N_("This link is not valid"),
+                   str(exc).capitalize() + ".", N_("Nothing has been changed."), status=400,
+                   link={"url": "/subscribe", "label": N_("Subscribe again")} if expired
+                   else None)
 
 
 # What a reader's page says for each status of a domain error (its message follows).
-_HEADINGS = {404: "Not found", 409: "Not possible now", 422: "Please check what you sent"}
+_HEADINGS = {404: N_("Not found"), 409: N_("Not possible now"),
+             422: N_("Please check what you sent")}
 
 
 def newsletter_error(request: Request, exc: NewsletterError) -> Response:
@@ -230,10 +243,14 @@ def newsletter_error(request: Request, exc: NewsletterError) -> Response:
     if isinstance(exc, tokens.InvalidToken):
         return invalid_link(request, exc)
     if status >= 500:
-        return message(request, "Something went wrong", "Please try again in a few minutes.",
-                       status=status)
-    return message(request, _HEADINGS.get(status, "Something went wrong"),
-                   detail[:1].upper() + detail[1:], status=status)
+        return message(request, N_("Something went wrong"),
+                       N_("Please try again in a few minutes."), status=status)
+    if isinstance(exc, SubscriptionError):  # ours to translate
+        detail = i18n.later(exc.message_id, **exc.variables)
+    else:
+        detail = detail[:1].upper() + detail[1:]
+    return message(request, _HEADINGS.get(status, N_("Something went wrong")), detail,
+                   status=status)
 
 
 def console_error(request: Request, exc: NewsletterError, detail: str) -> Response:
