@@ -37,7 +37,7 @@ def _shared_context(template: str, reader: Reader) -> dict[str, Any]:
         **{name: rendering.placeholder(name) for name in _PERSONAL},
         # The render's language (a key of the rendered notices kept: see render_once).
         "locale": locale,
-        "topics": [t.name_in(locale) for t in topics],
+        "topics": sorted(t.name_in(locale) for t in topics),  # as the reader reads them
         "frequency": frequency,
         "consent_text": CONSENT_TEXT,
     }
