@@ -63,7 +63,9 @@ def personal_values(template: str, reader: Reader) -> dict[str, str]:
     base = get_settings().base_url
     return {
         **personal_links(reader.id, reader.email),
-        "confirm_url": f"{base}/confirm/{tokens.make('confirm', reader.id, reader.email)}",
+        # The page it opens has no reader yet to ask for a language: the link names it.
+        "confirm_url": f"{base}/confirm/{tokens.make('confirm', reader.id, reader.email)}"
+                       f"?lang={i18n.locale_of(reader.locale)}",
         "view_url": f"{base}/emails/{tokens.make('view', reader.id, reader.email, t=template)}",
     }
 
