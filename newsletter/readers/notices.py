@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, object_session
 
-from newsletter import db, tokens, verp
+from newsletter import db, i18n, tokens, verp
 from newsletter.config import get_settings
 from newsletter.mail import mailer, rendering, throttle
 from newsletter.mail.compose import common_context, compose, personal_links
@@ -31,10 +31,13 @@ log = logging.getLogger(__name__)
 
 def _shared_context(template: str, reader: Reader) -> dict[str, Any]:
     topics, frequency = _choice(template, reader)
+    locale = i18n.locale_of(reader.locale)
     return {
         **common_context(),
         **{name: rendering.placeholder(name) for name in _PERSONAL},
-        "topics": [t.name for t in topics],
+        # The render's language (a key of the rendered notices kept: see render_once).
+        "locale": locale,
+        "topics": sorted(t.name_in(locale) for t in topics),  # as the reader reads them
         "frequency": frequency,
         "consent_text": get_settings().consent_text,
     }
@@ -60,7 +63,9 @@ def personal_values(template: str, reader: Reader) -> dict[str, str]:
     base = get_settings().base_url
     return {
         **personal_links(reader.id, reader.email),
-        "confirm_url": f"{base}/confirm/{tokens.make('confirm', reader.id, reader.email)}",
+        # The page it opens has no reader yet to ask for a language: the link names it.
+        "confirm_url": f"{base}/confirm/{tokens.make('confirm', reader.id, reader.email)}"
+                       f"?lang={i18n.locale_of(reader.locale)}",
         "view_url": f"{base}/emails/{tokens.make('view', reader.id, reader.email, t=template)}",
     }
 
@@ -182,12 +187,12 @@ def _failed(run: ConfirmationRun, reader_id: int, reason: str) -> None:
         log.exception("could not record a failed confirmation", extra={"reader_id": reader_id})
 
 
-def _data_link_email() -> rendering.RenderedEmail:
+def _data_link_email(locale: str) -> rendering.RenderedEmail:
     # Not a NOTICE: it has no "view in browser" link, whose long-lived token would hand a
     # fresh data link to anyone who holds the email.
     return rendering.renderer().render_once("data_access", {
-        **common_context(), "data_url": rendering.placeholder("data_url"),
-        "lifetime": privacy.data_link_lifetime()})
+        **common_context(), "data_url": rendering.placeholder("data_url"), "locale": locale,
+        "lifetime": privacy.data_link_lifetime(locale)})
 
 
 def send_data_link(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:
@@ -200,7 +205,7 @@ def send_data_link(session: Session, reader_id: int, transport: mailer.SmtpTrans
         return False
     values = {**personal_links(reader.id, reader.email),
               "data_url": privacy.data_link_url(reader)}
-    message = compose(_data_link_email(), values,
+    message = compose(_data_link_email(i18n.locale_of(reader.locale)), values,
                       mailer.make_message_id(get_settings().mail_domain))
     try:
         sender = verp.envelope_sender(verp.NOTICE_KINDS["data_access"], reader.id,

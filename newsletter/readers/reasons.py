@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-# Code → the label the page shows (and the ledger keeps). Order: as the page lists them.
+from newsletter.config import N_
+
+# Code → the label the page shows (translated) and the ledger keeps (in English). Order: as
+# the page lists them.
 OFFERED = {
-    "too-many": "Too many emails",
-    "not-relevant": "Not relevant to me any more",
-    "never-signed-up": "I never signed up",
-    "elsewhere": "I get the news elsewhere",
+    "too-many": N_("Too many emails"),
+    "not-relevant": N_("Not relevant to me any more"),
+    "never-signed-up": N_("I never signed up"),
+    "elsewhere": N_("I get the news elsewhere"),
 }
 OTHER = "other"  # the page's "Anything else" box
 SEPARATOR = "; "
