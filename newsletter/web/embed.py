@@ -20,7 +20,7 @@ from newsletter import tokens
 from newsletter.config import get_settings
 from newsletter.models import Topic
 from newsletter.newsroom.topics import live_by_slug, offered
-from newsletter.web.deps import SessionDep, page, templates
+from newsletter.web.deps import SessionDep, page, request_locale, templates
 from newsletter.web.pages import (
     FREQUENCY_LABELS,
     SignUpAnswers,
@@ -70,17 +70,26 @@ def box_form(request: Request, session: Session, form: dict, errors: dict,
 
 
 def box_check_inbox(request: Request) -> HTMLResponse:
-    # The same for every address, as the page's (no enumeration), and rendered once.
-    return HTMLResponse(_answer("check_inbox", get_settings().site_name))
+    # The same for every address, as the page's (no enumeration), and rendered once per
+    # language.
+    return _answered(request, "check_inbox", 200)
 
 
 def box_too_many(request: Request) -> HTMLResponse:
-    return HTMLResponse(_answer("too_many", get_settings().site_name), 429)
+    return _answered(request, "too_many", 429)
 
 
-@lru_cache(maxsize=8)
-def _answer(kind: str, site_name: str) -> str:
-    return templates.get_template("embed/answer.html").render(kind=kind, site_name=site_name)
+def _answered(request: Request, kind: str, status: int) -> HTMLResponse:
+    response = HTMLResponse(_answer(kind, get_settings().site_name, request_locale(request)),
+                            status)
+    response.headers.append("Vary", "Accept-Language")
+    return response
+
+
+@lru_cache(maxsize=16)
+def _answer(kind: str, site_name: str, locale: str) -> str:
+    return templates.get_template("embed/answer.html").render(kind=kind, site_name=site_name,
+                                                             locale=locale)
 
 
 BOX_ANSWERS = SignUpAnswers(box_form, box_check_inbox, box_too_many, "embed")
