@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     daily_send_hour: int = Field(default=6, ge=0, le=23)
     weekly_send_weekday: int = Field(default=0, ge=0, le=6)  # 0 = Monday
     timezone: str = "UTC"
+    # The languages the site publishes in and readers may choose (BCP 47 primary subtags, in
+    # the order the form lists them), and the one an article or a reader has when nobody
+    # said: the newsroom this was built for publishes in English and Arabic.
+    languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en", "ar"])
+    language: str = "en"
     # A fresh install (no scheduled edition yet) sends the period just past only if its send
     # time was at most this long ago; after that, scheduled editions are caught up once.
     schedule_grace_hours: float = Field(default=6.0, ge=0)
@@ -183,6 +188,16 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {v!r} (an IANA name: Europe/Berlin)") from None
         return v
 
+    @model_validator(mode="after")
+    def _known_languages(self) -> Settings:
+        # Primary subtags, lower case, as articles and readers store them (newsletter.langtags).
+        self.languages = list(dict.fromkeys(v.strip().lower().split("-")[0]
+                                            for v in self.languages if v.strip()))
+        self.language = self.language.strip().lower().split("-")[0]
+        if not self.languages or self.language not in self.languages:
+            raise ValueError("LANGUAGE must be one of LANGUAGES")
+        return self
+
     @field_validator("bounce_address")
     @classmethod
     def _bounce_mailbox(cls, v: str) -> str:
@@ -216,7 +231,7 @@ class Settings(BaseSettings):
         return v
 
     @field_validator("feeds", "feed_allowed_hosts", "secret_keys", "trusted_proxies",
-                     mode="before")
+                     "languages", mode="before")
     @classmethod
     def _list(cls, v: object) -> object:
         if isinstance(v, str):

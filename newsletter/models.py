@@ -112,6 +112,9 @@ class Article(Base):
     author: Mapped[str | None] = mapped_column(String(255))
     image_url: Mapped[str | None] = mapped_column(String(2048))
     status: Mapped[str] = mapped_column(String(16), default="published")
+    # The language it is written in, as a BCP 47 primary subtag ("ar"): a digest carries
+    # only stories in its reader's languages (newsletter.langtags).
+    lang: Mapped[str] = mapped_column(String(16), default="en")
     published_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -172,6 +175,10 @@ class Reader(Base):
     # Why the last confirmation email could not be sent (an address no relay takes, a
     # message that would not build); cleared when one goes out.
     confirmation_error: Mapped[str | None] = mapped_column(String(500))
+    # The languages they read, in their order ("ar,en": primary subtags, comma-separated, read
+    # with the reader's row in the planner's one query); NULL: every language (readers from
+    # before languages, who got every story on their topics).
+    languages: Mapped[str | None] = mapped_column(String(64))
     topics: Mapped[list[Topic]] = relationship(secondary="reader_topics", lazy="selectin")
     # The console finds readers by the start of their address (``LIKE 'ali%'``): on
     # PostgreSQL only a pattern-ops index serves a prefix under a non-C collation.
@@ -191,6 +198,7 @@ class PendingChoice(Base):
         ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True)
     topics: Mapped[list[Any]] = mapped_column(JSON)  # topic slugs
     frequency: Mapped[str] = mapped_column(String(16))
+    languages: Mapped[str | None] = mapped_column(String(64))  # as Reader.languages
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -358,6 +366,9 @@ class EditionDigest(Base):
     # workers keep only such digests rendered (rendering.Renderer.digest). A hint: a digest
     # whose second reader is planned later is found shared then.
     shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The language the email's own words are in (its reader's); its stories are each in
+    # their own. NULL: the site's LANGUAGE (digests planned before languages).
+    locale: Mapped[str | None] = mapped_column(String(16))
 
 
 class ClaimHolder(Base):

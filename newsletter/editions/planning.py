@@ -59,12 +59,14 @@ def _plan(session: Session, edition_id: int) -> int:
     # An alert reaches the few immediate readers who follow its stories' topics; a digest
     # reaches most of its readers, where the filter would cost more than it saves.
     follows_any = list(candidates.by_topic) if edition.kind == "alert" else None
+    # ...and read one of their languages.
+    reads_any = sorted(set(candidates.lang.values())) if edition.kind == "alert" else None
     made, after, readers = 0, 0, 0
     analyzed_at = _FIRST_ANALYZE
     would = _DryRun()
     while candidates:
         page = digests.readers_page(session, edition, after, settings.batch_size,
-                                    follows_any=follows_any)
+                                    follows_any=follows_any, reads_any=reads_any)
         if not page:
             break
         after = page[-1].id
@@ -214,8 +216,8 @@ def _store_contents(session: Session, edition_id: int, chosen: list[digests.Dige
     if not todo:
         return
     sql.insert_digests(session, edition_id, [
-        (d.content_key, digests.items_json(d.sections, d.corrections), readers[d.content_key] > 1)
-        for d in todo])
+        (d.content_key, digests.items_json(d.sections, d.corrections), readers[d.content_key] > 1,
+         d.locale) for d in todo])
 
 
 
