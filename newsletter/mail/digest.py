@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from newsletter import langtags
 from newsletter.mail.fragments import Record
 from newsletter.mail.lru import FIFO
 
@@ -30,6 +31,7 @@ class Story:
     author: str | None
     image_url: str | None
     published_at: datetime
+    lang: str = ""  # BCP 47 primary subtag; "" is the site's language
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ class DigestContent:
     entries: tuple[Entry, ...] | None
     article_ids: tuple[int, ...] = ()
     shared: bool = False  # the planner found a second reader for it (edition_digests.shared)
+    locale: str = ""  # the language of the email's own words; "" is the site's
 
     @property
     def cache_key(self) -> tuple[Any, ...]:
@@ -98,8 +101,9 @@ class Contexts:
     """Template contexts of digests, with the article and section dicts interned."""
 
     def __init__(self, *, timezone: str, base_url: str, lead_stories: int | None,
-                 common: dict[str, Any]) -> None:
+                 common: dict[str, Any], language: str = "en") -> None:
         self.tz = ZoneInfo(timezone)
+        self.language = language  # the site's: a story or digest that names none is in it
         self.base_url = base_url
         self.lead_stories = lead_stories
         self.common = common
@@ -127,10 +131,13 @@ class Contexts:
                     updated_label=changed_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
                     previous_title=previous if previous != entry.story.title else None))
                 continue
-            if not sections or sections[-1][0].id != entry.topic.id:
+            if not sections or sections[-1][0].id != entry.topic.id \
+                    or sections[-1][1][0]["lang"] != item["lang"]:
                 sections.append((entry.topic, []))
             sections[-1][1].append(item)
         edition = content.edition
+        locale = content.locale or self.language
+        built = [self._section(topic, items) for topic, items in sections]
         archive = f"{self.base_url}/editions/{edition.id}" if edition.id is not None \
             else self.base_url  # a preview: the next edition has no archive page yet
         return {
@@ -141,9 +148,22 @@ class Contexts:
             "note": edition.note,
             "article_count": len(content.entries) - len(corrections),
             "lead_stories": self.lead_stories,
-            "sections": [self._section(topic, items) for topic, items in sections],
+            "sections": built,
             "corrections": corrections,
+            **direction_of(locale),
+            # A bilingual digest: its parts in the reader's order of languages, each headed by
+            # its language's name (one part: no heading, the sections run as before).
+            "languages": self._parts(built),
         }
+
+    def _parts(self, sections: list[Record]) -> list[Record]:
+        parts: list[tuple[str, list[Record]]] = []
+        for section in sections:
+            if not parts or parts[-1][0] != section["lang"]:
+                parts.append((section["lang"], []))
+            parts[-1][1].append(section)
+        return [Record(heading=Record(name=langtags.autonym(lang), **direction_of(lang)),
+                       sections=tuple(group), **direction_of(lang)) for lang, group in parts]
 
     def _item(self, story: Story) -> Record:
         """An article as templates see it; the same Record for every digest that carries
@@ -158,7 +178,7 @@ class Contexts:
                 title=story.title, url=story.url, summary=story.summary, author=story.author,
                 image_url=story.image_url,
                 published_label=story.published_at.astimezone(self.tz)
-                .strftime("%-d %b %Y, %H:%M")))
+                .strftime("%-d %b %Y, %H:%M"), **direction_of(story.lang or self.language)))
         return item
 
     @staticmethod
@@ -171,6 +191,17 @@ class Contexts:
         key = (topic.id, topic.slug, topic.name, *items)  # items' hashes are stored
         section = self.sections.get(key)
         if section is None:
-            section = self.sections.put(key, Record(topic=self._topic(topic),
-                                                    articles=tuple(items)))
+            # In its stories' language (a section is one language's stories on one topic).
+            section = self.sections.put(key, Record(
+                topic=self._topic(topic), articles=tuple(items),
+                **{k: items[0][k] for k in ("lang", "dir", "align", "align_end")}))
         return section
+
+
+def direction_of(lang: str) -> dict[str, str]:
+    """What a template needs to lay text of ``lang`` out: ``lang`` and ``dir`` attributes,
+    and ``align``/``align_end`` for the cells' align attribute (the side text starts on, and
+    the other), since Outlook's Word engine mirrors a table cell only by its attributes."""
+    rtl = langtags.direction(lang) == "rtl"
+    return {"lang": lang, "dir": "rtl" if rtl else "ltr", "align": "right" if rtl else "left",
+            "align_end": "left" if rtl else "right"}

@@ -34,6 +34,7 @@ import logging
 import re
 import secrets
 import threading
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,6 +107,49 @@ def _http_url(value: object) -> str:
 def _join_and(items: Any, sep: str = ", ", last: str = " and ") -> str:
     items = [str(i) for i in items]
     return sep.join(items[:-1]) + last + items[-1] if len(items) > 1 else "".join(items)
+
+
+# Unicode's isolates: FIRST STRONG ISOLATE … POP DIRECTIONAL ISOLATE, <bdi> for plain text
+# (a subject, a list of topic names in a sentence, the text part).
+FSI, PDI = "\u2068", "\u2069"
+RLM, LRM = "\u200f", "\u200e"
+
+
+def isolate(value: Any, direction: str = "ltr") -> str:
+    """``value`` set apart from text running in ``direction``, laid out by its own first
+    strong letter, when it holds letters of the other direction: "سوريا" in an English
+    sentence (or "Energy" in an Arabic one) leaves the commas and words around it in place."""
+    text = str(value)
+    other = ("L",) if direction == "rtl" else ("R", "AL")
+    if any(unicodedata.bidirectional(ch) in other for ch in text):
+        return f"{FSI}{text}{PDI}"
+    return text
+
+
+def _first_strong(line: str) -> str | None:
+    for ch in line:
+        kind = unicodedata.bidirectional(ch)
+        if kind in ("L", "R", "AL"):
+            return "rtl" if kind != "L" else "ltr"
+    return None
+
+
+def bidi_lines(text: str, direction: str) -> str:
+    """Plain text meant to read in ``direction``: each line is its own paragraph to a mail
+    client, laid out by its first strong letter, so a line of an Arabic story that starts
+    with a Latin name or a number gets a RIGHT-TO-LEFT MARK first (and an Arabic-first line
+    of an English part a LEFT-TO-RIGHT MARK). Lines that already start right, blank lines
+    and links are left alone."""
+    mark = RLM if direction == "rtl" else LRM
+    out = []
+    for line in text.split("\n"):
+        stripped = line.lstrip()
+        # A line with no strong letter reads left to right to a client: marked in an RTL part.
+        if stripped and not stripped.startswith(("http://", "https://")) \
+                and (_first_strong(stripped) or "ltr") != direction:
+            line = mark + line
+        out.append(line)
+    return "\n".join(out)
 
 
 @dataclass(frozen=True)
@@ -191,7 +235,7 @@ class Renderer:
 
     def __init__(self, *, from_address: str, list_id: str, site_name: str, base_url: str,
                  timezone: str = "UTC", lead_stories: int | None = None,
-                 templates_dir: Path = TEMPLATES_DIR) -> None:
+                 templates_dir: Path = TEMPLATES_DIR, language: str = "en") -> None:
         self.mark = MARK
         self.settings: Settings | None = None  # what from_settings built it from
         self.from_address = from_address
@@ -213,9 +257,12 @@ class Renderer:
         self.env.filters["http_url"] = _http_url
         self.env.filters["wordwrap"] = self._wordwrap
         self.env.filters["join_and"] = _join_and
+        self.env.filters["isolate"] = isolate
+        self.bidi = FIFO(WORDWRAP_CACHE)
+        self.env.filters["bidi_lines"] = self._bidi_lines
         self.fragments = fragments.Fragments(self)
         self.contexts = digest.Contexts(
-            timezone=timezone, base_url=base_url, lead_stories=lead_stories,
+            timezone=timezone, base_url=base_url, lead_stories=lead_stories, language=language,
             common={"site_name": site_name, "base_url": base_url,
                     **{n: placeholder(n) for n in PERSONAL}})
         self.shared_chunks = mime.shared_chunk_cache()
@@ -231,7 +278,8 @@ class Renderer:
         settings = settings or get_settings()
         built = cls(from_address=settings.from_address, list_id=settings.list_id,
                     site_name=settings.site_name, base_url=settings.base_url,
-                    timezone=settings.timezone, lead_stories=settings.digest_lead_stories)
+                    timezone=settings.timezone, lead_stories=settings.digest_lead_stories,
+                    language=settings.language)
         built.settings = settings
         return built
 
@@ -243,6 +291,13 @@ class Renderer:
         out = self.wordwraps.get(key)
         if out is None:
             out = self.wordwraps.put(key, self._jinja_wordwrap(self.env, *key))
+        return out
+
+    def _bidi_lines(self, s: Any, direction: str = "ltr") -> str:
+        key = (str(s), direction)
+        out = self.bidi.get(key)
+        if out is None:
+            out = self.bidi.put(key, bidi_lines(*key))
         return out
 
     # --- premailer -----------------------------------------------------------------------
