@@ -27,13 +27,31 @@ DEV_SECRET_KEY = "dev-only-secret-change-me"
 # fingerprints must outlive key rotation. Only for loopback and demos.
 DEV_HASH_KEY = "dev-only-hash-key-change-me"
 
-CONSENT_TEXT = (
+
+def N_(message: str) -> str:  # noqa: N802 - gettext's name for "mark, translate later"
+    """Marks a string for extraction (pybabel -k N_) where it is defined; it is translated
+    where it is shown, in the reader's language (newsletter.i18n). Here, so that the floor's
+    own strings (the consent text) can be marked too."""
+    return message
+
+
+# Shown to readers translated; the consent ledger records this English text's version and
+# hash, of which a translation is a rendering, not another text.
+CONSENT_TEXT = N_(
     "I agree to receive email newsletters about the topics I selected, at the frequency I "
     "chose. I can change my preferences or unsubscribe at any time with the link in every "
     "email. My email address and my choices are kept only to send these newsletters."
 )
 CONSENT_TEXT_VERSION = "2026-11-01"
 LOCAL_SMTP_URL = "smtp://127.0.0.1:8025"
+
+
+def _language_tag(tag: str) -> str:
+    """A BCP 47 language tag as the catalogues are named: lower case, "-" ("pt-br")."""
+    norm = tag.strip().replace("_", "-").lower()
+    if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{2,8})*", norm):
+        raise ValueError(f"not a language tag: {tag!r} (en, ar, pt-br)")
+    return norm
 
 
 class Settings(BaseSettings):
@@ -135,10 +153,15 @@ class Settings(BaseSettings):
     daily_send_hour: int = Field(default=6, ge=0, le=23)
     weekly_send_weekday: int = Field(default=0, ge=0, le=6)  # 0 = Monday
     timezone: str = "UTC"
-    # The languages the site publishes in and readers may choose (BCP 47 primary subtags, in
-    # the order the form lists them), and the one an article or a reader has when nobody
-    # said: the newsroom this was built for publishes in English and Arabic.
+    # The languages reader pages and emails are shown in: those we ship a catalogue for
+    # (newsletter/locale/), English and Arabic; a site may list fewer. The first that a
+    # reader's ?lang= or Accept-Language names is used, else LANGUAGE. They are also the
+    # languages articles may be written in and readers may choose to read (BCP 47 primary
+    # subtags, in the order the form lists them).
     languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en", "ar"])
+    # The site's own language: pages for a browser that asks for none we ship, readers who
+    # signed up before languages existed, articles that name no language. English, as
+    # every string of ours is written in it first.
     language: str = "en"
     # A fresh install (no scheduled edition yet) sends the period just past only if its send
     # time was at most this long ago; after that, scheduled editions are caught up once.
@@ -188,16 +211,6 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {v!r} (an IANA name: Europe/Berlin)") from None
         return v
 
-    @model_validator(mode="after")
-    def _known_languages(self) -> Settings:
-        # Primary subtags, lower case, as articles and readers store them (newsletter.langtags).
-        self.languages = list(dict.fromkeys(v.strip().lower().split("-")[0]
-                                            for v in self.languages if v.strip()))
-        self.language = self.language.strip().lower().split("-")[0]
-        if not self.languages or self.language not in self.languages:
-            raise ValueError("LANGUAGE must be one of LANGUAGES")
-        return self
-
     @field_validator("bounce_address")
     @classmethod
     def _bounce_mailbox(cls, v: str) -> str:
@@ -240,6 +253,27 @@ class Settings(BaseSettings):
                 return json.loads(v)
             return [item.strip() for item in v.split(",") if item.strip()]
         return v
+
+    @field_validator("languages")
+    @classmethod
+    def _language_tags(cls, v: list[str]) -> list[str]:
+        tags = [_language_tag(t) for t in v]
+        if not tags:
+            raise ValueError("LANGUAGES must name at least one language (en,ar)")
+        return list(dict.fromkeys(tags))
+
+    @field_validator("language")
+    @classmethod
+    def _language_tag(cls, v: str) -> str:
+        return _language_tag(v)
+
+    @model_validator(mode="after")
+    def _default_language_listed(self) -> Settings:
+        # The fallback of every negotiation must itself be a language we show.
+        if self.language not in self.languages:
+            raise ValueError(f"LANGUAGE {self.language!r} is not one of LANGUAGES "
+                             f"{','.join(self.languages)}")
+        return self
 
     @model_validator(mode="after")
     def _newest_key_signs(self) -> Settings:

@@ -188,11 +188,18 @@ class TopicError(Invalid):
 
 
 class SubscriptionError(Invalid):
-    """Bad input to a subscription; ``field`` names the form field at fault."""
+    """Bad input to a subscription; ``field`` names the form field at fault.
 
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
+    ``message`` is a catalogue id (marked N_ where raised) with ``%(name)s`` for
+    ``variables``: str() is the English text (the API's), and a reader page shows it
+    translated (i18n.translate(locale, exc.message_id, **exc.variables)).
+    """
+
+    def __init__(self, message: str, field: str | None = None, **variables: str):
+        super().__init__(message % variables if variables else message)
         self.field = field
+        self.message_id = message
+        self.variables = variables
 
 
 class ImportRowError(Invalid):

@@ -40,7 +40,8 @@ def primary(tag: str) -> str:
 def among(tags: Iterable[str], offered: Iterable[str]) -> tuple[str, ...]:
     """Tags as primary subtags, each once, in the order given; ValueError for a malformed tag
     or one outside ``offered`` (the site's languages)."""
-    offered = tuple(offered)
+    # The site's languages as primary subtags too (LANGUAGES may name "pt-br").
+    offered = tuple(dict.fromkeys(t.split("-")[0].lower() for t in offered))
     out: dict[str, None] = {}
     for tag in tags:
         lang = primary(tag)

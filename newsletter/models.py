@@ -80,6 +80,13 @@ class Topic(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     tags: Mapped[list[Tag]] = relationship(secondary="topic_tags", lazy="selectin",
                                            order_by="Tag.slug")
+    # The name in other languages, set in the console ({"ar": "سوريا"}); a language without
+    # one shows ``name``.
+    names: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
+
+    def name_in(self, locale: str | None) -> str:
+        """The topic's name as a reader in ``locale`` reads it (``name`` if none is set)."""
+        return (self.names or {}).get(locale or "", "") or self.name
 
 
 class TopicTag(Base):
@@ -179,6 +186,10 @@ class Reader(Base):
     # with the reader's row in the planner's one query); NULL: every language (readers from
     # before languages, who got every story on their topics).
     languages: Mapped[str | None] = mapped_column(String(64))
+    # The language the reader's pages and emails are shown in (one of LANGUAGES): the one
+    # the sign-up form was shown in, changeable in the preference centre. None (readers
+    # from before languages) reads as the site's LANGUAGE (i18n.locale_of).
+    locale: Mapped[str | None] = mapped_column(String(16))
     topics: Mapped[list[Topic]] = relationship(secondary="reader_topics", lazy="selectin")
     # The console finds readers by the start of their address (``LIKE 'ali%'``): on
     # PostgreSQL only a pattern-ops index serves a prefix under a non-C collation.

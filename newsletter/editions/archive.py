@@ -40,11 +40,13 @@ def edition_archive(session: Session, edition_id: int) -> dict[str, Any] | None:
             continue
         seen.add(article.id)
         section = sections.setdefault(topic.id, {
-            "topic": {"slug": topic.slug, "name": topic.name}, "articles": []})
+            "topic": {"slug": topic.slug, "name": topic.name, "names": topic.names or {}},
+            "articles": []})
         section["articles"].append({
             "title": article.title, "url": article.url, "summary": article.summary,
             "author": article.author, "image_url": article.image_url,
             "published_label": article.published_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
+            "published_at": article.published_at,  # for pages that write it per language
         })
     ordered = sorted(sections.values(), key=lambda s: (-len(s["articles"]), s["topic"]["name"]))
     return {
@@ -52,6 +54,7 @@ def edition_archive(session: Session, edition_id: int) -> dict[str, Any] | None:
         "kind": edition.kind,
         "frequency": edition.frequency,
         "date_label": edition.cutoff_at.astimezone(tz).strftime("%-d %B %Y"),
+        "cutoff_at": edition.cutoff_at,
         "sections": ordered,
         "article_count": len(seen),
     }

@@ -48,6 +48,7 @@ import jinja2
 import lxml.html
 from markupsafe import Markup
 
+from newsletter import i18n
 from newsletter.mail import mime
 from newsletter.mail.lru import FIFO, LRU
 
@@ -198,7 +199,8 @@ class Fragments:
     @jinja2.pass_context
     def _piece(self, ctx: jinja2.runtime.Context, name: str, value: Any,
                caller: jinja2.runtime.Macro) -> Markup:
-        out = self._rendered_once((ctx.name or "", name), value, caller)
+        out = self._rendered_once((ctx.name or "", name, ctx.get(i18n.CONTEXT_NAME)), value,
+                                  caller)
         return self._fragment(ctx, out) if (ctx.name or "").endswith(".html") else Markup(out)
 
     @jinja2.pass_context
@@ -213,6 +215,9 @@ class Fragments:
         *group*: a digest then costs a lookup per section, and its inlined HTML is joined
         once per process and shared by every digest that carries the section.
         """
+        # The render's language goes into the partial and its key: an article's "Read
+        # more" differs between the English and the Arabic digest.
+        values.setdefault(i18n.CONTEXT_NAME, ctx.get(i18n.CONTEXT_NAME))
         (_, value), *rest = values.items()
         rec = ctx.get("_nl_recorder")
         text_groups = ctx.get("_nl_text_groups")

@@ -45,6 +45,7 @@ import cssutils
 import jinja2
 import premailer
 
+from newsletter import i18n
 from newsletter.config import get_settings
 from newsletter.mail import digest, fragments, mime
 from newsletter.mail.lru import FIFO, LRU
@@ -252,6 +253,9 @@ class Renderer:
             auto_reload=False,
             cache_size=-1,
         )
+        # {% trans %} and _() in the reader's language: the render's ``locale`` variable,
+        # so the language is an input of each render and of every cache key it reaches.
+        i18n.install(self.env)
         self._jinja_wordwrap = self.env.filters["wordwrap"]
         self.wordwraps = FIFO(WORDWRAP_CACHE)
         self.env.filters["http_url"] = _http_url

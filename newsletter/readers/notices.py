@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, object_session
 
-from newsletter import db, tokens, verp
+from newsletter import db, i18n, tokens, verp
 from newsletter.config import CONSENT_TEXT, get_settings
 from newsletter.mail import mailer, rendering, throttle
 from newsletter.mail.compose import common_context, compose, personal_links
@@ -31,10 +31,13 @@ log = logging.getLogger(__name__)
 
 def _shared_context(template: str, reader: Reader) -> dict[str, Any]:
     topics, frequency = _choice(template, reader)
+    locale = i18n.locale_of(reader.locale)
     return {
         **common_context(),
         **{name: rendering.placeholder(name) for name in _PERSONAL},
-        "topics": [t.name for t in topics],
+        # The render's language (a key of the rendered notices kept: see render_once).
+        "locale": locale,
+        "topics": [t.name_in(locale) for t in topics],
         "frequency": frequency,
         "consent_text": CONSENT_TEXT,
     }

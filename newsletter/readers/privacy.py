@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Text, and_, case, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import events, tokens
+from newsletter import events, i18n, tokens
 from newsletter.config import CONSENT_TEXT, CONSENT_TEXT_VERSION, get_settings
 from newsletter.errors import ReaderNotFound  # noqa: F401 - re-exported
 from newsletter.models import (
@@ -75,12 +75,10 @@ def request_data_link(session: Session, reader: Reader) -> None:
         events.record(session, events.DATA_LINK_REQUESTED, reader_id=reader.id)
 
 
-def data_link_lifetime() -> str:
-    """How long a data link works, as the page and the email say it ("1 hour")."""
-    minutes = get_settings().data_link_max_age_minutes
-    if minutes % 60:
-        return f"{minutes:g} minutes"
-    return "1 hour" if minutes == 60 else f"{minutes / 60:g} hours"
+def data_link_lifetime(locale: str | None = None) -> str:
+    """How long a data link works, as the page and the email say it ("1 hour", "ساعة")."""
+    return i18n.format_minutes(get_settings().data_link_max_age_minutes,
+                               i18n.locale_of(locale) if locale else "en")
 
 
 def data_link_url(reader: Reader) -> str:

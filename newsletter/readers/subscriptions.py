@@ -8,12 +8,12 @@ from collections.abc import Iterable
 from datetime import timedelta
 from functools import cache
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from newsletter import events, sql, tokens
-from newsletter.config import CONSENT_TEXT_VERSION, get_settings
+from newsletter import events, i18n, sql, tokens
+from newsletter.config import CONSENT_TEXT_VERSION, N_, get_settings
 from newsletter.errors import SubscriptionError  # noqa: F401 - re-exported
 from newsletter.models import (
     ConsentEvent,
@@ -35,7 +35,7 @@ FREQUENCIES = ("immediate", "daily", "weekly")
 CONFIRMATION_INTERVAL = timedelta(hours=24)
 
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f<>,;:\"()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,252}\.[A-Za-z0-9-]{2,63}$")
-LOCAL_PART_NEEDS_UTF8 = ("We cannot send email to an address with letters outside A–Z "
+LOCAL_PART_NEEDS_UTF8 = N_("We cannot send email to an address with letters outside A–Z "
                           "before the @ yet. Please use another address.")
 
 
@@ -50,7 +50,7 @@ def normalise_email(raw: str) -> str:
     if at and domain and not domain.isascii():
         email = f"{local}@{_ascii_domain(domain)}"
     if len(email) > 254 or not _EMAIL.match(email) or ".." in email:
-        raise SubscriptionError("Please enter a valid email address.", "email")
+        raise SubscriptionError(N_("Please enter a valid email address."), "email")
     return email
 
 
@@ -72,20 +72,21 @@ def _ascii_domain(domain: str) -> str:
     try:
         return idna.encode(domain, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError):
-        raise SubscriptionError("Please enter a valid email address.", "email") from None
+        raise SubscriptionError(N_("Please enter a valid email address."), "email") from None
 
 
 def _wanted(slugs: Iterable[str]) -> list[str]:
     wanted = sorted({s.strip().lower() for s in slugs if s and s.strip()})
     if not wanted:
-        raise SubscriptionError("Choose at least one topic.", "topics")
+        raise SubscriptionError(N_("Choose at least one topic."), "topics")
     return wanted
 
 
 def _check_known(wanted: list[str], found: Iterable[str]) -> None:
     unknown = set(wanted) - set(found)
     if unknown:
-        raise SubscriptionError(f"Unknown topic: {', '.join(sorted(unknown))}.", "topics")
+        raise SubscriptionError(N_("Unknown topic: %(topics)s."), "topics",
+                                topics=", ".join(sorted(unknown)))
 
 
 def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Topic]:
@@ -109,23 +110,30 @@ def _topic_ids(session: Session, slugs: Iterable[str]) -> tuple[list[str], list[
 
 def _check_frequency(frequency: str) -> str:
     if frequency not in FREQUENCIES:
-        raise SubscriptionError("Choose immediate, daily or weekly.", "frequency")
+        raise SubscriptionError(N_("Choose immediate, daily or weekly."), "frequency")
     return frequency
 
 
+def reader_message(exc: SubscriptionError) -> i18n.Later:
+    """The error as a reader page shows it, in the reader's language."""
+    return i18n.later(exc.message_id, **exc.variables)
+
+
 def form_errors(session: Session, email: str, topics: Iterable[str], frequency: str,
-                consent_given: bool) -> dict[str, str]:
-    """Every problem with a sign-up at once, by form field (a form shows them together)."""
-    errors: dict[str, str] = {}
+                consent_given: bool) -> dict[str, i18n.Later]:
+    """Every problem with a sign-up at once, by form field (a form shows them together),
+    each translated where it is shown."""
+    errors: dict[str, i18n.Later] = {}
     checks = [(sendable_email, (email,)), (resolve_topics, (session, topics)),
               (_check_frequency, (frequency,))]
     for check, args in checks:
         try:
             check(*args)
         except SubscriptionError as exc:
-            errors[exc.field or "form"] = str(exc)
+            errors[exc.field or "form"] = reader_message(exc)
     if not consent_given:
-        errors["consent"] = "Please tick the box to agree to receive the newsletter."
+        errors["consent"] = i18n.later(
+            N_("Please tick the box to agree to receive the newsletter."))
     return errors
 
 
@@ -146,7 +154,9 @@ def _find_topics(slug_among):
 def _upsert_reader(insert):
     return insert.on_conflict_do_update(
         index_elements=[_READERS.c.email],
-        set_={"status": insert.excluded.status},
+        # A form in another language than last time: the confirmation is written in it.
+        set_={"status": insert.excluded.status,
+              "locale": func.coalesce(insert.excluded.locale, _READERS.c.locale)},
         where=_READERS.c.status != "active",
     ).returning(_READERS.c.id, _READERS.c.created_at)
 
@@ -169,8 +179,13 @@ def subscribe(
     source: str = "form",
     ip: str | None = None,
     user_agent: str | None = None,
+    locale: str | None = None,
 ) -> int:
     """Ask for a subscription; nothing is active until the reader confirms by email.
+
+    ``locale`` is the language the form was shown in: the reader's pages and emails (the
+    confirmation first) are shown in it (not for an active reader: that goes through their
+    preferences). None keeps what the reader had (the site's LANGUAGE for a new one).
 
     Returns the reader's id. The caller answers the same way whatever state the address was
     in (no enumeration); an already active reader is left as is — changes go through their
@@ -190,17 +205,17 @@ def subscribe(
         slugs, topic_ids = _topic_ids(session, topics)
     _check_frequency(frequency)
     if not consent_given:
-        raise SubscriptionError("Please tick the box to agree to receive the newsletter.",
+        raise SubscriptionError(N_("Please tick the box to agree to receive the newsletter."),
                                 "consent")
     now = utcnow()
     if in_one:
         return _subscribe_in_one(session, email, topics, frequency, source=source, ip=ip,
-                                 user_agent=user_agent, now=now)
+                                 user_agent=user_agent, now=now, locale=locale)
     # An address seen before becomes pending again, its choice kept aside until confirmed,
     # unless it is active: then no row comes back and nothing is written.
     row = session.execute(_upsert_reader(sql.upsert(session, _READERS)), {
         "email": email, "status": "pending", "frequency": frequency, "source": source,
-        "created_at": now}).first()
+        "created_at": now, "locale": locale}).first()
     if row is None:
         return session.scalar(select(Reader.id).where(Reader.email == email))
     reader_id, created_at = row
@@ -219,7 +234,8 @@ def subscribe(
 
 
 def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequency: str, *,
-                      source: str, ip: str | None, user_agent: str | None, now) -> int:
+                      source: str, ip: str | None, user_agent: str | None, now,
+                      locale: str | None = None) -> int:
     """subscribe() on PostgreSQL: the topic lookup and every write in one statement.
 
     Why: the form is the path a breaking story sends thousands of readers to at once, and
@@ -230,7 +246,7 @@ def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequ
     slugs = _wanted(topics)
     row = session.execute(_SUBSCRIBE, {
         "slugs": slugs, "email": email, "frequency": frequency, "source": source,
-        "created_at": now, "email_hash": consent.email_hash(email),
+        "created_at": now, "locale": locale, "email_hash": consent.email_hash(email),
         "text_version": CONSENT_TEXT_VERSION, "text_hash": get_settings().consent_text_hash,
         "ip": ip, "user_agent": (user_agent or "")[:512] or None,
         "details": {"topics": slugs, "frequency": frequency}, "choice": slugs,
@@ -251,9 +267,10 @@ WITH chosen AS (
 ), known AS (
   SELECT count(*) = cardinality(CAST(:slugs AS VARCHAR[])) AS ok FROM chosen
 ), reader AS (
-  INSERT INTO readers (email, status, frequency, source, created_at)
-  SELECT :email, 'pending', :frequency, :source, :created_at FROM known WHERE ok
-  ON CONFLICT (email) DO UPDATE SET status = excluded.status
+  INSERT INTO readers (email, status, frequency, source, created_at, locale)
+  SELECT :email, 'pending', :frequency, :source, :created_at, :locale FROM known WHERE ok
+  ON CONFLICT (email) DO UPDATE SET status = excluded.status,
+    locale = COALESCE(excluded.locale, readers.locale)
   WHERE readers.status <> 'active'
   RETURNING id, created_at = :created_at AS is_new
 ), linked AS (
@@ -400,7 +417,7 @@ def change_preferences(
     chosen = resolve_topics(session, topics)
     _check_frequency(frequency)
     if pause not in PAUSES and pause != "resume":
-        raise SubscriptionError("Choose how long to pause.", "pause")
+        raise SubscriptionError(N_("Choose how long to pause."), "pause")
     changes: dict = {}
     before = sorted(t.slug for t in reader.topics)
     after = sorted(t.slug for t in chosen)
@@ -430,7 +447,7 @@ def resubscribe(session: Session, token: str, *, consent_given: bool, ip: str | 
     """Undo an unsubscribe from the reader's own link (it proves the mailbox is theirs)."""
     reader = reader_from_token(session, "unsubscribe", token)
     if not consent_given:
-        raise SubscriptionError("Please tick the box to agree to receive the newsletter.",
+        raise SubscriptionError(N_("Please tick the box to agree to receive the newsletter."),
                                 "consent")
     if reader.status == "active":
         return reader

@@ -22,11 +22,11 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from newsletter import db, tokens
+from newsletter import db, i18n, tokens
 from newsletter.accounts import api_tokens
 from newsletter.accounts.actors import ADMIN_TOKEN_ACTOR, Actor
-from newsletter.config import get_settings
-from newsletter.errors import Forbidden, NewsletterError, NotSignedIn
+from newsletter.config import N_, get_settings
+from newsletter.errors import Forbidden, NewsletterError, NotSignedIn, SubscriptionError
 from newsletter.states import EditorRole
 
 HERE = Path(__file__).parent
@@ -150,27 +150,78 @@ def local_time(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str
 
 templates.env.filters["local_time"] = local_time
 templates.env.globals["now_utc"] = lambda: datetime.now(UTC)
+# {% trans %} and _() in the page's language (the render's ``locale``, set by page()).
+i18n.install(templates.env)
+
+
+def request_locale(request: Request, stored: str | None = None) -> str:
+    """The language of a reader page: ?lang= if it names one we ship, else the reader's own
+    (``stored``, on pages about one reader), else the browser's Accept-Language, else
+    LANGUAGE."""
+    asked = i18n.usable(request.query_params.get("lang"))
+    if asked:
+        return asked
+    if stored and i18n.usable(stored):
+        return i18n.locale_of(stored)
+    return i18n.negotiate(None, request.headers.get("accept-language"))
+
+
+def language_links(request: Request) -> list[dict[str, str]]:
+    """The language switcher: this page in each shipped language (same path, ?lang=)."""
+    links = []
+    for lang in i18n.languages():
+        url = request.url.include_query_params(lang=lang)
+        links.append({"lang": lang, "name": i18n.language_name(lang),
+                      "url": f"{url.path}?{url.query}"})
+    return links
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("site_name", get_settings().site_name)
-    return templates.TemplateResponse(request, name, context, status_code=status)
+    if "locale" not in context:
+        context["locale"] = request_locale(request)
+    if context.get("errors"):  # messages of ours, shown in the page's language
+        context["errors"] = {field: i18n.resolve(context["locale"], text)
+                             for field, text in context["errors"].items()}
+    context.setdefault("language_links", language_links(request))
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    # The same URL answers in the language the browser asks for: caches must keep them apart.
+    response.headers.append("Vary", "Accept-Language")
+    return response
 
 
-def message(request: Request, heading: str, *lines: str, status: int = 200,
-            link: dict | None = None) -> HTMLResponse:
-    return page(request, "message.html", status, heading=heading, lines=lines, link=link)
+def message(request: Request, heading: str | i18n.Later, *lines: str | i18n.Later,
+            status: int = 200, link: dict | None = None, locale: str | None = None
+            ) -> HTMLResponse:
+    """A page of a heading and lines, in the reader's language: each is a message id
+    (marked N_ where written) or an i18n.later() with values; other text shows as is."""
+    locale = locale or request_locale(request)
+    tr = [i18n.resolve(locale, t) for t in (heading, *lines)]
+    if link is not None:
+        link = {**link, "label": i18n.resolve(locale, link["label"])}
+    return page(request, "message.html", status, heading=tr[0], lines=tr[1:], link=link,
+                locale=locale)
+
+
+# The reasons a link is refused (tokens, subscriptions), as a reader page says them: marked
+# here for the catalogues, found by their English text.
+_LINK_REASONS = (N_("This link is not valid."), N_("This link has expired."),
+                 N_("This form is not valid."), N_("This form has expired."),
+                 N_("This link was replaced by a later choice."))
 
 
 def invalid_link(request: Request, exc: tokens.InvalidToken) -> HTMLResponse:
     expired = isinstance(exc, tokens.ExpiredToken)
-    return message(request, "This link has expired" if expired else "This link is not valid",
-                   str(exc).capitalize() + ".", "Nothing has been changed.", status=400,
-                   link={"url": "/subscribe", "label": "Subscribe again"} if expired else None)
+    return message(request,
+                   N_("This link has expired") if expired else N_("This link is not valid"),
+                   str(exc).capitalize() + ".", N_("Nothing has been changed."), status=400,
+                   link={"url": "/subscribe", "label": N_("Subscribe again")} if expired
+                   else None)
 
 
 # What a reader's page says for each status of a domain error (its message follows).
-_HEADINGS = {404: "Not found", 409: "Not possible now", 422: "Please check what you sent"}
+_HEADINGS = {404: N_("Not found"), 409: N_("Not possible now"),
+             422: N_("Please check what you sent")}
 
 
 def newsletter_error(request: Request, exc: NewsletterError) -> Response:
@@ -192,10 +243,14 @@ def newsletter_error(request: Request, exc: NewsletterError) -> Response:
     if isinstance(exc, tokens.InvalidToken):
         return invalid_link(request, exc)
     if status >= 500:
-        return message(request, "Something went wrong", "Please try again in a few minutes.",
-                       status=status)
-    return message(request, _HEADINGS.get(status, "Something went wrong"),
-                   detail[:1].upper() + detail[1:], status=status)
+        return message(request, N_("Something went wrong"),
+                       N_("Please try again in a few minutes."), status=status)
+    if isinstance(exc, SubscriptionError):  # ours to translate
+        detail = i18n.later(exc.message_id, **exc.variables)
+    else:
+        detail = detail[:1].upper() + detail[1:]
+    return message(request, _HEADINGS.get(status, N_("Something went wrong")), detail,
+                   status=status)
 
 
 def console_error(request: Request, exc: NewsletterError, detail: str) -> Response:

@@ -19,8 +19,8 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
-from newsletter import db, tokens
-from newsletter.config import CONSENT_TEXT, get_settings
+from newsletter import db, i18n, tokens
+from newsletter.config import CONSENT_TEXT, N_, get_settings
 from newsletter.editions.archive import edition_archive
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
 from newsletter.models import Reader, Topic, utcnow
@@ -34,18 +34,30 @@ from newsletter.web.deps import (
     invalid_link,
     message,
     page,
+    request_locale,
     request_session,
     templates,
 )
 
 router = APIRouter()
-FREQUENCY_LABELS = [("immediate", "As it happens", "An email shortly after each story"),
-                    ("daily", "Daily digest", "One email each morning"),
-                    ("weekly", "Weekly digest", "One email each week")]
-PAUSE_LABELS = [("", "Keep sending"), ("1w", "Pause for 1 week"), ("4w", "Pause for 4 weeks"),
-                ("12w", "Pause for 12 weeks")]
-UNSUBSCRIBE_REASONS = ["Too many emails", "Not relevant to me any more",
-                       "I never signed up", "I get the news elsewhere"]
+# Marked for the catalogues (N_) and translated where the templates show them (_()).
+FREQUENCY_LABELS = [("immediate", N_("As it happens"), N_("An email shortly after each story")),
+                    ("daily", N_("Daily digest"), N_("One email each morning")),
+                    ("weekly", N_("Weekly digest"), N_("One email each week"))]
+PAUSE_LABELS = [("", N_("Keep sending")), ("1w", N_("Pause for 1 week")),
+                ("4w", N_("Pause for 4 weeks")), ("12w", N_("Pause for 12 weeks"))]
+UNSUBSCRIBE_REASONS = [N_("Too many emails"), N_("Not relevant to me any more"),
+                       N_("I never signed up"), N_("I get the news elsewhere")]
+# The consent history's words (privacy.consent_receipt gives the stored ones).
+CONSENT_ACTIONS = {"requested": N_("Requested"), "confirmed": N_("Confirmed"),
+                   "changed": N_("Changed"), "withdrawn": N_("Withdrawn")}
+CONSENT_WAYS = {"form": N_("Sign-up form"), "link": N_("Link in an email"),
+                "one-click": N_("One-click unsubscribe"), "email": N_("Email"),
+                "web": N_("Web page"), "preferences": N_("Preference centre"),
+                "resubscribe": N_("Subscribing again"), "import": N_("Import"),
+                "api": N_("API"), "embed": N_("Sign-up box"),
+                "console": N_("Newsroom console"), "mailbox": N_("Bounce or complaint"),
+                "webhook": N_("Bounce or complaint")}
 
 Text = Annotated[str, Form(max_length=320)]
 
@@ -72,18 +84,23 @@ def subscribe_page(request: Request, session: SessionDep) -> HTMLResponse:
 def check_inbox(request: Request) -> HTMLResponse:
     # One answer for new, pending, active and unsubscribed addresses: the page must not
     # tell a stranger whether somebody reads us.
-    return HTMLResponse(_check_inbox_page(get_settings().site_name))
+    response = HTMLResponse(_check_inbox_page(get_settings().site_name, request_locale(request)))
+    response.headers.append("Vary", "Accept-Language")
+    return response
 
 
-@lru_cache(maxsize=4)
-def _check_inbox_page(site_name: str) -> str:
-    # The same page for every subscribe (message.html reads nothing of the request):
-    # rendered once per process, not 300 times a second when a story spreads.
+@lru_cache(maxsize=16)
+def _check_inbox_page(site_name: str, locale: str) -> str:
+    # The same page for every subscribe in a language (message.html reads nothing of the
+    # request): rendered once per process and language, not 300 times a second when a
+    # story spreads.
+    lines = (N_("If this address can receive our newsletter, an email is on its way with a "
+                "link to confirm your subscription."),
+             N_("Nothing is sent until you confirm. The link works for 7 days."))
     return templates.get_template("message.html").render(
-        site_name=site_name, heading="Check your inbox", link=None, lines=(
-            "If this address can receive our newsletter, an email is on its way with a "
-            "link to confirm your subscription.",
-            "Nothing is sent until you confirm. The link works for 7 days."))
+        site_name=site_name, locale=locale, language_links=[], link=None,
+        heading=i18n.resolve(locale, N_("Check your inbox")),
+        lines=[i18n.resolve(locale, line) for line in lines])
 
 
 @router.post("/subscribe", response_class=HTMLResponse)
@@ -145,13 +162,14 @@ def _unreadable(request: Request, form: dict) -> HTMLResponse:
     SUBSCRIBE_REQUESTS.labels("invalid").inc()
     with request_session() as session:
         return subscribe_form(request, session, {**form, "email": form["email"][:320]},
-                              {"form": "Part of this form is longer than it can be. Please "
-                                       "check your choices and send it again."}, 422)
+                              {"form": N_("Part of this form is longer than it can be. "
+                                          "Please check your choices and send it again.")},
+                              422)
 
 
-_CHECK_AND_SEND = "Please check your choices and send the form again."
-_SENT_ALREADY = ("This form was sent already. If you meant to send it again, please check "
-                 "your choices and send it once more.")
+_CHECK_AND_SEND = N_("Please check your choices and send the form again.")
+_SENT_ALREADY = N_("This form was sent already. If you meant to send it again, please check "
+                   "your choices and send it once more.")
 
 
 def _subscribe(request: Request, form: dict, website: str, form_token: str) -> HTMLResponse:
@@ -159,8 +177,8 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str) -> H
     who = client(request)
     if not ratelimit.allow("subscribe", who["ip"] or "?"):
         SUBSCRIBE_REQUESTS.labels("rate_limited").inc()
-        return message(request, "Too many attempts",
-                       "Please wait a few minutes before trying again.", status=429)
+        return message(request, N_("Too many attempts"),
+                       N_("Please wait a few minutes before trying again."), status=429)
     with request_session() as session:
         max_age = settings.form_max_age_hours * 3600
         try:
@@ -168,8 +186,8 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str) -> H
         except tokens.InvalidToken:
             SUBSCRIBE_REQUESTS.labels("form_expired").inc()
             return subscribe_form(request, session, form,
-                                  {"form": "This form has expired. Please check your choices "
-                                           "and send it again."}, 422)
+                                  {"form": N_("This form has expired. Please check your "
+                                              "choices and send it again.")}, 422)
         if website:
             SUBSCRIBE_REQUESTS.labels("bot").inc()
             return check_inbox(request)  # a bot: answer as if all went well, store nothing
@@ -186,7 +204,7 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str) -> H
         fields = form["email"], form["topics"], form["frequency"]
         try:
             subscriptions.subscribe(session, *fields, consent_given=form["consent"],
-                                    source="form", **who)
+                                    source="form", locale=request_locale(request), **who)
         except subscriptions.SubscriptionError as exc:
             # subscribe() checks its input before it writes anything, so a bad form costs a
             # second look here (to show every problem at once) and a good one only one.
@@ -196,7 +214,8 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str) -> H
             if errors := subscriptions.form_errors(session, *fields, form["consent"]):
                 SUBSCRIBE_REQUESTS.labels("invalid").inc()
                 return subscribe_form(request, session, form, errors, 422)
-            return subscribe_form(request, session, form, {exc.field or "email": str(exc)}, 422)
+            return subscribe_form(request, session, form,
+                                  {exc.field or "email": subscriptions.reader_message(exc)}, 422)
         session.commit()
     SUBSCRIBE_REQUESTS.labels("accepted").inc()
     return check_inbox(request)
@@ -210,16 +229,27 @@ def confirm_page(request: Request, token: str) -> HTMLResponse:
     # subscribe whoever a stranger typed into the form.
     max_age = get_settings().confirm_max_age_days * 86400
     try:
-        tokens.read("confirm", token, max_age_s=max_age)
+        data, _ = tokens.read("confirm", token, max_age_s=max_age)
     except tokens.ExpiredToken:
-        return page(request, "action.html", 400, heading="This link has expired",
-                    lines=["Confirmation links work for 7 days. We can send you a new one."],
-                    action=f"/confirm/{token}/resend", button="Send me a new link")
+        return _action(request, N_("This link has expired"),
+                       [N_("Confirmation links work for 7 days. We can send you a new one.")],
+                       f"/confirm/{token}/resend", N_("Send me a new link"), 400)
     except tokens.InvalidToken as exc:
         return invalid_link(request, exc)
-    return page(request, "action.html", heading="Confirm your subscription",
-                lines=["One more step: press the button to start receiving the newsletter."],
-                action=f"/confirm/{token}", button="Confirm my subscription")
+    return _action(request, N_("Confirm your subscription"),
+                   [N_("One more step: press the button to start receiving the newsletter.")],
+                   f"/confirm/{token}", N_("Confirm my subscription"))
+
+
+def _action(request: Request, heading: str, lines: list[str], action: str, button: str,
+            status: int = 200) -> HTMLResponse:
+    """A page of one button (a GET that would change state asks for a POST), translated;
+    the post keeps the page's language."""
+    locale = request_locale(request)
+    return page(request, "action.html", status, locale=locale,
+                heading=i18n.resolve(locale, heading),
+                lines=[i18n.resolve(locale, line) for line in lines],
+                action=f"{action}?lang={locale}", button=i18n.resolve(locale, button))
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse)
@@ -227,9 +257,10 @@ def confirm(request: Request, token: str, session: SessionDep) -> HTMLResponse:
     reader = subscriptions.confirm(session, token, **client(request))
     session.commit()
     prefs = tokens.make("preferences", reader.id, reader.email)
-    return message(request, "You're subscribed",
-                   "Thank you. Your first email arrives with the next edition on your topics.",
-                   link={"url": f"/preferences/{prefs}", "label": "Choose topics and frequency"})
+    return message(request, N_("You're subscribed"),
+                   N_("Thank you. Your first email arrives with the next edition on your topics."),
+                   link={"url": f"/preferences/{prefs}", "label": N_("Choose topics and frequency")},
+                   locale=request_locale(request, reader.locale))
 
 
 @router.post("/confirm/{token}/resend", response_class=HTMLResponse)
@@ -256,16 +287,19 @@ def _csrf_ok(reader: Reader, token: str) -> bool:
 
 def preferences_form(request: Request, session: Session, reader: Reader, token: str, *,
                      form: dict | None = None, errors: dict | None = None, saved: bool = False,
-                     status: int = 200) -> HTMLResponse:
+                     status: int = 200, locale: str | None = None) -> HTMLResponse:
+    locale = locale or request_locale(request, reader.locale)
     form = form or {"topics": [t.slug for t in reader.topics], "frequency": reader.frequency,
                     "pause": ""}
+    form.setdefault("locale", i18n.locale_of(reader.locale))
     receipt = privacy.consent_receipt(session, reader)
     return page(request, "preferences.html", status, reader=reader, token=token, form=form,
                 errors=errors or {}, saved=saved, groups=topic_groups(session),
                 retired=[t for t in reader.topics if t.retired_at is not None],
                 live_followed=any(t.retired_at is None for t in reader.topics),
                 frequencies=FREQUENCY_LABELS, pauses=PAUSE_LABELS, csrf=_csrf(reader),
-                history=receipt["events"], link_lifetime=privacy.data_link_lifetime())
+                history=receipt["events"], link_lifetime=privacy.data_link_lifetime(locale),
+                consent_actions=CONSENT_ACTIONS, consent_ways=CONSENT_WAYS, locale=locale)
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
@@ -283,13 +317,15 @@ def preferences_save(
     frequency: Annotated[str, Form(max_length=16)] = "",
     pause: Annotated[str, Form(max_length=8)] = "",
     csrf: Annotated[str, Form(max_length=300)] = "",
+    locale: Annotated[str, Form(max_length=35)] = "",
 ) -> HTMLResponse:
     reader = subscriptions.reader_from_token(session, "preferences", token)
-    form = {"topics": topics, "frequency": frequency, "pause": pause}
+    form = {"topics": topics, "frequency": frequency, "pause": pause,
+            "locale": i18n.usable(locale) or i18n.locale_of(reader.locale)}
     if not _csrf_ok(reader, csrf):
         return preferences_form(request, session, reader, token, form=form, status=403,
-                                errors={"form": "This page is out of date. Please reload it "
-                                                "and make your changes again."})
+                                errors={"form": N_("This page is out of date. Please reload "
+                                                   "it and make your changes again.")})
     # An unsubscribed reader's choices are kept here, but subscribing again takes the link
     # we email them (this page's link may be in a forwarded email).
     try:
@@ -299,46 +335,63 @@ def preferences_save(
         session.rollback()
         session.refresh(reader)
         return preferences_form(request, session, reader, token, form=form,
-                                errors={exc.field or "form": str(exc)}, status=422)
+                                errors={exc.field or "form": subscriptions.reader_message(exc)},
+                                status=422)
+    changed_language = i18n.usable(locale) and locale != reader.locale
+    if changed_language:  # a language we do not show is no choice: kept as it was
+        reader.locale = i18n.usable(locale)
     session.commit()
-    return preferences_form(request, session, reader, token, saved=True)
+    # The answer in the language just chosen, not the page's old one.
+    return preferences_form(request, session, reader, token, saved=True,
+                            locale=reader.locale if changed_language else None)
 
 
-def link_emailed(request: Request, purpose: str) -> HTMLResponse:
-    """The answer to every ask for a data link: the link goes to the mailbox, never the page."""
+def link_emailed(request: Request, purpose: str, stored_locale: str | None = None
+                 ) -> HTMLResponse:
+    """The answer to every ask for a data link: the link goes to the mailbox, never the page.
+    ``purpose`` is one of PURPOSES."""
+    locale = request_locale(request, stored_locale)
     return message(
-        request, "We've emailed you a link",
-        f"To {purpose}, use the link we have sent to the address this newsletter goes to. "
-        f"It works for {privacy.data_link_lifetime()}.",
-        "We send it by email so that someone who was forwarded one of our newsletters "
-        "cannot read or delete your data. If it has not arrived in a few minutes, check "
-        "your spam folder or ask again.")
+        request, N_("We've emailed you a link"),
+        i18n.later(N_("To %(purpose)s, use the link we have sent to the address this "
+                      "newsletter goes to. It works for %(lifetime)s."),
+                   purpose=i18n.resolve(locale, purpose),
+                   lifetime=privacy.data_link_lifetime(locale)),
+        N_("We send it by email so that someone who was forwarded one of our newsletters "
+           "cannot read or delete your data. If it has not arrived in a few minutes, check "
+           "your spam folder or ask again."), locale=locale)
+
+
+# What a data link is asked for, as link_emailed says it ("To …, use the link").
+TO_GET_DATA_OR_RESUBSCRIBE = N_("download or delete your data, or subscribe again")
+TO_DELETE = N_("delete your data")
+TO_RESUBSCRIBE = N_("subscribe again")
 
 
 def _ask_for_link(request: Request, session: Session, reader: Reader, token: str, csrf: str,
                   purpose: str) -> HTMLResponse:
     if not _csrf_ok(reader, csrf):
         return preferences_form(request, session, reader, token, status=403, errors={
-            "form": "This page is out of date. Please reload it and try again."})
+            "form": N_("This page is out of date. Please reload it and try again.")})
     privacy.request_data_link(session, reader)
     session.commit()
-    return link_emailed(request, purpose)
+    return link_emailed(request, purpose, reader.locale)
 
 
 @router.post("/preferences/{token}/data-link", response_class=HTMLResponse)
 def data_link(request: Request, token: str, session: SessionDep,
               csrf: Annotated[str, Form(max_length=300)] = "") -> HTMLResponse:
     reader = subscriptions.reader_from_token(session, "preferences", token)
-    return _ask_for_link(request, session, reader, token, csrf,
-                         "download or delete your data, or subscribe again")
+    return _ask_for_link(request, session, reader, token, csrf, TO_GET_DATA_OR_RESUBSCRIBE)
 
 
 def _data_by_email(request: Request, session: Session, token: str) -> HTMLResponse:
     # Links from before data links existed, or typed in: no data in the answer, only the
     # way to ask for it by email.
     reader = subscriptions.reader_from_token(session, "preferences", token)
-    return page(request, "data_link.html", 403, token=token, csrf=_csrf(reader),
-                link_lifetime=privacy.data_link_lifetime())
+    locale = request_locale(request, reader.locale)
+    return page(request, "data_link.html", 403, token=token, csrf=_csrf(reader), locale=locale,
+                link_lifetime=privacy.data_link_lifetime(locale))
 
 
 @router.get("/preferences/{token}/consent.json", response_class=HTMLResponse)
@@ -356,7 +409,7 @@ def erase_mine(request: Request, token: str, session: SessionDep,
                csrf: Annotated[str, Form(max_length=300)] = "") -> HTMLResponse:
     # The form of a page served before data links: it now asks for the link instead.
     reader = subscriptions.reader_from_token(session, "preferences", token)
-    return _ask_for_link(request, session, reader, token, csrf, "delete your data")
+    return _ask_for_link(request, session, reader, token, csrf, TO_DELETE)
 
 
 # ---------------------------------------------------------------- unsubscribe
@@ -366,7 +419,8 @@ def unsubscribe_page(request: Request, token: str, session: SessionDep) -> HTMLR
     reader = subscriptions.reader_from_token(session, "unsubscribe", token)
     prefs = tokens.make("preferences", reader.id, reader.email)
     return page(request, "unsubscribe.html", token=token, reasons=UNSUBSCRIBE_REASONS,
-                preferences_url=f"/preferences/{prefs}", email=reader.email)
+                preferences_url=f"/preferences/{prefs}", email=reader.email,
+                locale=request_locale(request, reader.locale))
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
@@ -382,9 +436,10 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
             session, token, method=method,
             reason="; ".join(reasons)[:500] or None, **client(request))
         prefs = tokens.make("preferences", reader.id, reader.email)
+        locale = request_locale(request, reader.locale)
     UNSUBSCRIBES.labels(method).inc()
     return page(request, "unsubscribed.html", token=token, consent_text=CONSENT_TEXT,
-                preferences_url=f"/preferences/{prefs}", errors={})
+                preferences_url=f"/preferences/{prefs}", errors={}, locale=locale)
 
 
 @router.post("/resubscribe/{token}", response_class=HTMLResponse)
@@ -394,7 +449,7 @@ def resubscribe(request: Request, token: str, session: SessionDep) -> HTMLRespon
     reader = subscriptions.reader_from_token(session, "unsubscribe", token)
     privacy.request_data_link(session, reader)
     session.commit()
-    return link_emailed(request, "subscribe again")
+    return link_emailed(request, TO_RESUBSCRIBE, reader.locale)
 
 
 # ---------------------------------------------------------------- web versions
@@ -403,8 +458,8 @@ def resubscribe(request: Request, token: str, session: SessionDep) -> HTMLRespon
 def edition_page(request: Request, edition_id: int, session: SessionDep) -> HTMLResponse:
     archive = edition_archive(session, edition_id) if 0 < edition_id <= MAX_ROW_ID else None
     if archive is None:
-        return message(request, "Edition not found",
-                       "This edition does not exist or has not been sent yet.", status=404)
+        return message(request, N_("Edition not found"),
+                       N_("This edition does not exist or has not been sent yet."), status=404)
     return page(request, "edition.html", archive=archive)
 
 

@@ -2,7 +2,7 @@
 a pending choice asks for), the language of each stored digest's own words
 
 Revision ID: 0020_langs_languages
-Revises: 0019_edition_note
+Revises: 0020_i18n_locale
 Create Date: 2026-12-08 02:30:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from newsletter.config import get_settings
 
 revision = '0020_langs_languages'
-down_revision = '0019_edition_note'
+down_revision = '0020_i18n_locale'  # was 0019_edition_note: chained after i18n's, merged in this branch
 branch_labels = None
 depends_on = None
 
