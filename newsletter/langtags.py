@@ -56,20 +56,3 @@ def split(text: str | None) -> tuple[str, ...]:
     """A reader's stored languages ("ar,en", or "ar;en"/"ar|en" from an import) as a tuple."""
     return tuple(p.strip() for p in re.split(r"[,;|\s]+", text or "") if p.strip())
 
-
-# Languages written right to left (their usual script): Arabic, Aramaic, Sorani Kurdish,
-# Dhivehi, Persian, Hebrew, Pashto, Sindhi, Uyghur, Urdu, Yiddish.
-RIGHT_TO_LEFT = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "ps", "sd", "ug", "ur", "yi"})
-
-# A language's name in itself, for the heading of its part of a bilingual digest.
-AUTONYMS = {"ar": "العربية", "en": "English", "fr": "Français", "de": "Deutsch",
-            "es": "Español", "he": "עברית", "fa": "فارسی", "tr": "Türkçe", "ur": "اردو"}
-
-
-def direction(lang: str) -> str:
-    """"rtl" or "ltr": the direction text in this language (a primary subtag) runs."""
-    return "rtl" if lang in RIGHT_TO_LEFT else "ltr"
-
-
-def autonym(lang: str) -> str:
-    return AUTONYMS.get(lang, lang)

@@ -62,7 +62,8 @@ def story(article: Any) -> Story:
 
 
 def topic(row: Any) -> Topic:
-    return Topic(id=row.id, slug=row.slug, name=row.name)
+    names = getattr(row, "names", None) or {}
+    return Topic(id=row.id, slug=row.slug, name=row.name, names=tuple(sorted(names.items())))
 
 
 def entry(kind: str, story_: Story, topic_: Topic, revision: Any | None) -> Entry:
@@ -152,7 +153,7 @@ def _contents(session: Session, editions: Mapping[int, Any],
         stories.update((row.id, story(row)) for row in session.execute(
             select(Article.__table__).where(sql.one_of(session, Article.id, missing))))
     topics = {t.id: topic(t) for t in session.execute(
-        select(TopicRow.id, TopicRow.slug, TopicRow.name))}
+        select(TopicRow.id, TopicRow.slug, TopicRow.name, TopicRow.names))}
     revision_ids = {item[3] for items, *_ in stored.values() for item in items
                     if item[3] is not None}
     revisions = {r.id: r for r in session.execute(

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from newsletter import langtags
+from newsletter import i18n
 from newsletter.mail.fragments import Record
 from newsletter.mail.lru import FIFO
 
@@ -39,6 +39,7 @@ class Topic:
     id: int
     slug: str
     name: str
+    names: tuple[tuple[str, str], ...] = ()  # (language, name) the editors gave it
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,6 @@ class Contexts:
         if content.entries is None:
             raise LookupError(f"digest {content.content_key!r} was not loaded (only its "
                               "version was): load it again without the renderer's hint")
-        tz = self.tz
         sections: list[tuple[Topic, list[Record]]] = []
         corrections: list[Record] = []
         for entry in content.entries:
@@ -127,8 +127,8 @@ class Contexts:
                 changed_at = entry.changed_at or entry.story.updated_at
                 previous = entry.previous_title
                 corrections.append(Record(
-                    item, topic=self._topic(entry.topic),
-                    updated_label=changed_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
+                    item, topic=self._topic(entry.topic, item["lang"]),
+                    updated_label=self._when(changed_at, item["lang"]),
                     previous_title=previous if previous != entry.story.title else None))
                 continue
             if not sections or sections[-1][0].id != entry.topic.id \
@@ -138,19 +138,21 @@ class Contexts:
         edition = content.edition
         locale = content.locale or self.language
         built = [self._section(topic, items) for topic, items in sections]
+        # The email's own words are in the reader's language (``locale``: every template
+        # function reads it); each part, section and story in its own (see _parts).
         archive = f"{self.base_url}/editions/{edition.id}" if edition.id is not None \
             else self.base_url  # a preview: the next edition has no archive page yet
         return {
             **self.common,
             "edition": {"id": edition.id, "kind": edition.kind, "frequency": edition.frequency,
-                        "date_label": edition.cutoff_at.astimezone(tz).strftime("%-d %B %Y")},
+                        "date_label": self._date(edition.cutoff_at, locale)},
             "archive_url": archive,
             "note": edition.note,
             "article_count": len(content.entries) - len(corrections),
             "lead_stories": self.lead_stories,
             "sections": built,
             "corrections": corrections,
-            **direction_of(locale),
+            "locale": locale,
             # A bilingual digest: its parts in the reader's order of languages, each headed by
             # its language's name (one part: no heading, the sections run as before).
             "languages": self._parts(built),
@@ -162,8 +164,19 @@ class Contexts:
             if not parts or parts[-1][0] != section["lang"]:
                 parts.append((section["lang"], []))
             parts[-1][1].append(section)
-        return [Record(heading=Record(name=langtags.autonym(lang), **direction_of(lang)),
-                       sections=tuple(group), **direction_of(lang)) for lang, group in parts]
+        return [Record(heading=Record(name=i18n.language_name(lang)), sections=tuple(group),
+                       lang=lang) for lang, group in parts]
+
+    def _date(self, at: datetime, lang: str) -> str:
+        if lang == "en":  # as before languages, to the letter
+            return at.astimezone(self.tz).strftime("%-d %B %Y")
+        return i18n.format_date(at, lang, "long", tz=self.tz)
+
+    def _when(self, at: datetime, lang: str) -> str:
+        """A story's time, in the language of the story it labels."""
+        if lang == "en":
+            return at.astimezone(self.tz).strftime("%-d %b %Y, %H:%M")
+        return i18n.format_datetime(at, lang, "medium", tz=self.tz)
 
     def _item(self, story: Story) -> Record:
         """An article as templates see it; the same Record for every digest that carries
@@ -177,31 +190,24 @@ class Contexts:
             item = self.items.put(key, Record(
                 title=story.title, url=story.url, summary=story.summary, author=story.author,
                 image_url=story.image_url,
-                published_label=story.published_at.astimezone(self.tz)
-                .strftime("%-d %b %Y, %H:%M"), **direction_of(story.lang or self.language)))
+                published_label=self._when(story.published_at, story.lang or self.language),
+                lang=story.lang or self.language))
         return item
 
     @staticmethod
-    def _topic(topic: Topic) -> Record:
-        return Record(slug=topic.slug, name=topic.name)
+    def _topic(topic: Topic, lang: str = "") -> Record:
+        # Named in the language of the stories under it (the console's per-language names).
+        return Record(slug=topic.slug, name=dict(topic.names).get(lang) or topic.name)
 
     def _section(self, topic: Topic, items: list[Record]) -> Record:
         """A topic's part of a digest; the same Record for every digest that has the same
         stories under it, so the fragment renderer finds it by its stored hash."""
-        key = (topic.id, topic.slug, topic.name, *items)  # items' hashes are stored
+        key = (topic.id, topic.slug, topic.name, topic.names, *items)  # items hash once
         section = self.sections.get(key)
         if section is None:
             # In its stories' language (a section is one language's stories on one topic).
+            lang = items[0]["lang"]
             section = self.sections.put(key, Record(
-                topic=self._topic(topic), articles=tuple(items),
-                **{k: items[0][k] for k in ("lang", "dir", "align", "align_end")}))
+                topic=self._topic(topic, lang), articles=tuple(items), lang=lang))
         return section
 
-
-def direction_of(lang: str) -> dict[str, str]:
-    """What a template needs to lay text of ``lang`` out: ``lang`` and ``dir`` attributes,
-    and ``align``/``align_end`` for the cells' align attribute (the side text starts on, and
-    the other), since Outlook's Word engine mirrors a table cell only by its attributes."""
-    rtl = langtags.direction(lang) == "rtl"
-    return {"lang": lang, "dir": "rtl" if rtl else "ltr", "align": "right" if rtl else "left",
-            "align_end": "left" if rtl else "right"}
