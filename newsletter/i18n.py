@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gettext as _gettext
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from functools import lru_cache
@@ -26,11 +27,12 @@ from typing import Any
 
 import babel
 import babel.dates
+import babel.lists
 import babel.numbers
 import babel.units
 import jinja2
 from babel.support import Translations
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from newsletter.config import N_, get_settings
 
@@ -41,9 +43,11 @@ __all__ = [
     "N_",
     "Later",
     "accept_language",
+    "bidi_lines",
     "direction",
     "format_date",
     "format_datetime",
+    "format_list",
     "format_minutes",
     "format_number",
     "install",
@@ -254,6 +258,14 @@ def _j_gettext(ctx: jinja2.runtime.Context, message: str, /, **variables: Any) -
 
 
 @jinja2.pass_context
+def _j_tr(ctx: jinja2.runtime.Context, text: Any) -> str:
+    # For a message id held in a variable (a label from Python, the consent text): it is
+    # translated like _() but stays text, escaped when printed; _() trusts its result as
+    # markup, which is right only for strings written in the template.
+    return translations(_render_locale(ctx)).gettext(str(text)) if text else ""
+
+
+@jinja2.pass_context
 def _j_ngettext(ctx: jinja2.runtime.Context, singular: str, plural: str, n: int, /,
                 **variables: Any) -> str:
     locale = _render_locale(ctx)
@@ -293,6 +305,26 @@ def _j_language(ctx: jinja2.runtime.Context) -> str:
     return _render_locale(ctx)
 
 
+def format_list(items: list[str], locale: str) -> str:
+    """Names joined as the language joins them ("Syria, Iraq and Iran", "سوريا والعراق وإيران")."""
+    return babel.lists.format_list([str(i) for i in items], locale=_babel_locale(locale)) \
+        if items else ""
+
+
+@jinja2.pass_context
+def _j_join_list(ctx: jinja2.runtime.Context, items: Any) -> str:
+    # In HTML each name is isolated (<bdi>): an English topic inside an Arabic sentence
+    # keeps its own order, and so do the commas around it.
+    items = list(items)
+    if not ctx.eval_ctx.autoescape:
+        return format_list(items, _render_locale(ctx))
+    marked = [f"\x00{i}\x01" for i in range(len(items))]
+    out = str(escape(format_list(marked, _render_locale(ctx))))
+    for i, item in enumerate(items):
+        out = out.replace(f"\x00{i}\x01", f"<bdi>{escape(item)}</bdi>")
+    return Markup(out)
+
+
 @jinja2.pass_context
 def _j_direction(ctx: jinja2.runtime.Context) -> str:
     return direction(_render_locale(ctx))
@@ -306,21 +338,61 @@ def _j_align(ctx: jinja2.runtime.Context, end: bool = False) -> str:
     return ({"right": "left", "left": "right"}[start]) if end else start
 
 
+_RLM, _LRM = "\u200f", "\u200e"
+
+
+def _first_strong(line: str) -> str | None:
+    for ch in line:
+        kind = unicodedata.bidirectional(ch)
+        if kind == "L":
+            return "ltr"
+        if kind in ("R", "AL"):
+            return "rtl"
+    return None
+
+
+def bidi_lines(text: str, locale: str) -> str:
+    """Plain text that reads in ``locale``'s direction: a line whose first letter runs the
+    other way (an English site name opening an Arabic line; an Arabic topic opening an
+    English one) starts with a right-to-left or left-to-right mark, so a mail client that
+    sets each line's direction by its first letter (Unicode's rule) aligns and orders it as
+    the language does. Lines of one word (a link, an address) are left alone: a mark in
+    a link would travel with it when copied."""
+    want = direction(locale)
+    mark = _RLM if want == "rtl" else _LRM
+    out = []
+    for line in text.split("\n"):
+        body = line.strip()
+        if " " in body and _first_strong(body) not in (want, None):
+            line = line[:len(line) - len(line.lstrip())] + mark + line.lstrip()
+        out.append(line)
+    return "\n".join(out)
+
+
+@jinja2.pass_context
+def _j_bidi_lines(ctx: jinja2.runtime.Context, text: str) -> str:
+    return bidi_lines(str(text), _render_locale(ctx))
+
+
 def install(env: jinja2.Environment) -> None:
     """Give ``env`` the i18n extension and the per-render language functions.
 
     In templates: ``{% trans %}Hello {{ name }}{% endtrans %}``, ``{{ _("Sign up") }}``,
+    ``{{ tr(label) }}`` (a message id in a variable: translated, and escaped as text),
     ``{{ ngettext("%(num)s story", "%(num)s stories", n) }}``, ``{{ when | date }}``,
     ``{{ when | datetime }}``, ``{{ n | number }}``, ``{{ language() }}`` (for ``lang=``),
     ``{{ text_direction() }}`` ("rtl" or "ltr") and ``{{ align() }}`` /
-    ``{{ align(end=True) }}`` ("right"/"left" for ``align=``). Each reads the render's
+    ``{{ align(end=True) }}`` ("right"/"left" for ``align=``), and for plain text
+    ``{% filter bidi_lines %}…{% endfilter %}`` (:func:`bidi_lines`); ``{{ names | join_list }}``
+    joins names the language's way (each in <bdi> in HTML). Each reads the render's
     ``locale`` variable (LANGUAGE when it is missing, so a template under StrictUndefined
     prints ``language()``, not ``locale``).
     """
     env.add_extension("jinja2.ext.i18n")
     env.newstyle_gettext = True  # type: ignore[attr-defined]
-    env.globals.update(gettext=_j_gettext, _=_j_gettext, ngettext=_j_ngettext,
+    env.globals.update(gettext=_j_gettext, _=_j_gettext, tr=_j_tr, ngettext=_j_ngettext,
                        pgettext=_j_pgettext, language=_j_language,
                        text_direction=_j_direction, align=_j_align,
                        language_name=language_name)
-    env.filters.update(date=_j_date, datetime=_j_datetime, number=_j_number)
+    env.filters.update(date=_j_date, datetime=_j_datetime, number=_j_number,
+                       bidi_lines=_j_bidi_lines, join_list=_j_join_list)

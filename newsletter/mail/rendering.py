@@ -113,7 +113,6 @@ def _join_and(items: Any, sep: str = ", ", last: str = " and ") -> str:
 # Unicode's isolates: FIRST STRONG ISOLATE … POP DIRECTIONAL ISOLATE, <bdi> for plain text
 # (a subject, a list of topic names in a sentence, the text part).
 FSI, PDI = "\u2068", "\u2069"
-RLM, LRM = "\u200f", "\u200e"
 
 
 def isolate(value: Any, direction: str = "ltr") -> str:
@@ -125,32 +124,6 @@ def isolate(value: Any, direction: str = "ltr") -> str:
     if any(unicodedata.bidirectional(ch) in other for ch in text):
         return f"{FSI}{text}{PDI}"
     return text
-
-
-def _first_strong(line: str) -> str | None:
-    for ch in line:
-        kind = unicodedata.bidirectional(ch)
-        if kind in ("L", "R", "AL"):
-            return "rtl" if kind != "L" else "ltr"
-    return None
-
-
-def bidi_lines(text: str, direction: str) -> str:
-    """Plain text meant to read in ``direction``: each line is its own paragraph to a mail
-    client, laid out by its first strong letter, so a line of an Arabic story that starts
-    with a Latin name or a number gets a RIGHT-TO-LEFT MARK first (and an Arabic-first line
-    of an English part a LEFT-TO-RIGHT MARK). Lines that already start right, blank lines
-    and links are left alone."""
-    mark = RLM if direction == "rtl" else LRM
-    out = []
-    for line in text.split("\n"):
-        stripped = line.lstrip()
-        # A line with no strong letter reads left to right to a client: marked in an RTL part.
-        if stripped and not stripped.startswith(("http://", "https://")) \
-                and (_first_strong(stripped) or "ltr") != direction:
-            line = mark + line
-        out.append(line)
-    return "\n".join(out)
 
 
 @dataclass(frozen=True)
@@ -262,8 +235,6 @@ class Renderer:
         self.env.filters["wordwrap"] = self._wordwrap
         self.env.filters["join_and"] = _join_and
         self.env.filters["isolate"] = isolate
-        self.bidi = FIFO(WORDWRAP_CACHE)
-        self.env.filters["bidi_lines"] = self._bidi_lines
         self.fragments = fragments.Fragments(self)
         self.contexts = digest.Contexts(
             timezone=timezone, base_url=base_url, lead_stories=lead_stories, language=language,
@@ -295,13 +266,6 @@ class Renderer:
         out = self.wordwraps.get(key)
         if out is None:
             out = self.wordwraps.put(key, self._jinja_wordwrap(self.env, *key))
-        return out
-
-    def _bidi_lines(self, s: Any, direction: str = "ltr") -> str:
-        key = (str(s), direction)
-        out = self.bidi.get(key)
-        if out is None:
-            out = self.bidi.put(key, bidi_lines(*key))
         return out
 
     # --- premailer -----------------------------------------------------------------------

@@ -185,12 +185,12 @@ def _failed(run: ConfirmationRun, reader_id: int, reason: str) -> None:
         log.exception("could not record a failed confirmation", extra={"reader_id": reader_id})
 
 
-def _data_link_email() -> rendering.RenderedEmail:
+def _data_link_email(locale: str) -> rendering.RenderedEmail:
     # Not a NOTICE: it has no "view in browser" link, whose long-lived token would hand a
     # fresh data link to anyone who holds the email.
     return rendering.renderer().render_once("data_access", {
-        **common_context(), "data_url": rendering.placeholder("data_url"),
-        "lifetime": privacy.data_link_lifetime()})
+        **common_context(), "data_url": rendering.placeholder("data_url"), "locale": locale,
+        "lifetime": privacy.data_link_lifetime(locale)})
 
 
 def send_data_link(session: Session, reader_id: int, transport: mailer.SmtpTransport) -> bool:
@@ -203,7 +203,7 @@ def send_data_link(session: Session, reader_id: int, transport: mailer.SmtpTrans
         return False
     values = {**personal_links(reader.id, reader.email),
               "data_url": privacy.data_link_url(reader)}
-    message = compose(_data_link_email(), values,
+    message = compose(_data_link_email(i18n.locale_of(reader.locale)), values,
                       mailer.make_message_id(get_settings().mail_domain))
     try:
         sender = verp.envelope_sender(verp.NOTICE_KINDS["data_access"], reader.id,
