@@ -82,7 +82,7 @@ def build(session: Session, *, email: str | None = None, tags: Iterable[str] | N
                                "ask for a daily or weekly preview")
         row = digests.ReaderRow(reader.id, reader.last_digest_at,
                                 frozenset(t.id for t in reader.topics),
-                                *digests.reader_languages(reader.languages))
+                                *digests.reader_languages(reader.languages, reader.locale))
         recipient, status = reader.email, reader.status
         who = f"{reader.email} since their last digest"
     else:

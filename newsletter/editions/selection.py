@@ -15,14 +15,14 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import literal, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter import langtags, sql
+from newsletter import i18n, langtags, sql
 from newsletter.config import get_settings
 from newsletter.editions.frequencies import LOOKBACK
 from newsletter.models import (
@@ -251,7 +251,7 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
     ``reads_any``, only readers who read at least one of those languages.
     """
     query = (
-        select(Reader.id, Reader.last_digest_at, Reader.languages)
+        select(Reader.id, Reader.last_digest_at, Reader.languages, Reader.locale)
         .where(Reader.status == "active", Reader.frequency == edition.frequency,
                Reader.id > after_id,
                # A paused reader is skipped; their next digest picks up where the last ended.
@@ -281,7 +281,7 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
     # alerts rely on the (reader, article) uniqueness alone, not on last_digest_at.
     alert = edition.kind == "alert"
     return [ReaderRow(r[0], None if alert else r[1], frozenset(topics[r[0]]),
-                      *reader_languages(r[2])) for r in rows]
+                      *reader_languages(r[2], r[3])) for r in rows]
 
 
 def reads_one_of(langs: Collection[str]) -> Any:
@@ -291,14 +291,15 @@ def reads_one_of(langs: Collection[str]) -> Any:
     return or_(Reader.languages.is_(None), *(padded.contains(f",{lang},") for lang in langs))
 
 
-@lru_cache(maxsize=256)
-def reader_languages(stored: str | None) -> tuple[tuple[str, ...] | None, str]:
-    """(languages, locale) from Reader.languages: parsed once per distinct value (readers
-    share a few combinations). The locale is the first language they read."""
-    if not stored:
-        return None, ""
-    langs = langtags.split(stored)
-    return (langs or None), (langs[0] if langs else "")
+@lru_cache(maxsize=1024)
+def reader_languages(stored: str | None,
+                     locale: str | None = None) -> tuple[tuple[str, ...] | None, str]:
+    """(languages, locale) from Reader.languages and Reader.locale: worked out once per
+    distinct pair (readers share a few). The email's own words are in the reader's locale
+    (the language their pages are shown in), else the first language they read."""
+    langs = langtags.split(stored) or None
+    shown = i18n.usable(locale) if locale else None
+    return langs, shown or (langs[0] if langs else "")
 
 
 @dataclass

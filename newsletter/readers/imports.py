@@ -30,6 +30,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsletter import events, sql
+from newsletter.config import get_settings
 from newsletter.errors import ImportRowError  # noqa: F401 - re-exported
 from newsletter.models import ConsentEvent, Reader, ReaderTopic, Topic, utcnow
 from newsletter.newsroom.tags import slugify
@@ -74,6 +75,7 @@ class ImportRow:
     frequency: str
     consented_at: datetime | None
     source: str | None
+    languages: str | None = None  # as Reader.languages; None: not given in the row
 
 
 class TopicIndex:
@@ -128,7 +130,25 @@ def parse_row(number: int, raw: Any, topics: TopicIndex) -> ImportRow:
     consent = data.get("consented_at") or data.get("consent_date")
     source = str(data.get("source") or "").strip()[:255] or None
     return ImportRow(number, email, frozenset(t[0] for t in chosen), tuple(t[1] for t in chosen),
-                     frequency, parse_consent_date(consent), source)
+                     frequency, parse_consent_date(consent), source,
+                     parse_languages(data.get("languages")))
+
+
+def parse_languages(value: Any) -> str | None:
+    """The languages a row's reader reads ("ar;en", "ar|en" or a list, like topics) as
+    Reader.languages stores them; None when the row names none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        value = _TOPIC_SEPARATORS.split(value)
+    if not isinstance(value, list | tuple):
+        raise ImportRowError("languages must be a list or a ';'-separated text")
+    try:
+        return subscriptions.check_languages(str(v).strip() for v in value)
+    except subscriptions.SubscriptionError:
+        raise ImportRowError(f"languages must be among this site's "
+                             f"({', '.join(get_settings().languages)}), not "
+                             f"{', '.join(map(str, value))[:60]!r}") from None
 
 
 def parse_consent_date(value: Any) -> datetime | None:
@@ -208,7 +228,7 @@ def _import_chunk(session: Session, rows: list[ImportRow], result: ImportResult,
             break
         existing = {r.email: r for r in session.execute(
             select(Reader.id, Reader.email, Reader.status, Reader.frequency,
-                   Reader.confirmation_sent_at)
+                   Reader.confirmation_sent_at, Reader.languages)
             .where(Reader.email.in_([row.email for row in todo])))}
         _update_existing(session, [r for r in todo if r.email in existing], existing, result,
                          source, ledger, confirm)
@@ -232,7 +252,9 @@ def _insert_new(session: Session, rows: list[ImportRow], result: ImportResult, s
         sql.insert_ignoring_duplicates(session, table).returning(table.c.email, table.c.id),
         [{"email": r.email, "status": "active" if r.consented_at else "pending",
           "frequency": r.frequency, "source": source[:32], "created_at": now,
-          "confirmed_at": r.consented_at} for r in rows],
+          "confirmed_at": r.consented_at,
+          # A row without languages: the site's (an import has no form language).
+          "languages": r.languages or get_settings().language} for r in rows],
     ).tuples().all())
     made = [r for r in rows if r.email in ids]
     _insert_rows(session, ReaderTopic, [{"reader_id": ids[r.email], "topic_id": t}
@@ -273,6 +295,8 @@ def _update_existing(session: Session, rows: list[ImportRow], existing: dict[str
         values: dict[str, Any] = {}
         if row.frequency != reader.frequency:
             values["frequency"] = row.frequency
+        if row.languages is not None and row.languages != reader.languages:
+            values["languages"] = row.languages
         activate = reader.status == "pending" and row.consented_at is not None
         if activate:
             values.update(status="active", confirmed_at=row.consented_at)
@@ -280,7 +304,7 @@ def _update_existing(session: Session, rows: list[ImportRow], existing: dict[str
             changes.setdefault(tuple(sorted(values.items())), []).append(reader.id)
         if new_topics:
             retopic.append((reader.id, row))
-        if new_topics or "frequency" in values:
+        if new_topics or "frequency" in values or "languages" in values:
             ledger.append(_entry(reader.id, row, "changed", source, now))
         if activate:
             ledger.append(_entry(reader.id, row, "confirmed", source, now, consent=True))
@@ -310,6 +334,8 @@ def _insert_rows(session: Session, model: type, rows: list[dict[str, Any]]) -> N
 def _entry(reader_id: int, row: ImportRow, action: str, source: str, now: datetime, *,
            consent: bool = False) -> dict[str, Any]:
     details: dict[str, Any] = {"topics": list(row.topics), "frequency": row.frequency}
+    if row.languages:
+        details["languages"] = row.languages
     if consent:
         details["consented_at"] = row.consented_at.isoformat()
     if row.source:

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from newsletter import events, i18n, sql, tokens
+from newsletter import events, i18n, langtags, sql, tokens
 from newsletter.config import CONSENT_TEXT_VERSION, N_, get_settings
 from newsletter.errors import SubscriptionError  # noqa: F401 - re-exported
 from newsletter.models import (
@@ -119,13 +119,27 @@ def reader_message(exc: SubscriptionError) -> i18n.Later:
     return i18n.later(exc.message_id, **exc.variables)
 
 
+def check_languages(languages: Iterable[str] | None) -> str | None:
+    """The languages a reader reads as Reader.languages stores them ("ar,en": the site's
+    languages, as primary subtags, in the order given); None when none were given."""
+    chosen = [lang for lang in (languages or ()) if lang and lang.strip()]
+    if not chosen:
+        return None
+    try:
+        return ",".join(langtags.among(chosen, get_settings().languages))
+    except ValueError:
+        raise SubscriptionError(N_("Choose the languages you read among those offered."),
+                                "languages") from None
+
+
 def form_errors(session: Session, email: str, topics: Iterable[str], frequency: str,
-                consent_given: bool) -> dict[str, i18n.Later]:
+                consent_given: bool,
+                languages: Iterable[str] | None = None) -> dict[str, i18n.Later]:
     """Every problem with a sign-up at once, by form field (a form shows them together),
     each translated where it is shown."""
     errors: dict[str, i18n.Later] = {}
     checks = [(sendable_email, (email,)), (resolve_topics, (session, topics)),
-              (_check_frequency, (frequency,))]
+              (_check_frequency, (frequency,)), (check_languages, (languages,))]
     for check, args in checks:
         try:
             check(*args)
@@ -166,6 +180,7 @@ def _upsert_choice(insert):
     return insert.on_conflict_do_update(
         index_elements=[_CHOICES.c.reader_id],
         set_={"topics": insert.excluded.topics, "frequency": insert.excluded.frequency,
+              "languages": insert.excluded.languages,
               "created_at": insert.excluded.created_at})
 
 
@@ -180,8 +195,12 @@ def subscribe(
     ip: str | None = None,
     user_agent: str | None = None,
     locale: str | None = None,
+    languages: Iterable[str] | None = None,
 ) -> int:
     """Ask for a subscription; nothing is active until the reader confirms by email.
+
+    ``languages`` are those the reader reads (their digests carry stories in these only);
+    none given: the language the form was shown in (``locale``), else the site's.
 
     ``locale`` is the language the form was shown in: the reader's pages and emails (the
     confirmation first) are shown in it (not for an active reader: that goes through their
@@ -204,25 +223,28 @@ def subscribe(
     if not in_one:
         slugs, topic_ids = _topic_ids(session, topics)
     _check_frequency(frequency)
+    reads = check_languages(languages) or i18n.usable(locale or "") \
+        or get_settings().language
     if not consent_given:
         raise SubscriptionError(N_("Please tick the box to agree to receive the newsletter."),
                                 "consent")
     now = utcnow()
     if in_one:
         return _subscribe_in_one(session, email, topics, frequency, source=source, ip=ip,
-                                 user_agent=user_agent, now=now, locale=locale)
+                                 user_agent=user_agent, now=now, locale=locale,
+                                 languages=reads)
     # An address seen before becomes pending again, its choice kept aside until confirmed,
     # unless it is active: then no row comes back and nothing is written.
     row = session.execute(_upsert_reader(sql.upsert(session, _READERS)), {
         "email": email, "status": "pending", "frequency": frequency, "source": source,
-        "created_at": now, "locale": locale}).first()
+        "created_at": now, "locale": locale, "languages": reads}).first()
     if row is None:
         return session.scalar(select(Reader.id).where(Reader.email == email))
     reader_id, created_at = row
     if created_at != now:  # an existing row (a new one carries our own timestamp)
         session.execute(_upsert_choice(sql.upsert(session, _CHOICES)), {
             "reader_id": reader_id, "topics": slugs, "frequency": frequency,
-            "created_at": now})
+            "languages": reads, "created_at": now})
     else:
         session.execute(sql.insert_ignoring_duplicates(session, _LINKS),
                         [{"reader_id": reader_id, "topic_id": t} for t in topic_ids])
@@ -235,7 +257,7 @@ def subscribe(
 
 def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequency: str, *,
                       source: str, ip: str | None, user_agent: str | None, now,
-                      locale: str | None = None) -> int:
+                      locale: str | None = None, languages: str | None = None) -> int:
     """subscribe() on PostgreSQL: the topic lookup and every write in one statement.
 
     Why: the form is the path a breaking story sends thousands of readers to at once, and
@@ -246,7 +268,8 @@ def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequ
     slugs = _wanted(topics)
     row = session.execute(_SUBSCRIBE, {
         "slugs": slugs, "email": email, "frequency": frequency, "source": source,
-        "created_at": now, "locale": locale, "email_hash": consent.email_hash(email),
+        "created_at": now, "locale": locale, "languages": languages,
+        "email_hash": consent.email_hash(email),
         "text_version": CONSENT_TEXT_VERSION, "text_hash": get_settings().consent_text_hash,
         "ip": ip, "user_agent": (user_agent or "")[:512] or None,
         "details": {"topics": slugs, "frequency": frequency}, "choice": slugs,
@@ -267,8 +290,9 @@ WITH chosen AS (
 ), known AS (
   SELECT count(*) = cardinality(CAST(:slugs AS VARCHAR[])) AS ok FROM chosen
 ), reader AS (
-  INSERT INTO readers (email, status, frequency, source, created_at, locale)
-  SELECT :email, 'pending', :frequency, :source, :created_at, :locale FROM known WHERE ok
+  INSERT INTO readers (email, status, frequency, source, created_at, locale, languages)
+  SELECT :email, 'pending', :frequency, :source, :created_at, :locale, :languages
+  FROM known WHERE ok
   ON CONFLICT (email) DO UPDATE SET status = excluded.status,
     locale = COALESCE(excluded.locale, readers.locale)
   WHERE readers.status <> 'active'
@@ -277,10 +301,11 @@ WITH chosen AS (
   INSERT INTO reader_topics (reader_id, topic_id)
   SELECT reader.id, chosen.id FROM reader, chosen WHERE reader.is_new ON CONFLICT DO NOTHING
 ), choice AS (
-  INSERT INTO pending_choices (reader_id, topics, frequency, created_at)
-  SELECT id, :choice, :frequency, :created_at FROM reader WHERE NOT reader.is_new
+  INSERT INTO pending_choices (reader_id, topics, frequency, languages, created_at)
+  SELECT id, :choice, :frequency, :languages, :created_at FROM reader WHERE NOT reader.is_new
   ON CONFLICT (reader_id) DO UPDATE SET topics = excluded.topics,
-    frequency = excluded.frequency, created_at = excluded.created_at
+    frequency = excluded.frequency, languages = excluded.languages,
+    created_at = excluded.created_at
 ), consented AS (
   INSERT INTO consent_events (reader_id, email_hash, action, source, consent_text_version,
                               consent_text_hash, ip, user_agent, details, created_at)
@@ -360,6 +385,8 @@ def _apply_pending_choice(session: Session, reader: Reader) -> None:
     if topics:  # a topic since retired drops out; none left keeps what the reader had
         reader.topics = topics
     reader.frequency = frequency
+    if choice.languages:
+        reader.languages = choice.languages
     session.delete(choice)
 
 
@@ -412,10 +439,16 @@ def change_preferences(
     pause: str = "",
     ip: str | None = None,
     user_agent: str | None = None,
+    languages: Iterable[str] | None = None,
 ) -> dict:
-    """Apply the preferences form; returns what changed (empty when nothing did)."""
+    """Apply the preferences form; returns what changed (empty when nothing did).
+    ``languages`` None leaves the languages read as they are; an empty list is an error."""
     chosen = resolve_topics(session, topics)
     _check_frequency(frequency)
+    reads = check_languages(languages) if languages is not None else reader.languages
+    if languages is not None and reads is None:
+        raise SubscriptionError(N_("Choose the languages you read among those offered."),
+                                "languages")
     if pause not in PAUSES and pause != "resume":
         raise SubscriptionError(N_("Choose how long to pause."), "pause")
     changes: dict = {}
@@ -428,6 +461,9 @@ def change_preferences(
     if reader.frequency != frequency:
         changes["frequency"] = [reader.frequency, frequency]
         reader.frequency = frequency
+    if reader.languages != reads:
+        changes["languages"] = [reader.languages, reads]
+        reader.languages = reads
     if pause == "resume" and reader.paused_until is not None:
         changes["paused_until"] = [reader.paused_until.isoformat(), None]
         reader.paused_until = None
