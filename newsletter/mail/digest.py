@@ -121,11 +121,13 @@ class Contexts:
                               "version was): load it again without the renderer's hint")
         sections: list[tuple[Topic, list[Record]]] = []
         corrections: list[Record] = []
+        fixed_topics: list[Topic] = []
         for entry in content.entries:
             item = self._item(entry.story)
             if entry.kind == "correction":
                 changed_at = entry.changed_at or entry.story.updated_at
                 previous = entry.previous_title
+                fixed_topics.append(entry.topic)
                 corrections.append(Record(
                     item, topic=self._topic(entry.topic, item["lang"]),
                     updated_label=self._when(changed_at, item["lang"]),
@@ -153,10 +155,21 @@ class Contexts:
             "sections": built,
             "corrections": corrections,
             "locale": locale,
+            # The topics as the email's own sentences name them (in its language, each once
+            # although a bilingual digest has a section on it per language).
+            "topic_names": self._names([t for t, _ in sections], locale),
+            "followed_names": self._names([t for t, _ in sections]
+                                          + fixed_topics, locale),
             # A bilingual digest: its parts in the reader's order of languages, each headed by
             # its language's name (one part: no heading, the sections run as before).
             "languages": self._parts(built),
         }
+
+    def _names(self, topics: list[Topic], locale: str) -> list[str]:
+        names: dict[int, str] = {}
+        for topic in topics:
+            names.setdefault(topic.id, dict(topic.names).get(locale) or topic.name)
+        return list(names.values())
 
     def _parts(self, sections: list[Record]) -> list[Record]:
         parts: list[tuple[str, list[Record]]] = []

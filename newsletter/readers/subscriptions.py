@@ -223,8 +223,10 @@ def subscribe(
     if not in_one:
         slugs, topic_ids = _topic_ids(session, topics)
     _check_frequency(frequency)
-    reads = check_languages(languages) or i18n.usable(locale or "") \
-        or get_settings().language
+    shown = i18n.usable(locale or "")
+    reads = check_languages(languages) or shown or get_settings().language
+    if shown and f",{shown}," in f",{reads},":  # the form's language first: their own
+        reads = ",".join([shown, *(r for r in reads.split(",") if r != shown)])
     if not consent_given:
         raise SubscriptionError(N_("Please tick the box to agree to receive the newsletter."),
                                 "consent")
