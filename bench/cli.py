@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--articles", type=int, default=300)
     ap.add_argument("--skip", default="", help="comma list: small,peer,ceiling,alert,subscribe")
     ap.add_argument("--profile", action="store_true", help="py-spy the large run's worker")
+    ap.add_argument("--languages", default="",
+                    help="comma list, e.g. en,ar: articles in each in turn, readers reading "
+                         "one or both (default: one language, readers from before languages)")
     return ap.parse_args(argv)
 
 
@@ -51,14 +54,18 @@ def main(argv: list[str] | None = None) -> None:
 def smtp_sink_phases(args: argparse.Namespace, skip: set[str], r: dict) -> None:
     """The editions (small for the RSS comparison, then large) and the ceiling, on one sink."""
     large = args.readers or (10_000 if args.quick else 100_000)
+    langs = tuple(filter(None, (v.strip() for v in args.languages.split(","))))
+    if langs:
+        r["languages"] = list(langs)
     small = args.small or (5_000 if args.quick else 10_000)
     sink = Sink()
     r["sink"] = sink.kind
     log(f"sink: {sink.kind} on {sink.url}")
     try:
         if "small" not in skip:
-            r["small"] = run_edition(small, args.articles, sink, "small")
-        r["large"] = run_edition(large, args.articles, sink, "large", profile=args.profile)
+            r["small"] = run_edition(small, args.articles, sink, "small", languages=langs)
+        r["large"] = run_edition(large, args.articles, sink, "large", profile=args.profile,
+                                 languages=langs)
         if "ceiling" not in skip:
             msg = sample_message()
             r["message_bytes"] = len(msg)

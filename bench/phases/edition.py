@@ -18,14 +18,15 @@ from bench.seeding import drop_database, fresh_database, seed
 
 
 def run_edition(readers: int, articles: int, sink, tag: str,
-                profile: bool = False, **extra_env: str) -> dict:
+                profile: bool = False, languages: tuple[str, ...] = (),
+                **extra_env: str) -> dict:
     """Seed a fresh database, start a worker, send one weekly edition, measure it."""
     from newsletter import db
 
     name = f"bench_{tag}_{os.getpid()}"
     log(f"[{tag}] fresh database {name}, seeding {readers} readers / {articles} articles")
     url = fresh_database(name)
-    seed(url, readers, articles)
+    seed(url, readers, articles, languages=languages)
     env = processes.configure(url, sink.url, **extra_env)
     worker = processes.start_worker(env, tag)
     spy = _profiler(worker.pid, tag) if profile else None
