@@ -62,6 +62,7 @@ __all__ = [
     "translate_plural",
     "translations",
     "usable",
+    "without_catalogue",
 ]
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -137,6 +138,13 @@ def locale_of(stored: str | None) -> str:
 
 def _babel_locale(locale: str) -> babel.Locale:
     return babel.Locale.parse(locale, sep="-")
+
+
+def without_catalogue(tags: list[str]) -> list[str]:
+    """The languages of ``tags`` with no compiled catalogue: shown, they would be English
+    under another name (preflight refuses to start with one)."""
+    return [tag for tag in tags if not (LOCALE_DIR / str(_babel_locale(tag)) / "LC_MESSAGES"
+                                        / f"{DOMAIN}.mo").is_file()]
 
 
 @lru_cache(maxsize=32)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from newsletter import i18n
 from newsletter.config import DEV_HASH_KEY, DEV_SECRET_KEY, Settings, get_settings
 from newsletter.errors import UnsafeSettings  # noqa: F401 - re-exported
 
@@ -73,6 +74,10 @@ def problems(settings: Settings) -> list[str]:
                      "links signed with it would stop working. Put it in SECRET_KEYS (newest "
                      "first) and unset SECRET_KEY")
     found += _smtp_problems(settings)
+    if missing := i18n.without_catalogue(settings.languages):
+        found.append(f"NEWSLETTER_LANGUAGES names {', '.join(missing)}, for which "
+                     f"newsletter/locale/ has no compiled catalogue (docs/operations.md, "
+                     f"\"Adding a language\")")
     if is_loopback(settings.base_url):
         return found
     for name, value in checked_secrets(settings):

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter import sql
+from newsletter import i18n, sql
 from newsletter.config import get_settings
 from newsletter.errors import TopicError, TopicNotFound
 from newsletter.models import Reader, ReaderTopic, Tag, Topic, TopicTag, utcnow
@@ -106,11 +106,29 @@ def get(session: Session, slug: str) -> Topic:
 _UNSET: Any = object()
 
 
+def translated_names(names: dict[str, str]) -> dict[str, str]:
+    """A topic's names in other languages, checked: each a language the site shows other
+    than its own (LANGUAGE is ``name``), each a short line of text; empty ones dropped."""
+    others = set(i18n.languages()) - {i18n.site_language()}
+    out: dict[str, str] = {}
+    for lang, value in names.items():
+        if lang not in others:
+            raise TopicError(f"a name in {lang!r}: the site shows no such language "
+                             f"besides its own")
+        text = _text(value, f"name in {i18n.language_name(lang)}", 128)
+        if text:
+            out[lang] = text
+    return dict(sorted(out.items()))
+
+
 def update(session: Session, slug: str, *, description: str | None = None,
            group: str | None = _UNSET, position: int | None = None,
-           tags: Sequence[str] | None = None) -> Topic:
-    """Change what is given (``group=None`` takes the topic out of its group)."""
+           tags: Sequence[str] | None = None, names: dict[str, str] | None = None) -> Topic:
+    """Change what is given (``group=None`` takes the topic out of its group; ``names``, the
+    name in other languages, replaces them all: an empty one is no name in that language)."""
     topic = get(session, slug)
+    if names is not None:
+        topic.names = translated_names(names)
     if description is not None:
         topic.description = _text(description, "description", 500)
     if group is not _UNSET:
@@ -193,6 +211,10 @@ def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, A
     for key in ("description", "group", "position"):
         if before[key] != after[key]:
             found[key] = f"{_shown(before[key])} → {_shown(after[key])}"
+    for lang in sorted(set(before.get("names", {})) | set(after.get("names", {}))):
+        old, new = before.get("names", {}).get(lang), after.get("names", {}).get(lang)
+        if old != new:
+            found[f"name ({lang})"] = f"{_shown(old)} → {_shown(new)}"
     added = sorted(set(after["tags"]) - set(before["tags"]))
     removed = sorted(set(before["tags"]) - set(after["tags"]))
     if added:
@@ -243,6 +265,7 @@ def to_dict(topic: Topic, followers: int | None = None) -> dict[str, Any]:
     return {"slug": topic.slug, "name": topic.name, "description": topic.description,
             "group": topic.group_name, "position": topic.position,
             "tags": sorted(t.slug for t in topic.tags), "followers": followers,
+            "names": dict(topic.names or {}),
             "retired": topic.retired_at is not None,
             "retired_at": topic.retired_at.isoformat() if topic.retired_at else None}
 

@@ -37,7 +37,7 @@ def _shared_context(template: str, reader: Reader) -> dict[str, Any]:
         **{name: rendering.placeholder(name) for name in _PERSONAL},
         # The render's language (a key of the rendered notices kept: see render_once).
         "locale": locale,
-        "topics": [t.name_in(locale) for t in topics],
+        "topics": sorted(t.name_in(locale) for t in topics),  # as the reader reads them
         "frequency": frequency,
         "consent_text": CONSENT_TEXT,
     }
@@ -63,7 +63,9 @@ def personal_values(template: str, reader: Reader) -> dict[str, str]:
     base = get_settings().base_url
     return {
         **personal_links(reader.id, reader.email),
-        "confirm_url": f"{base}/confirm/{tokens.make('confirm', reader.id, reader.email)}",
+        # The page it opens has no reader yet to ask for a language: the link names it.
+        "confirm_url": f"{base}/confirm/{tokens.make('confirm', reader.id, reader.email)}"
+                       f"?lang={i18n.locale_of(reader.locale)}",
         "view_url": f"{base}/emails/{tokens.make('view', reader.id, reader.email, t=template)}",
     }
 

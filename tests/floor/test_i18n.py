@@ -197,3 +197,19 @@ def test_the_catalogues_hold_every_string_the_sources_mark(tmp_path):
             untranslated = [k for k in wanted if not all(
                 held[k].string if isinstance(held[k].string, tuple) else [held[k].string])]
             assert untranslated == [], "Arabic strings missing"
+
+
+def test_preflight_refuses_a_language_without_a_catalogue():
+    from newsletter.cli.preflight import problems
+
+    assert not any("LANGUAGES" in p for p in problems(Settings()))  # the defaults ship
+    found = [p for p in problems(Settings(languages=["en", "ar", "tr"])) if "LANGUAGES" in p]
+    assert len(found) == 1 and "names tr," in found[0]
+
+
+def test_tr_translates_a_message_held_in_a_variable_but_escapes_it():
+    env = jinja2.Environment(autoescape=True)
+    i18n.install(env)
+    t = env.from_string("{{ tr(label) }}|{{ _('Sign up') }}")
+    assert t.render(locale="ar", label="Daily digest") == "نشرة يومية|اشترك"
+    assert t.render(locale="ar", label="<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;|اشترك"

@@ -160,7 +160,7 @@ def test_retiring_says_whom_it_affects_then_stops_the_topic(fresh) -> None:
     with db.session_scope() as session:
         reader = session.get(Reader, only)
         page = client.get(f"/preferences/{tokens.make('preferences', reader.id, reader.email)}")
-    assert "No longer offered: <strong>Syria</strong>" in page.text
+    assert "No longer offered: <strong><bdi>Syria</bdi></strong>" in page.text
     assert "you will get nothing until you choose one" in page.text
     assert 'value="syria"' not in page.text
     r = post_subscribe(client, email="new@example.com", topics=["syria"], frequency="weekly",

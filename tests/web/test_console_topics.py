@@ -60,7 +60,7 @@ def test_an_editor_adds_edits_retires_and_brings_back_a_topic(fresh) -> None:
     assert state("syria") | {"retired_at": None} == {
         "slug": "syria", "name": "Syria", "description": "The war and the peace.",
         "group": "Middle East", "position": 0, "tags": ["aleppo", "damascus", "syria"],
-        "followers": None, "retired": False, "retired_at": None}
+        "followers": None, "retired": False, "retired_at": None, "names": {}}
     assert offered_slugs(TestClient(create_app())) == {"syria"}
 
     # Edit: what changed is recorded, and nothing else.

@@ -76,3 +76,74 @@ def test_an_arabic_sign_up_is_answered_in_arabic_and_remembered(client) -> None:
     with db.session_scope() as session:
         assert session.scalar(select(Reader.locale).where(
             Reader.email == "reader@example.com")) == "ar"
+
+
+def _reader(email: str, locale: str | None) -> Reader:
+    from newsletter.readers import subscriptions
+
+    with db.session_scope() as session:
+        reader_id = subscriptions.subscribe(session, email, ["syria"], "weekly",
+                                            consent_given=True, locale=locale)
+        reader = session.get(Reader, reader_id)
+        reader.status = "active"
+        session.commit()
+        session.expunge(reader)
+        return reader
+
+
+def _csrf(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def test_a_readers_pages_are_in_their_language_whatever_the_browser(client) -> None:
+    reader = _reader("arabic.reader@example.com", "ar")
+    prefs = tokens.make("preferences", reader.id, reader.email)
+    page = client.get(f"/preferences/{prefs}", headers={"Accept-Language": "en"}).text
+    assert 'lang="ar" dir="rtl"' in _html_tag(page) and "احفظ التفضيلات" in page
+    assert "تفضيلات <bdi>arabic.reader@example.com</bdi>" in page
+    assert "لمدة ساعة" in page  # the data link's lifetime, in words of the language
+    unsub = tokens.make("unsubscribe", reader.id, reader.email)
+    page = client.get(f"/unsubscribe/{unsub}").text
+    assert "رسائل كثيرة جدًا" in page and 'value="Too many emails"' in page  # stored in English
+    # ?lang= still wins (the switcher), and the forms keep it.
+    page = client.get(f"/preferences/{prefs}?lang=en").text
+    assert 'lang="en"' in _html_tag(page) and f'action="/preferences/{prefs}?lang=en"' in page
+
+
+def test_the_reader_changes_their_language_in_the_preference_centre(client) -> None:
+    reader = _reader("switcher@example.com", None)  # from before languages: the site's
+    prefs = tokens.make("preferences", reader.id, reader.email)
+    page = client.get(f"/preferences/{prefs}").text
+    assert 'lang="en"' in _html_tag(page)
+    assert 'name="locale" value="en" checked' in page
+    r = client.post(f"/preferences/{prefs}?lang=en", data={
+        "csrf": _csrf(page), "topics": ["syria"], "frequency": "weekly", "locale": "ar"})
+    assert r.status_code == 200
+    assert 'lang="ar" dir="rtl"' in _html_tag(r.text) and "حُفظت تغييراتك." in r.text
+    with db.session_scope() as session:
+        assert session.get(Reader, reader.id).locale == "ar"
+    # A language the site does not show is no choice: nothing changes.
+    client.post(f"/preferences/{prefs}", data={
+        "csrf": _csrf(r.text), "topics": ["syria"], "frequency": "weekly", "locale": "fr"})
+    with db.session_scope() as session:
+        assert session.get(Reader, reader.id).locale == "ar"
+
+
+def test_errors_from_python_are_shown_in_the_readers_language(client) -> None:
+    r = client.post("/subscribe?lang=ar", data={
+        "email": "not-an-address", "topics": ["nowhere"], "frequency": "hourly",
+        "form_token": tokens.make_form_token()})
+    assert r.status_code == 422
+    assert "يُرجى إدخال عنوان بريد إلكتروني صحيح." in r.text
+    assert "موضوع غير معروف: nowhere." in r.text
+    assert "اختر: فور النشر، أو يوميًا، أو أسبوعيًا." in r.text
+    assert "يُرجى تحديد المربع للموافقة على تلقي النشرة." in r.text
+    # The API keeps its English messages.
+    bad = client.get("/confirm/not-a-token?lang=ar")
+    assert bad.status_code == 400 and "هذا الرابط غير صالح" in bad.text
+    assert "لم يتغيّر شيء." in bad.text
+
+
+def test_a_missing_edition_is_explained_in_the_readers_language(client) -> None:
+    r = client.get("/editions/999999?lang=ar")
+    assert r.status_code == 404 and "العدد غير موجود" in r.text

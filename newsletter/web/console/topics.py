@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Form, Path, Query, Request
+from fastapi import Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from newsletter import i18n
 from newsletter.errors import TopicError
 from newsletter.newsroom import topics
 from newsletter.web.api_topics import record_change
@@ -34,14 +35,32 @@ DONE = {"added": "was added: readers can follow it now.", "saved": "was saved.",
         "covered": "now covers the tag: its stories go to the topic's readers."}
 
 
+def _other_languages() -> list[dict[str, str]]:
+    """The languages a topic's name is translated into here: those the site shows besides
+    its own (LANGUAGE's is the topic's name)."""
+    return [{"lang": lang, "name": i18n.language_name(lang), "dir": i18n.direction(lang)}
+            for lang in i18n.languages() if lang != i18n.site_language()]
+
+
+async def _posted_names(request: Request) -> dict[str, str]:
+    """The names in other languages from the form (``name_<lang>``), one per shipped
+    language: the list of fields follows LANGUAGES, so it is read from the form itself."""
+    form = await request.form()  # parsed once: FastAPI's Form parameters reuse it
+    names = {}
+    for lang in (item["lang"] for item in _other_languages()):
+        value = form.get(f"name_{lang}")
+        names[lang] = value[:200] if isinstance(value, str) else ""
+    return names
+
+
 def _split(tags: str) -> list[str]:
     return [t.strip() for t in tags.split(",") if t.strip()]
 
 
 def _field(message: str) -> str:
     """The form field a TopicError is about (its message names it)."""
-    for word, field in (("tag", "tags"), ("description", "description"), ("group", "group"),
-                        ("position", "position")):
+    for word, field in (("name in", "names"), ("tag", "tags"), ("description", "description"),
+                        ("group", "group"), ("position", "position")):
         if word in message:
             return field
     return "name"
@@ -141,7 +160,7 @@ def _edit_page(request: Request, session, user: ConsoleUser, slug: str, status: 
     topic = topics.get(session, slug)
     shown = topics.to_dict(topic, topics.retirement(session, slug).followers)
     return render(request, user, "topic.html", status, section="topics", topic=shown,
-                  retired_at=topic.retired_at,
+                  retired_at=topic.retired_at, languages=_other_languages(),
                   groups=[g for g, _ in topics.offered(session) if g], **context)
 
 
@@ -150,15 +169,18 @@ def topic_page(request: Request, session: SessionDep, user: CurrentEditor,
                slug: Slug) -> HTMLResponse:
     shown = topics.to_dict(topics.get(session, slug))
     form = {"description": shown["description"], "group": shown["group"] or "",
-            "position": str(shown["position"]), "tags": ", ".join(shown["tags"])}
+            "position": str(shown["position"]), "tags": ", ".join(shown["tags"]),
+            "names": shown["names"]}
     return _edit_page(request, session, user, slug, form=form, errors={})
 
 
 @router.post("/topics/{slug}", response_class=HTMLResponse)
 def save_topic(request: Request, session: SessionDep, user: CurrentEditor, slug: Slug,
                description: Text = "", group: Text = "", position: Text = "",
-               tags: TagList = "") -> Response:
-    typed = {"description": description, "group": group, "position": position, "tags": tags}
+               tags: TagList = "",
+               names: dict[str, str] = Depends(_posted_names)) -> Response:
+    typed = {"description": description, "group": group, "position": position, "tags": tags,
+             "names": names}
     before = topics.snapshot(session, slug)
     try:
         try:
@@ -166,7 +188,7 @@ def save_topic(request: Request, session: SessionDep, user: CurrentEditor, slug:
         except ValueError:
             raise TopicError("the position (order) must be a whole number") from None
         topic = topics.update(session, slug, description=description, group=group or None,
-                              position=order, tags=_split(tags))
+                              position=order, tags=_split(tags), names=names)
     except TopicError as exc:
         session.rollback()
         return _edit_page(request, session, user, slug, 422, form=typed,
