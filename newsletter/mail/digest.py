@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from newsletter import i18n
 from newsletter.mail.fragments import Record
 from newsletter.mail.lru import FIFO
+from newsletter.untrusted import strip_controls
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,8 @@ class Contexts:
                 corrections.append(Record(
                     item, topic=self._topic(entry.topic, item["lang"]),
                     updated_label=self._when(changed_at, item["lang"]),
-                    previous_title=previous if previous != entry.story.title else None))
+                    previous_title=strip_controls(previous)
+                    if previous and previous != entry.story.title else None))
                 continue
             if not sections or sections[-1][0].id != entry.topic.id \
                     or sections[-1][1][0]["lang"] != item["lang"]:
@@ -168,7 +170,8 @@ class Contexts:
     def _names(self, topics: list[Topic], locale: str) -> list[str]:
         names: dict[int, str] = {}
         for topic in topics:
-            names.setdefault(topic.id, dict(topic.names).get(locale) or topic.name)
+            names.setdefault(topic.id,
+                             strip_controls(dict(topic.names).get(locale) or topic.name))
         return list(names.values())
 
     def _parts(self, sections: list[Record]) -> list[Record]:
@@ -200,8 +203,12 @@ class Contexts:
         item = self.items.get(key)
         if item is None:
             self.stories.put(key, story)
+            # Stripped here, not only by the renderer's finalize: a translated sentence takes
+            # its values ("By %(author)s") past finalize (rows stored before the guard).
             item = self.items.put(key, Record(
-                title=story.title, url=story.url, summary=story.summary, author=story.author,
+                title=strip_controls(story.title), url=story.url,
+                summary=strip_controls(story.summary),
+                author=strip_controls(story.author) if story.author else story.author,
                 image_url=story.image_url,
                 published_label=self._when(story.published_at, story.lang or self.language),
                 lang=story.lang or self.language))
@@ -210,7 +217,8 @@ class Contexts:
     @staticmethod
     def _topic(topic: Topic, lang: str = "") -> Record:
         # Named in the language of the stories under it (the console's per-language names).
-        return Record(slug=topic.slug, name=dict(topic.names).get(lang) or topic.name)
+        return Record(slug=topic.slug,
+                      name=strip_controls(dict(topic.names).get(lang) or topic.name))
 
     def _section(self, topic: Topic, items: list[Record]) -> Record:
         """A topic's part of a digest; the same Record for every digest that has the same
