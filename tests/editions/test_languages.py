@@ -164,3 +164,18 @@ def test_an_alert_reaches_only_readers_of_its_language(fresh, dispatcher) -> Non
         got = set(session.scalars(select(Reader.email).join(Delivery)
                                   .where(Delivery.edition_id == edition_id)))
     assert got == {"en@example.com", "any@example.com"}
+
+
+def test_a_story_no_immediate_reader_reads_opens_no_alert_window(fresh, dispatcher) -> None:
+    from newsletter.editions import alerts
+
+    dispatcher.drop()
+    add_readers({"en@example.com": ["syria"]}, frequency="immediate")
+    set_languages({"en@example.com": "en"})
+    arabic = publish("وصول المساعدات إلى إدلب", ["Syria"], lang="ar",
+                     url="https://news.example/ar/1")
+    english = publish("Aid reaches Idlib", ["Syria"], lang="en")
+    with db.session_scope() as session:
+        assert alerts.on_published(session, arabic) is None
+        assert alerts.on_published(session, english) is not None
+
