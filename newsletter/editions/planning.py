@@ -173,9 +173,11 @@ class _DryRun:
             self.content_keys.add(d.content_key)
             self.articles.update(d.article_ids)
             for section in d.sections:
-                self.topic_readers[section.topic_id] += 1
                 self.topic_articles.setdefault(section.topic_id, set()).update(
                     section.article_ids)
+            # A reader once per topic, although a bilingual digest has a section on it per
+            # language.
+            self.topic_readers.update({s.topic_id for s in d.sections})
 
     def report(self, readers: int) -> dict[str, Any]:
         topics = [{"topic_id": t, "readers": n, "articles": len(self.topic_articles[t])}
