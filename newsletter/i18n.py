@@ -20,7 +20,7 @@ import gettext as _gettext
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -219,13 +219,20 @@ def format_date(value: date | datetime | None, locale: str, fmt: str = "long",
 
 def format_datetime(value: datetime | str | None, locale: str, fmt: str = "medium",
                     tz: str | tzinfo | None = None) -> str:
-    """An instant written the locale's way in ``tz`` (default TIMEZONE); naive is UTC."""
+    """An instant written the locale's way in ``tz`` (default TIMEZONE), to the minute:
+    the ``fmt`` date ("short", "medium", "long") and the short time, joined as the language
+    joins them ("Dec 8, 2026, 5:00 AM", "08‏/12‏/2026، 5:00 ص"). Naive is UTC."""
     if not value:
         return ""
     if isinstance(value, str):  # ISO text, as reports and receipts give it
         value = datetime.fromisoformat(value)
-    return babel.dates.format_datetime(value, fmt, tzinfo=_zone(tz),
-                                       locale=_babel_locale(locale))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    here, where = value.astimezone(_zone(tz)), _babel_locale(locale)
+    day = babel.dates.format_date(here.date(), fmt, locale=where)
+    time = babel.dates.format_time(here, "short", locale=where)
+    return babel.dates.get_datetime_format(fmt, locale=where).replace(
+        "{1}", day).replace("{0}", time)
 
 
 def format_number(value: int | float, locale: str) -> str:

@@ -116,7 +116,11 @@ def test_dates_and_numbers_are_written_per_locale():
     # CLDR's Arabic writes Western digits (as most Arab news sites do); the strings of our
     # catalogue do the same, so a page never mixes the two.
     assert i18n.format_number(1234567, "ar") == "1,234,567"
-    assert "ص" in i18n.format_datetime(datetime(2026, 12, 8, 5, tzinfo=UTC), "ar")
+    # An instant to the minute, in the site's zone or the one asked for; naive is UTC.
+    assert i18n.format_datetime(datetime(2026, 12, 8, 5, 7, tzinfo=UTC), "en") == \
+        "Dec 8, 2026, 5:07\u202fAM"  # CLDR: a narrow no-break space before AM
+    assert i18n.format_datetime("2026-12-08T05:07:00", "ar", "long", tz="Asia/Amman") == \
+        "8 ديسمبر 2026، 8:07 ص"
     assert i18n.format_date(None, "ar") == ""
 
 
