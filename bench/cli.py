@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--zones", type=int, default=0, choices=range(0, 25), metavar="N",
                     help="spread the editions' readers over N time zones (1-24) and send the "
                          "schedule's edition, released per zone; 0: no zones (the default)")
+    ap.add_argument("--languages", default="",
+                    help="comma list, e.g. en,ar: articles in each in turn, readers reading "
+                         "one or both (default: one language, readers from before languages)")
     return ap.parse_args(argv)
 
 
@@ -54,15 +57,19 @@ def main(argv: list[str] | None = None) -> None:
 def smtp_sink_phases(args: argparse.Namespace, skip: set[str], r: dict) -> None:
     """The editions (small for the RSS comparison, then large) and the ceiling, on one sink."""
     large = args.readers or (10_000 if args.quick else 100_000)
+    langs = tuple(filter(None, (v.strip() for v in args.languages.split(","))))
+    if langs:
+        r["languages"] = list(langs)
     small = args.small or (5_000 if args.quick else 10_000)
     sink = Sink()
     r["sink"] = sink.kind
     log(f"sink: {sink.kind} on {sink.url}")
     try:
         if "small" not in skip:
-            r["small"] = run_edition(small, args.articles, sink, "small", zones=args.zones)
+            r["small"] = run_edition(small, args.articles, sink, "small", zones=args.zones,
+                                     languages=langs)
         r["large"] = run_edition(large, args.articles, sink, "large", profile=args.profile,
-                                 zones=args.zones)
+                                 zones=args.zones, languages=langs)
         if "ceiling" not in skip:
             msg = sample_message()
             r["message_bytes"] = len(msg)

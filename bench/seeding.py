@@ -61,11 +61,15 @@ def _write_topics(cur, now: datetime) -> None:
 
 
 def seed(url: str, readers: int, articles: int, *, frequency: str = "weekly",
-         reader_tags: tuple[int, int] = (1, 5), seed_value: int = 1, zones: int = 0) -> None:
+         reader_tags: tuple[int, int] = (1, 5), seed_value: int = 1, zones: int = 0,
+         languages: tuple[str, ...] = ()) -> None:
     """Tags, a week of articles and active readers, written with COPY (fast for 100k).
 
     ``zones``: readers spread in turn over the first that many of config.ZONES (0: no zone
-    stored, the site's, as before time zones)."""
+    stored, the site's, as before time zones). ``languages`` (e.g. ("en", "ar")): articles
+    spread over them in turn, readers reading one of them or two (see reader_languages);
+    none: every article in the site's language and readers from before languages (NULL:
+    every language), as before languages existed."""
     rng = random.Random(seed_value)
     now = datetime.now(UTC)
     eng = create_engine(url)
@@ -76,8 +80,8 @@ def seed(url: str, readers: int, articles: int, *, frequency: str = "weekly",
             for i in range(TAGS):
                 cp.write_row((i + 1, f"topic-{i:02d}", _NAMES[i]))
         _write_topics(cur, now)
-        _write_articles(cur, rng, articles, now)
-        _write_readers(cur, rng, readers, now, frequency, reader_tags, ZONES[:zones])
+        _write_articles(cur, rng, articles, now, languages)
+        _write_readers(cur, rng, readers, now, frequency, reader_tags, ZONES[:zones], languages)
         for table in ("tags", "topics", "articles", "readers"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                         f"(SELECT max(id) FROM {table}))")
@@ -91,37 +95,65 @@ def seed(url: str, readers: int, articles: int, *, frequency: str = "weekly",
         eng.dispose()
 
 
-def _write_articles(cur, rng: random.Random, articles: int, now: datetime) -> None:
+_ARABIC_LOREM = ("قال مسؤولون إن المحادثات ستُستأنف الأسبوع المقبل بينما انتظرت قوافل "
+                 "المساعدات عند المعبر الحدودي، ووصف السكان ليلة متوترة في العاصمة. ")
+
+
+def _write_articles(cur, rng: random.Random, articles: int, now: datetime,
+                    languages: tuple[str, ...] = ()) -> None:
     """A week of published articles, each on one topic (two in a third of them)."""
     # Milder skew than the readers': a few big stories and a long tail.
     article_weights = [1 / (i + 1) ** 0.5 for i in range(TAGS)]
     with cur.copy("COPY articles (id, url, title, summary, author, image_url, status, "
-                  "published_at, created_at, updated_at) FROM STDIN") as cp:
+                  "published_at, created_at, updated_at, lang) FROM STDIN") as cp:
         for a in range(articles):
             at = now - timedelta(minutes=10 + a * (7 * 24 * 60 - 60) // max(articles, 1))
-            cp.write_row((a + 1, f"https://news.example.com/2026/story-{a + 1}",
-                          f"Story {a + 1}: ceasefire talks, aid and the week ahead",
-                          _LOREM, "Staff reporter",
-                          f"https://img.example.com/{a + 1}.jpg", "published", at, at, at))
+            lang = languages[a % len(languages)] if languages else "en"
+            title, summary = (f"Story {a + 1}: ceasefire talks, aid and the week ahead", _LOREM) \
+                if lang != "ar" else (f"الخبر {a + 1}: محادثات وقف إطلاق النار والمساعدات",
+                                      _ARABIC_LOREM)
+            cp.write_row((a + 1, f"https://news.example.com/2026/story-{a + 1}", title,
+                          summary, "Staff reporter",
+                          f"https://img.example.com/{a + 1}.jpg", "published", at, at, at,
+                          lang))
     with cur.copy("COPY article_tags (article_id, tag_id, position) FROM STDIN") as cp:
         for a in range(articles):
             for pos, t in enumerate(skewed(rng, rng.choice((1, 1, 2)), article_weights)):
                 cp.write_row((a + 1, t + 1, pos))
 
 
+def reader_languages(rng: random.Random, languages: tuple[str, ...]) -> str | None:
+    """What a reader reads: of two languages, 45 % the first only, 35 % the second only,
+    20 % both (either order) — a Middle-East site's English and Arabic readers, a few
+    reading both. None without languages."""
+    if not languages:
+        return None
+    if len(languages) == 1:
+        return languages[0]
+    first, second = languages[0], languages[1]
+    roll = rng.random()
+    if roll < 0.45:
+        return first
+    if roll < 0.80:
+        return second
+    return f"{first},{second}" if roll < 0.90 else f"{second},{first}"
+
+
 def _write_readers(cur, rng: random.Random, readers: int, now: datetime,
                    frequency: str, reader_tags: tuple[int, int],
-                   zones: tuple[str, ...] = ()) -> None:
+                   zones: tuple[str, ...] = (), languages: tuple[str, ...] = ()) -> None:
     """Active readers, each following ``reader_tags`` topics of Zipf-like popularity, in
     ``zones`` in turn (none: NULL, the site's)."""
     # Zipf-like popularity: a few big stories (Syria, Russia) and a long tail.
     weights = [1 / (i + 1) ** 0.9 for i in range(TAGS)]
     with cur.copy("COPY readers (id, email, status, frequency, source, created_at, "
-                  "confirmed_at, timezone) FROM STDIN") as cp:
+                  "confirmed_at, timezone, languages, locale) FROM STDIN") as cp:
         for r in range(readers):
+            reads = reader_languages(rng, languages)
             cp.write_row((r + 1, f"reader{r + 1}@example.org", "active", frequency,
                           "import", now - timedelta(days=30), now - timedelta(days=30),
-                          zones[r % len(zones)] if zones else None))
+                          zones[r % len(zones)] if zones else None,
+                          reads, reads.split(",")[0] if reads else None))
     with cur.copy("COPY reader_topics (reader_id, topic_id) FROM STDIN") as cp:
         for r in range(readers):
             for t in skewed(rng, rng.randint(*reader_tags), weights):

@@ -171,7 +171,9 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     # The languages reader pages and emails are shown in: those we ship a catalogue for
     # (newsletter/locale/), English and Arabic; a site may list fewer. The first that a
-    # reader's ?lang= or Accept-Language names is used, else LANGUAGE.
+    # reader's ?lang= or Accept-Language names is used, else LANGUAGE. They are also the
+    # languages articles may be written in and readers may choose to read (BCP 47 primary
+    # subtags, in the order the form lists them).
     languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en", "ar"])
     # The site's own language: pages for a browser that asks for none we ship, readers who
     # signed up before languages existed, articles that name no language. English, as

@@ -119,6 +119,9 @@ class Article(Base):
     author: Mapped[str | None] = mapped_column(String(255))
     image_url: Mapped[str | None] = mapped_column(String(2048))
     status: Mapped[str] = mapped_column(String(16), default="published")
+    # The language it is written in, as a BCP 47 primary subtag ("ar"): a digest carries
+    # only stories in its reader's languages (newsletter.langtags).
+    lang: Mapped[str] = mapped_column(String(16), default="en")
     published_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -202,6 +205,10 @@ class Reader(Base):
     # The reader's IANA time zone (newsletter/zones.py): daily and weekly editions reach them
     # at the send hour there. NULL: the site's TIMEZONE.
     timezone: Mapped[str | None] = mapped_column(String(64))
+    # The languages they read, in their order ("ar,en": primary subtags, comma-separated, read
+    # with the reader's row in the planner's one query); NULL: every language (readers from
+    # before languages, who got every story on their topics).
+    languages: Mapped[str | None] = mapped_column(String(64))
     # The language the reader's pages and emails are shown in (one of LANGUAGES): the one
     # the sign-up form was shown in, changeable in the preference centre. None (readers
     # from before languages) reads as the site's LANGUAGE (i18n.locale_of).
@@ -225,6 +232,7 @@ class PendingChoice(Base):
         ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True)
     topics: Mapped[list[Any]] = mapped_column(JSON)  # topic slugs
     frequency: Mapped[str] = mapped_column(String(16))
+    languages: Mapped[str | None] = mapped_column(String(64))  # as Reader.languages
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -399,6 +407,9 @@ class EditionDigest(Base):
     # workers keep only such digests rendered (rendering.Renderer.digest). A hint: a digest
     # whose second reader is planned later is found shared then.
     shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The language the email's own words are in (its reader's); its stories are each in
+    # their own. NULL: the site's LANGUAGE (digests planned before languages).
+    locale: Mapped[str | None] = mapped_column(String(16))
 
 
 class ClaimHolder(Base):

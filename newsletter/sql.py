@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -220,30 +221,33 @@ _UNNEST_DELIVERIES = text(
               bindparam("due_by", type_=Delivery.__table__.c.created_at.type))
 
 
-def insert_digests(session: Session, edition_id: int, rows: list[tuple[str, str, bool]]) -> None:
-    """Store digests, (content key, items as JSON text, shared) each, skipping keys stored
-    already (a concurrent planner)."""
+def insert_digests(session: Session, edition_id: int,
+                   rows: list[tuple[str, str, bool, str | None]]) -> None:
+    """Store digests, (content key, items as JSON text, shared, locale) each, skipping keys
+    stored already (a concurrent planner)."""
     if _postgresql(session):
-        # The page's digests as one JSON document, [[key, items, shared], …] (see
-        # insert_deliveries).
+        # The page's digests as one JSON document, [[key, items, shared, locale], …] (see
+        # insert_deliveries). Keys and locales are [0-9a-f] and language subtags: no quoting.
         session.execute(_NEW_DIGESTS, {"edition_id": edition_id, "digests": "[" + ",".join([
-            f'["{key}",{items},{"true" if shared else "false"}]' for key, items, shared in rows
+            f'["{key}",{items},{"true" if shared else "false"},{json.dumps(locale or None)}]'
+            for key, items, shared, locale in rows
         ]) + "]"})
         return
     # SQLite keeps JSON as its text: the items go in as written, not decoded and re-encoded.
     session.execute(_SQLITE_DIGESTS, [
-        {"edition_id": edition_id, "content_key": key, "items": items, "shared": shared}
-        for key, items, shared in rows])
+        {"edition_id": edition_id, "content_key": key, "items": items, "shared": shared,
+         "locale": locale or None}
+        for key, items, shared, locale in rows])
 
 
 _NEW_DIGESTS = text(
-    "INSERT INTO edition_digests (edition_id, content_key, items, shared)"
-    " SELECT :edition_id, d ->> 0, d -> 1, CAST(d ->> 2 AS BOOLEAN)"
+    "INSERT INTO edition_digests (edition_id, content_key, items, shared, locale)"
+    " SELECT :edition_id, d ->> 0, d -> 1, CAST(d ->> 2 AS BOOLEAN), d ->> 3"
     " FROM json_array_elements(CAST(:digests AS JSON)) AS d ON CONFLICT DO NOTHING")
 
 _SQLITE_DIGESTS = text(
-    "INSERT INTO edition_digests (edition_id, content_key, items, shared)"
-    " VALUES (:edition_id, :content_key, :items, :shared) ON CONFLICT DO NOTHING")
+    "INSERT INTO edition_digests (edition_id, content_key, items, shared, locale)"
+    " VALUES (:edition_id, :content_key, :items, :shared, :locale) ON CONFLICT DO NOTHING")
 
 
 def articles_carried(session: Session, edition_id: int) -> int:

@@ -18,18 +18,20 @@ from bench.seeding import drop_database, fresh_database, seed
 
 
 def run_edition(readers: int, articles: int, sink, tag: str,
-                profile: bool = False, zones: int = 0, **extra_env: str) -> dict:
+                profile: bool = False, zones: int = 0, languages: tuple[str, ...] = (),
+                **extra_env: str) -> dict:
     """Seed a fresh database, start a worker, send one weekly edition, measure it.
 
     With ``zones`` (≥ 1) the readers are spread over that many time zones and the edition
     is the schedule's (planned with a release time per zone, editions/waves.py), for last
-    week's period: every wave is due, so it is sent through as the editor's edition is."""
+    week's period: every wave is due, so it is sent through as the editor's edition is.
+    ``languages``: articles in each in turn, readers reading one or both (seeding.py)."""
     from newsletter import db
 
     name = f"bench_{tag}_{os.getpid()}"
     log(f"[{tag}] fresh database {name}, seeding {readers} readers / {articles} articles")
     url = fresh_database(name)
-    seed(url, readers, articles, zones=zones)
+    seed(url, readers, articles, zones=zones, languages=languages)
     env = processes.configure(url, sink.url, **extra_env)
     worker = processes.start_worker(env, tag)
     spy = _profiler(worker.pid, tag) if profile else None

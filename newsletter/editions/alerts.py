@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from newsletter import events, sql
 from newsletter.config import get_settings
 from newsletter.editions.frequencies import LOOKBACK
+from newsletter.editions.selection import reads_one_of
 from newsletter.errors import AlertError  # noqa: F401 - re-exported
 from newsletter.models import (
     Article,
@@ -112,14 +113,15 @@ def _worth_alerting(session: Session, article: Article) -> bool:
     if article.published_at <= article.created_at - LOOKBACK["immediate"]:
         return False
     tag_ids = [link.tag_id for link in article.tag_links]
-    # Readers follow live topics covering one of the story's tags.
+    # Readers follow live topics covering one of the story's tags, and read its language.
     return bool(tag_ids) and session.scalar(
         select(ReaderTopic.reader_id)
         .join(Reader, Reader.id == ReaderTopic.reader_id)
         .join(TopicTag, TopicTag.topic_id == ReaderTopic.topic_id)
         .join(Topic, Topic.id == TopicTag.topic_id)
         .where(TopicTag.tag_id.in_(tag_ids), Topic.retired_at.is_(None),
-               Reader.status == "active", Reader.frequency == "immediate")
+               Reader.status == "active", Reader.frequency == "immediate",
+               reads_one_of([article.lang]))
         .limit(1)
     ) is not None
 

@@ -57,11 +57,13 @@ def edition_info(edition: Any) -> EditionInfo:
 def story(article: Any) -> Story:
     return Story(id=article.id, updated_at=article.updated_at, title=article.title,
                  url=article.url, summary=article.summary, author=article.author,
-                 image_url=article.image_url, published_at=article.published_at)
+                 image_url=article.image_url, published_at=article.published_at,
+                 lang=article.lang)
 
 
 def topic(row: Any) -> Topic:
-    return Topic(id=row.id, slug=row.slug, name=row.name)
+    names = getattr(row, "names", None) or {}
+    return Topic(id=row.id, slug=row.slug, name=row.name, names=tuple(sorted(names.items())))
 
 
 def entry(kind: str, story_: Story, topic_: Topic, revision: Any | None) -> Entry:
@@ -97,7 +99,7 @@ def load_batch(session: Session, keys: Collection[Key], held: Held | None = None
                 kept[k] = found
     stored = _items(session, keys - kept.keys())
     article_ids = {a for ids in kept.values() for a in ids[1]}
-    article_ids |= {item[1] for items, _ in stored.values() for item in items}
+    article_ids |= {item[1] for items, *_ in stored.values() for item in items}
     versions = dict(session.execute(
         select(Article.id, Article.updated_at).where(sql.one_of(session, Article.id,
                                                                article_ids))).all()) \
@@ -120,25 +122,27 @@ def load_batch(session: Session, keys: Collection[Key], held: Held | None = None
     return BatchContent(out)
 
 
-def _items(session: Session, keys: Collection[Key]) -> dict[Key, tuple[list[Any], bool]]:
-    """The stored items (kind, article id, topic id, revision id) of these digests."""
+def _items(session: Session, keys: Collection[Key]) -> dict[Key, tuple[list[Any], bool, str]]:
+    """The stored items (kind, article id, topic id, revision id) of these digests, whether
+    shared, and the language of their own words ("" for the site's)."""
     if not keys:
         return {}
     wanted = set(keys)
     rows = session.execute(
         select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items,
-               EditionDigest.shared)
+               EditionDigest.shared, EditionDigest.locale)
         .where(sql.pairs_among(session, EditionDigest.edition_id, EditionDigest.content_key,
                               wanted)))
-    return {(r.edition_id, r.content_key): (r.items, bool(r.shared)) for r in rows
-            if (r.edition_id, r.content_key) in wanted}
+    return {(r.edition_id, r.content_key): (r.items, bool(r.shared), r.locale or "")
+            for r in rows if (r.edition_id, r.content_key) in wanted}
 
 
 def _contents(session: Session, editions: Mapping[int, Any],
-              stored: Mapping[Key, tuple[list[Any], bool]], versions: Mapping[int, datetime],
+              stored: Mapping[Key, tuple[list[Any], bool, str]],
+              versions: Mapping[int, datetime],
               version: Callable[[Iterable[int]], str],
               held: Held | None) -> dict[Key, DigestContent]:
-    needed = {item[1] for items, _ in stored.values() for item in items if item[1] in versions}
+    needed = {item[1] for items, *_ in stored.values() for item in items if item[1] in versions}
     stories: dict[int, Story] = {}
     if held is not None:
         for a in needed:
@@ -149,26 +153,26 @@ def _contents(session: Session, editions: Mapping[int, Any],
         stories.update((row.id, story(row)) for row in session.execute(
             select(Article.__table__).where(sql.one_of(session, Article.id, missing))))
     topics = {t.id: topic(t) for t in session.execute(
-        select(TopicRow.id, TopicRow.slug, TopicRow.name))}
-    revision_ids = {item[3] for items, _ in stored.values() for item in items
+        select(TopicRow.id, TopicRow.slug, TopicRow.name, TopicRow.names))}
+    revision_ids = {item[3] for items, *_ in stored.values() for item in items
                     if item[3] is not None}
     revisions = {r.id: r for r in session.execute(
         select(ArticleRevision.id, ArticleRevision.changes, ArticleRevision.changed_at)
         .where(ArticleRevision.id.in_(revision_ids)))} if revision_ids else {}
     out = {}
-    for k, (items, shared) in stored.items():
+    for k, (items, shared, locale) in stored.items():
         entries = tuple(entry(kind, stories[a], topics[t], revisions.get(r))
                         for kind, a, t, r in items if a in stories and t in topics)
         ids = tuple(item[1] for item in items)
         out[k] = DigestContent(edition_info(editions[k[0]]), k[1], version(ids), entries, ids,
-                               shared)
+                               shared, locale)
     return out
 
 
 def contents_from_rows(edition: Any, rows: Sequence[tuple[Any, ...]],
-                       content_key: str = "") -> DigestContent:
+                       content_key: str = "", locale: str = "") -> DigestContent:
     """A digest from (topic_id, kind, Article, Topic, ArticleRevision | None) rows in the order
     the email shows them (the preview builds these from the planner's decision)."""
     return DigestContent(edition_info(edition), content_key, "",
                          tuple(entry(kind, story(a), topic(t), rev)
-                               for _topic_id, kind, a, t, rev in rows))
+                               for _topic_id, kind, a, t, rev in rows), locale=locale)

@@ -63,12 +63,14 @@ def _plan(session: Session, edition_id: int) -> int:
     follows_any = list(candidates.by_topic) if edition.kind == "alert" else None
     # A scheduled edition's deliveries wait for the send hour in their readers' zones.
     times = waves.release_times(edition, settings)
+    # ...and read one of their languages.
+    reads_any = sorted(set(candidates.lang.values())) if edition.kind == "alert" else None
     made, after, readers = 0, 0, 0
     analyzed_at = _FIRST_ANALYZE
     would = _DryRun()
     while candidates:
         page = digests.readers_page(session, edition, after, settings.batch_size,
-                                    follows_any=follows_any)
+                                    follows_any=follows_any, reads_any=reads_any)
         if not page:
             break
         after = page[-1].id
@@ -195,9 +197,11 @@ class _DryRun:
             self.content_keys.add(d.content_key)
             self.articles.update(d.article_ids)
             for section in d.sections:
-                self.topic_readers[section.topic_id] += 1
                 self.topic_articles.setdefault(section.topic_id, set()).update(
                     section.article_ids)
+            # A reader once per topic, although a bilingual digest has a section on it per
+            # language.
+            self.topic_readers.update({s.topic_id for s in d.sections})
 
     def report(self, readers: int) -> dict[str, Any]:
         topics = [{"topic_id": t, "readers": n, "articles": len(self.topic_articles[t])}
@@ -238,8 +242,8 @@ def _store_contents(session: Session, edition_id: int, chosen: list[digests.Dige
     if not todo:
         return
     sql.insert_digests(session, edition_id, [
-        (d.content_key, digests.items_json(d.sections, d.corrections), readers[d.content_key] > 1)
-        for d in todo])
+        (d.content_key, digests.items_json(d.sections, d.corrections), readers[d.content_key] > 1,
+         d.locale) for d in todo])
 
 
 

@@ -81,7 +81,8 @@ def build(session: Session, *, email: str | None = None, tags: Iterable[str] | N
             raise PreviewError(f"{reader.email} gets {reader.frequency} alerts, not digests; "
                                "ask for a daily or weekly preview")
         row = digests.ReaderRow(reader.id, reader.last_digest_at,
-                                frozenset(t.id for t in reader.topics))
+                                frozenset(t.id for t in reader.topics),
+                                *digests.reader_languages(reader.languages, reader.locale))
         recipient, status = reader.email, reader.status
         who = f"{reader.email} since their last digest"
     else:
@@ -107,7 +108,7 @@ def build(session: Session, *, email: str | None = None, tags: Iterable[str] | N
     # The send's own path: the same plain data rendered by the same renderer (an edition
     # never saved has no id, so no archive page: its link is the site's).
     content = rendering.renderer().rendered_digest(
-        contents_from_rows(edition, _rows(session, digest)))
+        contents_from_rows(edition, _rows(session, digest), locale=digest.locale))
     settings = get_settings()
     links = {name: f"{settings.base_url}/{name.removesuffix('_url')}/preview"
              for name in personal_placeholders()}

@@ -16,12 +16,14 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import literal, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter import sql
+from newsletter import i18n, langtags, sql
+from newsletter.config import get_settings
 from newsletter.editions.frequencies import LOOKBACK
 from newsletter.models import (
     Article,
@@ -45,6 +47,7 @@ MAX_CATCH_UP = timedelta(days=31)
 class Section:
     topic_id: int
     article_ids: tuple[int, ...]
+    lang: str = ""  # the language of its stories: a bilingual digest has sections in each
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Digest:
     sections: tuple[Section, ...]
     content_key: str
     corrections: tuple[Correction, ...] = ()
+    locale: str = ""  # the language of the email's own words (its reader's)
 
     @property
     def article_ids(self) -> list[int]:
@@ -72,6 +76,9 @@ class ReaderRow:
     last_digest_at: datetime | None
     topic_ids: frozenset[int]
     timezone: str | None = None  # the reader's zone (None: the site's): their wave
+    # The languages they read, in their order; None: every language (see Reader.languages).
+    languages: tuple[str, ...] | None = None
+    locale: str = ""  # the language their emails are in; "" is the site's
 
 
 @dataclass
@@ -83,12 +90,20 @@ class Candidates:
     topic_ids: dict[int, tuple[int, ...]]  # editor's order: the first is the main topic
     topic_names: dict[int, str]
     filter_topic_ids: frozenset[int] | None
+    lang: dict[int, str] = field(default_factory=dict)  # article → its language
+    # The site's languages (settings.languages), the order a reader of every language gets.
+    site_languages: tuple[str, ...] = ()
+    site_language: str = ""  # the language of a reader who chose none (settings.language)
     by_topic: dict[int, list[int]] = field(default_factory=dict)
+    # (topic, language) → its articles: a reader costs the stories on their topics in their
+    # languages, no more than before languages.
+    by_topic_lang: dict[tuple[int, str], list[int]] = field(default_factory=dict)
     # article → its latest substantial revision inside the window, for readers who got it.
     revised: dict[int, Revised] = field(default_factory=dict)
-    # (topics, last digest) → the digest of every reader who has them and no history among
-    # these articles: readers share topic sets (40 topics, 1-5 each, popularity skewed).
-    shared: dict[tuple[frozenset[int], datetime | None], Any] = field(default_factory=dict)
+    # (topics, languages, locale, last digest) → the digest of every reader who has them and
+    # no history among these articles: readers share topic sets (40 topics, 1-5 each,
+    # popularity skewed) and languages (a few combinations).
+    shared: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
     # article → its place in a digest's sections: newest published first (then higher id).
     rank: dict[int, int] = field(default_factory=dict)
@@ -96,8 +111,10 @@ class Candidates:
     def __post_init__(self) -> None:
         # Index by topic so a reader costs the articles on their topics, not all of them.
         for article_id, topic_ids in self.topic_ids.items():
+            lang = self.lang.setdefault(article_id, self.site_language)
             for topic_id in topic_ids:
                 self.by_topic.setdefault(topic_id, []).append(article_id)
+                self.by_topic_lang.setdefault((topic_id, lang), []).append(article_id)
         newest_first = sorted(self.topic_ids, key=lambda a: (self.published_at[a], a),
                               reverse=True)
         self.rank = {a: i for i, a in enumerate(newest_first)}
@@ -112,6 +129,7 @@ class Revised:
     changed_at: datetime
     topic_ids: tuple[int, ...]
     ingested_at: datetime | None = None  # when the article reached us (bounds the history)
+    lang: str = ""
 
 
 def lookback_floor(session: Session, edition: Edition) -> datetime:
@@ -146,15 +164,17 @@ def candidate_articles(session: Session, edition: Edition) -> Candidates:
     if edition.kind == "alert":
         window.append(Article.created_at >= edition.requested_at)
     rows = session.execute(
-        select(Article.id, Article.created_at, Article.published_at, ArticleTag.tag_id)
+        select(Article.id, Article.created_at, Article.published_at, Article.lang,
+               ArticleTag.tag_id)
         .join(ArticleTag, ArticleTag.article_id == Article.id)
         .where(Article.status == "published", *window, Article.published_at > floor)
         .order_by(Article.id, ArticleTag.position)
     ).all()
-    ingested, published, tags = {}, {}, defaultdict(list)
-    for article_id, created_at, published_at, tag_id in rows:
+    ingested, published, langs, tags = {}, {}, {}, defaultdict(list)
+    for article_id, created_at, published_at, lang, tag_id in rows:
         ingested[article_id] = created_at
         published[article_id] = published_at
+        langs[article_id] = lang
         tags[article_id].append(tag_id)
     covering = topics_covering(session)
     on = {a: t for a, t in ((a, on_topics(t, covering)) for a, t in tags.items()) if t}
@@ -167,8 +187,11 @@ def candidate_articles(session: Session, edition: Edition) -> Candidates:
     # Corrections ride on digests; an alert carries only what was just published.
     revised = revised_articles(session, edition, filter_ids, covering) \
         if edition.kind != "alert" else {}
+    settings = get_settings()
     return Candidates({a: ingested[a] for a in on}, {a: published[a] for a in on}, on, names,
-                      filter_ids, revised=revised)
+                      filter_ids, lang={a: langs[a] for a in on},
+                      site_languages=tuple(settings.languages),
+                      site_language=settings.language, revised=revised)
 
 
 def topics_covering(session: Session) -> dict[int, tuple[int, ...]]:
@@ -195,10 +218,10 @@ def revised_articles(session: Session, edition: Edition, filter_ids: frozenset[i
                      covering: dict[int, tuple[int, ...]]) -> dict[int, Revised]:
     """Published articles with a substantial revision in the edition's window, by article."""
     floor = lookback_floor(session, edition)
-    latest: dict[int, tuple[int, datetime, datetime]] = {}
-    for revision_id, article_id, changed_at, created_at in session.execute(
+    latest: dict[int, tuple[int, datetime, datetime, str]] = {}
+    for revision_id, article_id, changed_at, created_at, lang in session.execute(
         select(ArticleRevision.id, ArticleRevision.article_id, ArticleRevision.changed_at,
-               Article.created_at)
+               Article.created_at, Article.lang)
         .join(Article, Article.id == ArticleRevision.article_id)
         .where(ArticleRevision.substantial.is_(True), Article.status == "published",
                ArticleRevision.changed_at > floor,
@@ -206,7 +229,7 @@ def revised_articles(session: Session, edition: Edition, filter_ids: frozenset[i
         .order_by(ArticleRevision.id)
     ):
         # the last one shows the article now
-        latest[article_id] = (revision_id, changed_at, created_at)
+        latest[article_id] = (revision_id, changed_at, created_at, lang)
     if not latest:
         return {}
     tags: dict[int, list[int]] = defaultdict(list)
@@ -216,18 +239,21 @@ def revised_articles(session: Session, edition: Edition, filter_ids: frozenset[i
     ):
         tags[article_id].append(tag_id)
     on = {a: on_topics(tags[a], covering) for a in latest}
-    return {a: Revised(r, at, on[a], created) for a, (r, at, created) in latest.items()
-            if on[a] and (filter_ids is None or filter_ids.intersection(on[a]))}
+    return {a: Revised(r, at, on[a], created, lang) for a, (r, at, created, lang)
+            in latest.items() if on[a] and (filter_ids is None or filter_ids.intersection(on[a]))}
 
 
 def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
-                 follows_any: Collection[int] | None = None) -> list[ReaderRow]:
+                 follows_any: Collection[int] | None = None,
+                 reads_any: Collection[str] | None = None) -> list[ReaderRow]:
     """The next ``limit`` active readers of the edition's frequency, by id after ``after_id``.
 
-    With ``follows_any``, only readers who follow at least one of those topics.
+    With ``follows_any``, only readers who follow at least one of those topics; with
+    ``reads_any``, only readers who read at least one of those languages.
     """
     query = (
-        select(Reader.id, Reader.last_digest_at, Reader.timezone)
+        select(Reader.id, Reader.last_digest_at, Reader.timezone, Reader.languages,
+               Reader.locale)
         .where(Reader.status == "active", Reader.frequency == edition.frequency,
                Reader.id > after_id,
                # A paused reader is skipped; their next digest picks up where the last ended.
@@ -241,6 +267,8 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
             .where(ReaderTopic.reader_id == Reader.id,
                    ReaderTopic.topic_id.in_(list(follows_any)))
             .exists())
+    if reads_any is not None:
+        query = query.where(reads_one_of(reads_any))
     rows = session.execute(query).all()
     if not rows:
         return []
@@ -254,8 +282,26 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
     # alert was planned comes in the next one although it is older than that alert's cutoff:
     # alerts rely on the (reader, article) uniqueness alone, not on last_digest_at.
     alert = edition.kind == "alert"
-    return [ReaderRow(r[0], None if alert else r[1], frozenset(topics[r[0]]), r[2])
-            for r in rows]
+    return [ReaderRow(r[0], None if alert else r[1], frozenset(topics[r[0]]), r[2],
+                      *reader_languages(r[3], r[4])) for r in rows]
+
+
+def reads_one_of(langs: Collection[str]) -> Any:
+    """SQL: the reader reads one of ``langs`` (or every language). Reader.languages is a
+    comma-separated list of subtags of letters only, so ",ar," finds Arabic exactly."""
+    padded = literal(",").concat(Reader.languages).concat(",")
+    return or_(Reader.languages.is_(None), *(padded.contains(f",{lang},") for lang in langs))
+
+
+@lru_cache(maxsize=1024)
+def reader_languages(stored: str | None,
+                     locale: str | None = None) -> tuple[tuple[str, ...] | None, str]:
+    """(languages, locale) from Reader.languages and Reader.locale: worked out once per
+    distinct pair (readers share a few). The email's own words are in the reader's locale
+    (the language their pages are shown in), else the first language they read."""
+    langs = langtags.split(stored) or None
+    shown = i18n.usable(locale) if locale else None
+    return langs, shown or (langs[0] if langs else "")
 
 
 @dataclass
@@ -340,7 +386,7 @@ _NOTHING = Digest(0, (), "")  # cached "nothing new for these topics"
 
 
 def _shared_digest(reader: ReaderRow, candidates: Candidates) -> Digest | None:
-    key = (reader.topic_ids, reader.last_digest_at)
+    key = (reader.topic_ids, reader.languages, reader.locale, reader.last_digest_at)
     shared = candidates.shared.get(key)
     if shared is None:
         if len(candidates.shared) >= _SHARED_DIGESTS:
@@ -348,7 +394,8 @@ def _shared_digest(reader: ReaderRow, candidates: Candidates) -> Digest | None:
         shared = candidates.shared[key] = decide(reader, candidates, frozenset()) or _NOTHING
     if shared is _NOTHING:
         return None
-    return Digest(reader.id, shared.sections, shared.content_key, shared.corrections)
+    return Digest(reader.id, shared.sections, shared.content_key, shared.corrections,
+                  shared.locale)
 
 
 def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]],
@@ -365,9 +412,11 @@ def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]]
         follows = follows & candidates.filter_topic_ids
     if not follows:
         return None
-    sections: dict[int, list[int]] = {}
-    by_topic, topic_ids, ingested_at = candidates.by_topic, candidates.topic_ids, candidates.ingested_at
-    mine = {a for t in follows for a in by_topic.get(t, ())}
+    sections: dict[tuple[str, int], list[int]] = {}
+    topic_ids, ingested_at = candidates.topic_ids, candidates.ingested_at
+    langs = reader.languages or candidates.site_languages or (candidates.site_language,)
+    by_topic_lang, lang_of = candidates.by_topic_lang, candidates.lang
+    mine = {a for t in follows for lang in langs for a in by_topic_lang.get((t, lang), ())}
     last = reader.last_digest_at
     # Newest first, so each section comes out in its order with no sort of its own.
     for article_id in sorted(mine, key=candidates.rank.__getitem__):
@@ -376,22 +425,40 @@ def decide(reader: ReaderRow, candidates: Candidates, sent: set[tuple[int, int]]
         if last and ingested_at[article_id] <= last:
             continue
         on = topic_ids[article_id]
-        home = on[0] if len(on) == 1 else next(t for t in on if t in follows)
+        home = (lang_of[article_id],
+                on[0] if len(on) == 1 else next(t for t in on if t in follows))
         if home in sections:
             sections[home].append(article_id)
         else:
             sections[home] = [article_id]
-    fixes = corrections_for(reader.id, follows, candidates, got or {}, carried) \
+    fixes = corrections_for(reader.id, follows, candidates, got or {}, carried, langs) \
         if candidates.revised else ()
     if not sections and not fixes:
         return None
-    ordered = _fullest_first(sections, candidates.topic_names)
-    return Digest(reader.id, ordered, content_key(ordered, fixes), fixes)
+    ordered = by_language(sections, langs, candidates.topic_names)
+    locale = reader.locale or candidates.site_language
+    return Digest(reader.id, ordered, content_key(ordered, fixes, locale), fixes, locale)
+
+
+def by_language(sections: dict[tuple[str, int], list[int]], langs: tuple[str, ...],
+                topic_names: dict[int, str]) -> tuple[Section, ...]:
+    """Sections in the order of the reader's languages (one email for a bilingual reader,
+    a part per language), each language's from the fullest to the thinnest."""
+    if len(langs) == 1:
+        return _fullest_first({t: ids for (_, t), ids in sections.items()}, topic_names,
+                              langs[0])
+    out: list[Section] = []
+    for lang in langs:
+        mine = {t: ids for (lang_, t), ids in sections.items() if lang_ == lang}
+        if mine:
+            out.extend(_fullest_first(mine, topic_names, lang))
+    return tuple(out)
 
 
 def corrections_for(reader_id: int, follows: frozenset[int], candidates: Candidates,
                     got: dict[tuple[int, int], datetime],
-                    carried: set[tuple[int, int]] | frozenset) -> tuple[Correction, ...]:
+                    carried: set[tuple[int, int]] | frozenset,
+                    langs: tuple[str, ...] = ()) -> tuple[Correction, ...]:
     """Revised articles the reader received before the revision and has not been told of.
 
     Only on topics the reader still follows: someone who dropped a topic asked us to stop
@@ -404,6 +471,8 @@ def corrections_for(reader_id: int, follows: frozenset[int], candidates: Candida
             continue  # never received, or received already showing this revision
         if (reader_id, rev.revision_id) in carried:
             continue
+        if langs and rev.lang not in langs:  # a language they no longer read
+            continue
         home = next((t for t in rev.topic_ids if t in follows), None)
         if home is not None:
             found.append((rev.changed_at, article_id, Correction(article_id, rev.revision_id,
@@ -412,17 +481,10 @@ def corrections_for(reader_id: int, follows: frozenset[int], candidates: Candida
     return tuple(f[2] for f in found)
 
 
-def order_sections(sections: dict[int, list[int]], published_at: dict[int, datetime],
-                   topic_names: dict[int, str]) -> tuple[Section, ...]:
-    """Sections from the fullest to the thinnest (then by name), articles newest first."""
-    return _fullest_first({topic: sorted(ids, key=lambda a: (published_at[a], a), reverse=True)
-                           for topic, ids in sections.items()}, topic_names)
-
-
-def _fullest_first(sections: dict[int, list[int]],
-                   topic_names: dict[int, str]) -> tuple[Section, ...]:
+def _fullest_first(sections: dict[int, list[int]], topic_names: dict[int, str],
+                   lang: str = "") -> tuple[Section, ...]:
     """Sections (their articles already in order) from the fullest to the thinnest."""
-    return tuple(Section(topic, tuple(ids)) for topic, ids in
+    return tuple(Section(topic, tuple(ids), lang) for topic, ids in
                  sorted(sections.items(), key=lambda kv: (-len(kv[1]), topic_names[kv[0]])))
 
 
@@ -443,9 +505,13 @@ def items_json(sections: tuple[Section, ...],
     ]) + "]"
 
 
-def content_key(sections: tuple[Section, ...], corrections: tuple[Correction, ...] = ()) -> str:
-    """Equal for readers whose digests differ only in personal links."""
+def content_key(sections: tuple[Section, ...], corrections: tuple[Correction, ...] = (),
+                locale: str = "") -> str:
+    """Equal for readers whose digests differ only in personal links: the same stories in
+    the same order, in an email worded in the same language."""
     text = ";".join(f"{s.topic_id}:{','.join(map(str, s.article_ids))}" for s in sections)
+    if locale:
+        text = f"{locale}>{text}"
     if corrections:
         text += "|" + ";".join(f"{c.topic_id}:{c.article_id}@{c.revision_id}"
                                for c in corrections)

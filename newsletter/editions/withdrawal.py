@@ -11,7 +11,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from newsletter.editions.deliveries import finish_if_complete
-from newsletter.editions.selection import Correction, content_key, items, order_sections
+from newsletter.editions.selection import Correction, by_language, content_key, items
 from newsletter.models import Article, Delivery, Edition, EditionDigest, Topic
 from newsletter.newsroom import articles
 from newsletter.states import UNSENT, DeliveryStatus, EditionStatus
@@ -42,9 +42,14 @@ def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
     """
     still_open = select(Edition.id).where(Edition.status.in_(
         (EditionStatus.PLANNING, EditionStatus.SENDING, EditionStatus.PAUSED)))
-    carrying = {(e, k): stored for e, k, stored in session.execute(
-        select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items)
-        .where(EditionDigest.edition_id.in_(still_open))) if any(i[1] == article_id for i in stored)}
+    locales: dict[tuple[int, str], str | None] = {}
+    carrying = {}
+    for e, k, stored, locale in session.execute(
+            select(EditionDigest.edition_id, EditionDigest.content_key, EditionDigest.items,
+                   EditionDigest.locale)
+            .where(EditionDigest.edition_id.in_(still_open))):
+        if any(i[1] == article_id for i in stored):
+            carrying[(e, k)], locales[(e, k)] = stored, locale
     if not carrying:
         return 0, 0, set()
     # FOR UPDATE (PostgreSQL): a sender's claim waits for us and then sees the new content
@@ -59,9 +64,11 @@ def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
         return 0, 0, set()
     remaining = {key: [i for i in stored if i[1] != article_id]
                  for key, stored in carrying.items()}
-    published = dict(session.execute(
-        select(Article.id, Article.published_at)
-        .where(Article.id.in_({i[1] for rest in remaining.values() for i in rest}))).all())
+    published, langs = {}, {}
+    for a, at, lang in session.execute(
+            select(Article.id, Article.published_at, Article.lang)
+            .where(Article.id.in_({i[1] for rest in remaining.values() for i in rest}))):
+        published[a], langs[a] = at, lang
     names = dict(session.execute(select(Topic.id, Topic.name)).all())
     replaced: dict[tuple[int, str], str] = {}
     empty = content_key(())
@@ -72,16 +79,21 @@ def _withdraw(session: Session, article_id: int) -> tuple[int, int, set[int]]:
             if session.get(EditionDigest, (edition_id, empty)) is None:
                 session.add(EditionDigest(edition_id=edition_id, content_key=empty, items=[]))
             continue
-        sections: dict[int, list[int]] = defaultdict(list)
+        # Each language's sections as the planner orders them, the languages in the order
+        # the digest had them (its reader's).
+        sections: dict[tuple[str, int], list[int]] = defaultdict(list)
         for kind, article, topic_id, _ in rest:
             if kind == "new":
-                sections[topic_id].append(article)
-        ordered = order_sections(sections, published, names)
+                sections[(langs.get(article, ""), topic_id)].append(article)
+        order = tuple(dict.fromkeys(lang for lang, _ in sections))
+        ordered = by_language({k: sorted(ids, key=lambda a: (published[a], a), reverse=True)
+                               for k, ids in sections.items()}, order, names) if order else ()
         fixes = tuple(Correction(a, r, t) for kind, a, t, r in rest if kind == "correction")
-        new_key = replaced[(edition_id, key)] = content_key(ordered, fixes)
+        locale = locales[(edition_id, key)]
+        new_key = replaced[(edition_id, key)] = content_key(ordered, fixes, locale or "")
         if session.get(EditionDigest, (edition_id, new_key)) is None:
             session.add(EditionDigest(edition_id=edition_id, content_key=new_key,
-                                      items=items(ordered, fixes)))
+                                      items=items(ordered, fixes), locale=locale))
     session.flush()
     by_key: dict[str, list[int]] = defaultdict(list)
     for row in rows:

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from newsletter import click_links
+from newsletter import click_links, i18n
 from newsletter.mail.fragments import Record
 from newsletter.mail.lru import FIFO
+from newsletter.untrusted import strip_controls
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Story:
     author: str | None
     image_url: str | None
     published_at: datetime
+    lang: str = ""  # BCP 47 primary subtag; "" is the site's language
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class Topic:
     id: int
     slug: str
     name: str
+    names: tuple[tuple[str, str], ...] = ()  # (language, name) the editors gave it
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class DigestContent:
     entries: tuple[Entry, ...] | None
     article_ids: tuple[int, ...] = ()
     shared: bool = False  # the planner found a second reader for it (edition_digests.shared)
+    locale: str = ""  # the language of the email's own words; "" is the site's
 
     @property
     def cache_key(self) -> tuple[Any, ...]:
@@ -100,8 +104,9 @@ class Contexts:
 
     def __init__(self, *, timezone: str, base_url: str, lead_stories: int | None,
                  common: dict[str, Any], click_tracking: str = "off",
-                 click_reader: str = "") -> None:
+                 click_reader: str = "", language: str = "en") -> None:
         self.tz = ZoneInfo(timezone)
+        self.language = language  # the site's: a story or digest that names none is in it
         # Story links through /r/ (click_links): minted once per edition × story × topic and
         # kept here, so the fragments holding them are shared by every digest of the edition.
         # In reader mode each link ends in ``click_reader``, the per-reader placeholder.
@@ -122,35 +127,51 @@ class Contexts:
         if content.entries is None:
             raise LookupError(f"digest {content.content_key!r} was not loaded (only its "
                               "version was): load it again without the renderer's hint")
-        tz = self.tz
         sections: list[tuple[Topic, list[Record]]] = []
         corrections: list[Record] = []
         edition = content.edition
+        fixed_topics: list[Topic] = []
         for entry in content.entries:
             item = self._item(entry.story, self._link(edition.id, entry.story, entry.topic))
             if entry.kind == "correction":
                 changed_at = entry.changed_at or entry.story.updated_at
                 previous = entry.previous_title
+                fixed_topics.append(entry.topic)
                 corrections.append(Record(
-                    item, topic=self._topic(entry.topic),
-                    updated_label=changed_at.astimezone(tz).strftime("%-d %b %Y, %H:%M"),
-                    previous_title=previous if previous != entry.story.title else None))
+                    item, topic=self._topic(entry.topic, item["lang"]),
+                    updated_label=self._when(changed_at, item["lang"]),
+                    previous_title=strip_controls(previous)
+                    if previous and previous != entry.story.title else None))
                 continue
-            if not sections or sections[-1][0].id != entry.topic.id:
+            if not sections or sections[-1][0].id != entry.topic.id \
+                    or sections[-1][1][0]["lang"] != item["lang"]:
                 sections.append((entry.topic, []))
             sections[-1][1].append(item)
+        locale = content.locale or self.language
+        built = [self._section(topic, items) for topic, items in sections]
+        # The email's own words are in the reader's language (``locale``: every template
+        # function reads it); each part, section and story in its own (see _parts).
         archive = f"{self.base_url}/editions/{edition.id}" if edition.id is not None \
             else self.base_url  # a preview: the next edition has no archive page yet
         return {
             **self.common,
             "edition": {"id": edition.id, "kind": edition.kind, "frequency": edition.frequency,
-                        "date_label": edition.cutoff_at.astimezone(tz).strftime("%-d %B %Y")},
+                        "date_label": self._date(edition.cutoff_at, locale)},
             "archive_url": archive,
             "note": edition.note,
             "article_count": len(content.entries) - len(corrections),
             "lead_stories": self.lead_stories,
-            "sections": [self._section(topic, items) for topic, items in sections],
+            "sections": built,
             "corrections": corrections,
+            "locale": locale,
+            # The topics as the email's own sentences name them (in its language, each once
+            # although a bilingual digest has a section on it per language).
+            "topic_names": self._names([t for t, _ in sections], locale),
+            "followed_names": self._names([t for t, _ in sections]
+                                          + fixed_topics, locale),
+            # A bilingual digest: its parts in the reader's order of languages, each headed by
+            # its language's name (one part: no heading, the sections run as before).
+            "languages": self._parts(built),
         }
 
     def _link(self, edition_id: int | None, story: Story, topic: Topic) -> str:
@@ -165,6 +186,33 @@ class Contexts:
                 self.base_url, edition_id, story.id, topic.id) + self.click_reader)
         return link
 
+    def _names(self, topics: list[Topic], locale: str) -> list[str]:
+        names: dict[int, str] = {}
+        for topic in topics:
+            names.setdefault(topic.id,
+                             strip_controls(dict(topic.names).get(locale) or topic.name))
+        return list(names.values())
+
+    def _parts(self, sections: list[Record]) -> list[Record]:
+        parts: list[tuple[str, list[Record]]] = []
+        for section in sections:
+            if not parts or parts[-1][0] != section["lang"]:
+                parts.append((section["lang"], []))
+            parts[-1][1].append(section)
+        return [Record(heading=Record(name=i18n.language_name(lang)), sections=tuple(group),
+                       lang=lang) for lang, group in parts]
+
+    def _date(self, at: datetime, lang: str) -> str:
+        if lang == "en":  # as before languages, to the letter
+            return at.astimezone(self.tz).strftime("%-d %B %Y")
+        return i18n.format_date(at, lang, "long", tz=self.tz)
+
+    def _when(self, at: datetime, lang: str) -> str:
+        """A story's time, in the language of the story it labels."""
+        if lang == "en":
+            return at.astimezone(self.tz).strftime("%-d %b %Y, %H:%M")
+        return i18n.format_datetime(at, lang, "medium", tz=self.tz)
+
     def _item(self, story: Story, link: str) -> Record:
         """An article as templates see it; the same Record for every digest that carries
         it, so a digest costs a lookup per article, not a strftime."""
@@ -175,23 +223,32 @@ class Contexts:
         item = self.items.get(key)
         if item is None:
             self.stories.put(key[:2], story)
+            # Stripped here, not only by the renderer's finalize: a translated sentence takes
+            # its values ("By %(author)s") past finalize (rows stored before the guard).
             item = self.items.put(key, Record(
-                title=story.title, url=link, summary=story.summary, author=story.author,
+                title=strip_controls(story.title), url=link,
+                summary=strip_controls(story.summary),
+                author=strip_controls(story.author) if story.author else story.author,
                 image_url=story.image_url,
-                published_label=story.published_at.astimezone(self.tz)
-                .strftime("%-d %b %Y, %H:%M")))
+                published_label=self._when(story.published_at, story.lang or self.language),
+                lang=story.lang or self.language))
         return item
 
     @staticmethod
-    def _topic(topic: Topic) -> Record:
-        return Record(slug=topic.slug, name=topic.name)
+    def _topic(topic: Topic, lang: str = "") -> Record:
+        # Named in the language of the stories under it (the console's per-language names).
+        return Record(slug=topic.slug,
+                      name=strip_controls(dict(topic.names).get(lang) or topic.name))
 
     def _section(self, topic: Topic, items: list[Record]) -> Record:
         """A topic's part of a digest; the same Record for every digest that has the same
         stories under it, so the fragment renderer finds it by its stored hash."""
-        key = (topic.id, topic.slug, topic.name, *items)  # items' hashes are stored
+        key = (topic.id, topic.slug, topic.name, topic.names, *items)  # items hash once
         section = self.sections.get(key)
         if section is None:
-            section = self.sections.put(key, Record(topic=self._topic(topic),
-                                                    articles=tuple(items)))
+            # In its stories' language (a section is one language's stories on one topic).
+            lang = items[0]["lang"]
+            section = self.sections.put(key, Record(
+                topic=self._topic(topic, lang), articles=tuple(items), lang=lang))
         return section
+

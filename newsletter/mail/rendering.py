@@ -34,6 +34,7 @@ import logging
 import re
 import secrets
 import threading
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -107,6 +108,22 @@ def _http_url(value: object) -> str:
 def _join_and(items: Any, sep: str = ", ", last: str = " and ") -> str:
     items = [str(i) for i in items]
     return sep.join(items[:-1]) + last + items[-1] if len(items) > 1 else "".join(items)
+
+
+# Unicode's isolates: FIRST STRONG ISOLATE … POP DIRECTIONAL ISOLATE, <bdi> for plain text
+# (a subject, a list of topic names in a sentence, the text part).
+FSI, PDI = "\u2068", "\u2069"
+
+
+def isolate(value: Any, direction: str = "ltr") -> str:
+    """``value`` set apart from text running in ``direction``, laid out by its own first
+    strong letter, when it holds letters of the other direction: "سوريا" in an English
+    sentence (or "Energy" in an Arabic one) leaves the commas and words around it in place."""
+    text = str(value)
+    other = ("L",) if direction == "rtl" else ("R", "AL")
+    if any(unicodedata.bidirectional(ch) in other for ch in text):
+        return f"{FSI}{text}{PDI}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -192,7 +209,8 @@ class Renderer:
 
     def __init__(self, *, from_address: str, list_id: str, site_name: str, base_url: str,
                  timezone: str = "UTC", lead_stories: int | None = None,
-                 templates_dir: Path = TEMPLATES_DIR, click_tracking: str = "off") -> None:
+                 templates_dir: Path = TEMPLATES_DIR, click_tracking: str = "off",
+                 language: str = "en") -> None:
         self.mark = MARK
         self.settings: Settings | None = None  # what from_settings built it from
         self.from_address = from_address
@@ -217,9 +235,10 @@ class Renderer:
         self.env.filters["http_url"] = _http_url
         self.env.filters["wordwrap"] = self._wordwrap
         self.env.filters["join_and"] = _join_and
+        self.env.filters["isolate"] = isolate
         self.fragments = fragments.Fragments(self)
         self.contexts = digest.Contexts(
-            timezone=timezone, base_url=base_url, lead_stories=lead_stories,
+            timezone=timezone, base_url=base_url, lead_stories=lead_stories, language=language,
             common={"site_name": site_name, "base_url": base_url,
                     **{n: placeholder(n) for n in PERSONAL}},
             click_tracking=click_tracking,
@@ -238,7 +257,7 @@ class Renderer:
         built = cls(from_address=settings.from_address, list_id=settings.list_id,
                     site_name=settings.site_name, base_url=settings.base_url,
                     timezone=settings.timezone, lead_stories=settings.digest_lead_stories,
-                    click_tracking=settings.click_tracking)
+                    click_tracking=settings.click_tracking, language=settings.language)
         built.settings = settings
         return built
 

@@ -18,7 +18,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import events
+from newsletter import events, langtags
+from newsletter.config import get_settings
 from newsletter.errors import ArticleError, ArticleNotFound  # noqa: F401 - re-exported
 from newsletter.models import (
     Article,
@@ -31,7 +32,8 @@ from newsletter.newsroom.topics import article_tags
 from newsletter.untrusted import has_controls, strip_controls
 
 # What a revision records, besides status changes (publish / unpublish).
-REVISED_FIELDS = ("title", "summary", "author", "url", "image_url", "tags", "published_at")
+REVISED_FIELDS = ("title", "summary", "author", "url", "image_url", "tags", "published_at",
+                  "lang")
 # difflib ratio under which a changed summary is a rewrite rather than an edit.
 SUMMARY_SIMILARITY = 0.8
 
@@ -45,6 +47,15 @@ class ArticleIn(BaseModel):
     tags: list[str] = Field(min_length=1, max_length=20)
     image_url: str | None = Field(default=None, max_length=2048)
     external_id: str | None = Field(default=None, max_length=255)
+    # BCP 47 ("ar", "en-GB"); stored as its primary subtag. None: the site's LANGUAGE for a
+    # new article, the article's own for an update.
+    lang: str | None = Field(default=None, max_length=langtags.MAX_LENGTH)
+
+    @field_validator("lang")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        # Only the site's languages: a story in another one would reach no reader, silently.
+        return None if v is None else langtags.among([v], get_settings().languages)[0]
 
     @field_validator("url", "image_url")
     @classmethod
@@ -129,7 +140,8 @@ def upsert(session: Session, data: Any) -> Published:
         article = Article(url=item.url, external_id=item.external_id, created_at=now,
                           updated_at=now, published_at=item.published_at or now,
                           status="published", title=item.title, summary=item.summary,
-                          author=item.author, image_url=item.image_url)
+                          author=item.author, image_url=item.image_url,
+                          lang=item.lang or get_settings().language)
         article.tag_links = [ArticleTag(tag=t, tag_id=t.id, position=i)
                              for i, t in enumerate(tags)]
         session.add(article)
@@ -143,7 +155,8 @@ def upsert(session: Session, data: Any) -> Published:
              # An update without a date keeps the first one: a feed that never dates its
              # entries must not make every poll an update.
              "published_at": (item.published_at.isoformat() if item.published_at
-                              else before["published_at"])}
+                              else before["published_at"]),
+             "lang": item.lang or before["lang"]}
     changes: dict[str, list[Any]] = {f: [before[f], after[f]] for f in REVISED_FIELDS
                                      if before[f] != after[f]}
     if article.status != "published":
@@ -154,6 +167,7 @@ def upsert(session: Session, data: Any) -> Published:
         return Published(article, "unchanged")
     article.title, article.summary, article.author = item.title, item.summary, item.author
     article.url, article.image_url = item.url, item.image_url
+    article.lang = after["lang"]
     if item.published_at:
         article.published_at = item.published_at
     if "tags" in changes:
@@ -187,7 +201,7 @@ def _snapshot(article: Article) -> dict[str, Any]:
     return {"title": article.title, "summary": article.summary, "author": article.author,
             "url": article.url, "image_url": article.image_url,
             "tags": [t.name for t in article.tags],
-            "published_at": article.published_at.isoformat()}
+            "published_at": article.published_at.isoformat(), "lang": article.lang}
 
 
 def _words(text: str | None) -> list[str]:
@@ -262,5 +276,6 @@ def to_dict(article: Article) -> dict[str, Any]:
         "published_at": article.published_at.isoformat(),
         "updated_at": article.updated_at.isoformat(),
         "status": article.status,
+        "lang": article.lang,
         "tags": [{"slug": t.slug, "name": t.name} for t in article.tags],
     }

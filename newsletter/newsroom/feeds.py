@@ -3,7 +3,8 @@
 An entry is known by its feed's identity and its id/guid (``external_id``), or by its link,
 so reading a feed again updates what changed and duplicates nothing. Categories become
 tags; an entry without one takes the feed's default tag or is skipped, with the reason
-counted. Feed text is never trusted as HTML: titles and summaries come out as plain text.
+counted. Feed text is never trusted as HTML: titles and summaries come out as plain text. An entry's
+language is the feed's xml:lang (Atom) or <language> (RSS), else the site's.
 """
 
 from __future__ import annotations
@@ -151,6 +152,15 @@ def _image(entry: Any) -> str | None:
     return next((c for c in candidates if c and re.match(r"^https?://", c)), None)
 
 
+def _language(entry: Any, feed: Any) -> str | None:
+    """The entry's language as its feed declares it: the xml:lang in scope on its title
+    (Atom: the title's, the entry's or the feed's), else the channel's <language> (RSS);
+    None leaves it to the site's LANGUAGE. articles.validate checks the tag."""
+    tag = (entry.get("title_detail") or {}).get("language") or entry.get("language") \
+        or feed.get("language")
+    return tag.strip()[:64] if isinstance(tag, str) and tag.strip() else None
+
+
 def _identity(parsed: Any, url: str) -> str:
     """Prefix for entry ids: the feed's own name for itself, so a copy on disk and the
     feed fetched over HTTP are one feed, while two feeds' guids cannot collide."""
@@ -197,7 +207,7 @@ def entries(data: bytes, url: str, default_tag: str | None = None,
         if len(guid) > 200:
             guid = hashlib.sha256(guid.encode()).hexdigest()
         author = to_text(entry.get("author"))[:255] or None
-        payloads.append({
+        payloads.append({"lang": _language(entry, parsed.feed),
             "url": link, "title": _clip(title, 500), "summary": _clip(to_text(body), SUMMARY_MAX),
             "author": author, "published_at": _when(entry), "tags": tags,
             "image_url": _image(entry), "external_id": f"feed:{prefix}:{guid}",

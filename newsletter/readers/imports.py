@@ -30,6 +30,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsletter import events, follows, sql, zones
+from newsletter.config import get_settings
 from newsletter.errors import ImportRowError  # noqa: F401 - re-exported
 from newsletter.models import ConsentEvent, Reader, ReaderTopic, Topic, utcnow
 from newsletter.newsroom.tags import slugify
@@ -75,6 +76,7 @@ class ImportRow:
     consented_at: datetime | None
     source: str | None
     timezone: str | None = None  # an IANA name; None: not given (the site's, or kept)
+    languages: str | None = None  # as Reader.languages; None: not given in the row
 
 
 class TopicIndex:
@@ -130,7 +132,8 @@ def parse_row(number: int, raw: Any, topics: TopicIndex) -> ImportRow:
     source = str(data.get("source") or "").strip()[:255] or None
     return ImportRow(number, email, frozenset(t[0] for t in chosen), tuple(t[1] for t in chosen),
                      frequency, parse_consent_date(consent), source,
-                     parse_timezone(data.get("timezone")))
+                     parse_timezone(data.get("timezone")),
+                     parse_languages(data.get("languages")))
 
 
 def parse_timezone(value: Any) -> str | None:
@@ -143,6 +146,23 @@ def parse_timezone(value: Any) -> str | None:
         raise ImportRowError(f"timezone must be an IANA name such as Asia/Amman, "
                              f"not {name[:40]!r}")
     return name
+
+
+def parse_languages(value: Any) -> str | None:
+    """The languages a row's reader reads ("ar;en", "ar|en" or a list, like topics) as
+    Reader.languages stores them; None when the row names none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        value = _TOPIC_SEPARATORS.split(value)
+    if not isinstance(value, list | tuple):
+        raise ImportRowError("languages must be a list or a ';'-separated text")
+    try:
+        return subscriptions.check_languages(str(v).strip() for v in value)
+    except subscriptions.SubscriptionError:
+        raise ImportRowError(f"languages must be among this site's "
+                             f"({', '.join(get_settings().languages)}), not "
+                             f"{', '.join(map(str, value))[:60]!r}") from None
 
 
 def parse_consent_date(value: Any) -> datetime | None:
@@ -224,7 +244,7 @@ def _import_chunk(session: Session, rows: list[ImportRow], result: ImportResult,
             break
         existing = {r.email: r for r in session.execute(
             select(Reader.id, Reader.email, Reader.status, Reader.frequency,
-                   Reader.confirmation_sent_at, Reader.timezone)
+                   Reader.confirmation_sent_at, Reader.timezone, Reader.languages)
             .where(Reader.email.in_([row.email for row in todo])))}
         _update_existing(session, [r for r in todo if r.email in existing], existing, result,
                          source, ledger, confirm)
@@ -257,7 +277,9 @@ def _insert_new(session: Session, rows: list[ImportRow], result: ImportResult, s
         sql.insert_ignoring_duplicates(session, table).returning(table.c.email, table.c.id),
         [{"email": r.email, "status": "active" if r.consented_at else "pending",
           "frequency": r.frequency, "source": source[:32], "created_at": now,
-          "confirmed_at": r.consented_at, "timezone": r.timezone} for r in rows],
+          "confirmed_at": r.consented_at, "timezone": r.timezone,
+          # A row without languages: the site's (an import has no form language).
+          "languages": r.languages or get_settings().language} for r in rows],
     ).tuples().all())
     made = [r for r in rows if r.email in ids]
     _insert_rows(session, ReaderTopic, [{"reader_id": ids[r.email], "topic_id": t}
@@ -300,6 +322,8 @@ def _update_existing(session: Session, rows: list[ImportRow], existing: dict[str
             values["frequency"] = row.frequency
         if row.timezone is not None and row.timezone != reader.timezone:
             values["timezone"] = row.timezone  # not consent: no ledger entry of its own
+        if row.languages is not None and row.languages != reader.languages:
+            values["languages"] = row.languages
         activate = reader.status == "pending" and row.consented_at is not None
         if activate:
             values.update(status="active", confirmed_at=row.consented_at)
@@ -307,7 +331,7 @@ def _update_existing(session: Session, rows: list[ImportRow], existing: dict[str
             changes.setdefault(tuple(sorted(values.items())), []).append(reader.id)
         if new_topics:
             retopic.append((reader.id, row))
-        if new_topics or "frequency" in values:
+        if new_topics or "frequency" in values or "languages" in values:
             ledger.append(_entry(reader.id, row, "changed", source, now))
         if activate:
             ledger.append(_entry(reader.id, row, "confirmed", source, now, consent=True))
@@ -337,6 +361,8 @@ def _insert_rows(session: Session, model: type, rows: list[dict[str, Any]]) -> N
 def _entry(reader_id: int, row: ImportRow, action: str, source: str, now: datetime, *,
            consent: bool = False) -> dict[str, Any]:
     details: dict[str, Any] = {"topics": list(row.topics), "frequency": row.frequency}
+    if row.languages:
+        details["languages"] = row.languages
     if consent:
         details["consented_at"] = row.consented_at.isoformat()
     if row.source:

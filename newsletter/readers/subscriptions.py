@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from newsletter import events, follows, i18n, sql, tokens, zones
+from newsletter import events, follows, i18n, langtags, sql, tokens, zones
 from newsletter.config import N_, get_settings
 from newsletter.errors import SubscriptionError  # noqa: F401 - re-exported
 from newsletter.models import (
@@ -119,13 +119,27 @@ def reader_message(exc: SubscriptionError) -> i18n.Later:
     return i18n.later(exc.message_id, **exc.variables)
 
 
+def check_languages(languages: Iterable[str] | None) -> str | None:
+    """The languages a reader reads as Reader.languages stores them ("ar,en": the site's
+    languages, as primary subtags, in the order given); None when none were given."""
+    chosen = [lang for lang in (languages or ()) if lang and lang.strip()]
+    if not chosen:
+        return None
+    try:
+        return ",".join(langtags.among(chosen, get_settings().languages))
+    except ValueError:
+        raise SubscriptionError(N_("Choose the languages you read among those offered."),
+                                "languages") from None
+
+
 def form_errors(session: Session, email: str, topics: Iterable[str], frequency: str,
-                consent_given: bool) -> dict[str, i18n.Later]:
+                consent_given: bool,
+                languages: Iterable[str] | None = None) -> dict[str, i18n.Later]:
     """Every problem with a sign-up at once, by form field (a form shows them together),
     each translated where it is shown."""
     errors: dict[str, i18n.Later] = {}
     checks = [(sendable_email, (email,)), (resolve_topics, (session, topics)),
-              (_check_frequency, (frequency,))]
+              (_check_frequency, (frequency,)), (check_languages, (languages,))]
     for check, args in checks:
         try:
             check(*args)
@@ -166,6 +180,7 @@ def _upsert_choice(insert):
     return insert.on_conflict_do_update(
         index_elements=[_CHOICES.c.reader_id],
         set_={"topics": insert.excluded.topics, "frequency": insert.excluded.frequency,
+              "languages": insert.excluded.languages,
               "created_at": insert.excluded.created_at})
 
 
@@ -181,8 +196,12 @@ def subscribe(
     user_agent: str | None = None,
     timezone: str | None = None,
     locale: str | None = None,
+    languages: Iterable[str] | None = None,
 ) -> int:
     """Ask for a subscription; nothing is active until the reader confirms by email.
+
+    ``languages`` are those the reader reads (their digests carry stories in these only);
+    none given: the language the form was shown in (``locale``), else the site's.
 
     ``locale`` is the language the form was shown in: the reader's pages and emails (the
     confirmation first) are shown in it (not for an active reader: that goes through their
@@ -207,6 +226,10 @@ def subscribe(
     if not in_one:
         slugs, topic_ids = _topic_ids(session, topics)
     _check_frequency(frequency)
+    shown = i18n.usable(locale or "")
+    reads = check_languages(languages) or shown or get_settings().language
+    if shown and f",{shown}," in f",{reads},":  # the form's language first: their own
+        reads = ",".join([shown, *(r for r in reads.split(",") if r != shown)])
     if not consent_given:
         raise SubscriptionError(N_("Please tick the box to agree to receive the newsletter."),
                                 "consent")
@@ -215,19 +238,19 @@ def subscribe(
     if in_one:
         return _subscribe_in_one(session, email, topics, frequency, source=source, ip=ip,
                                  user_agent=user_agent, now=now, timezone=timezone,
-                                 locale=locale)
+                                 locale=locale, languages=reads)
     # An address seen before becomes pending again, its choice kept aside until confirmed,
     # unless it is active: then no row comes back and nothing is written.
     row = session.execute(_upsert_reader(sql.upsert(session, _READERS)), {
         "email": email, "status": "pending", "frequency": frequency, "source": source,
-        "created_at": now, "timezone": timezone, "locale": locale}).first()
+        "created_at": now, "timezone": timezone, "locale": locale, "languages": reads}).first()
     if row is None:
         return session.scalar(select(Reader.id).where(Reader.email == email))
     reader_id, created_at = row
     if created_at != now:  # an existing row (a new one carries our own timestamp)
         session.execute(_upsert_choice(sql.upsert(session, _CHOICES)), {
             "reader_id": reader_id, "topics": slugs, "frequency": frequency,
-            "created_at": now})
+            "languages": reads, "created_at": now})
     else:
         session.execute(sql.insert_ignoring_duplicates(session, _LINKS),
                         [{"reader_id": reader_id, "topic_id": t} for t in topic_ids])
@@ -240,7 +263,8 @@ def subscribe(
 
 def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequency: str, *,
                       source: str, ip: str | None, user_agent: str | None, now,
-                      timezone: str | None = None, locale: str | None = None) -> int:
+                      timezone: str | None = None, locale: str | None = None,
+                      languages: str | None = None) -> int:
     """subscribe() on PostgreSQL: the topic lookup and every write in one statement.
 
     Why: the form is the path a breaking story sends thousands of readers to at once, and
@@ -251,7 +275,7 @@ def _subscribe_in_one(session: Session, email: str, topics: Iterable[str], frequ
     slugs = _wanted(topics)
     row = session.execute(_SUBSCRIBE, {
         "slugs": slugs, "email": email, "frequency": frequency, "source": source,
-        "timezone": timezone, "created_at": now, "locale": locale,
+        "timezone": timezone, "created_at": now, "locale": locale, "languages": languages,
         "email_hash": consent.email_hash(email),
         "text_version": get_settings().consent_text_version, "text_hash": get_settings().consent_text_hash,
         "ip": ip, "user_agent": (user_agent or "")[:512] or None,
@@ -273,8 +297,9 @@ WITH chosen AS (
 ), known AS (
   SELECT count(*) = cardinality(CAST(:slugs AS VARCHAR[])) AS ok FROM chosen
 ), reader AS (
-  INSERT INTO readers (email, status, frequency, source, timezone, created_at, locale)
-  SELECT :email, 'pending', :frequency, :source, :timezone, :created_at, :locale FROM known WHERE ok
+  INSERT INTO readers (email, status, frequency, source, timezone, created_at, locale, languages)
+  SELECT :email, 'pending', :frequency, :source, :timezone, :created_at, :locale, :languages
+  FROM known WHERE ok
   ON CONFLICT (email) DO UPDATE SET status = excluded.status,
     locale = COALESCE(excluded.locale, readers.locale)
   WHERE readers.status <> 'active'
@@ -283,10 +308,11 @@ WITH chosen AS (
   INSERT INTO reader_topics (reader_id, topic_id)
   SELECT reader.id, chosen.id FROM reader, chosen WHERE reader.is_new ON CONFLICT DO NOTHING
 ), choice AS (
-  INSERT INTO pending_choices (reader_id, topics, frequency, created_at)
-  SELECT id, :choice, :frequency, :created_at FROM reader WHERE NOT reader.is_new
+  INSERT INTO pending_choices (reader_id, topics, frequency, languages, created_at)
+  SELECT id, :choice, :frequency, :languages, :created_at FROM reader WHERE NOT reader.is_new
   ON CONFLICT (reader_id) DO UPDATE SET topics = excluded.topics,
-    frequency = excluded.frequency, created_at = excluded.created_at
+    frequency = excluded.frequency, languages = excluded.languages,
+    created_at = excluded.created_at
 ), consented AS (
   INSERT INTO consent_events (reader_id, email_hash, action, source, consent_text_version,
                               consent_text_hash, ip, user_agent, details, created_at)
@@ -367,6 +393,8 @@ def _apply_pending_choice(session: Session, reader: Reader) -> None:
     if topics:  # a topic since retired drops out; none left keeps what the reader had
         reader.topics = topics
     reader.frequency = frequency
+    if choice.languages:
+        reader.languages = choice.languages
     session.delete(choice)
 
 
@@ -420,14 +448,20 @@ def change_preferences(
     ip: str | None = None,
     user_agent: str | None = None,
     timezone: str | None = None,
+    languages: Iterable[str] | None = None,
 ) -> dict:
     """Apply the preferences form; returns what changed (empty when nothing did).
 
-    ``timezone`` None leaves the reader's as it is (a form without the field)."""
+    ``timezone`` None leaves the reader's as it is (a form without the field); ``languages``
+    None leaves the languages read as they are, and an empty list is an error."""
     chosen = resolve_topics(session, topics)
     _check_frequency(frequency)
     if timezone is not None and not zones.known(timezone):
         raise SubscriptionError(N_("Choose your time zone from the list."), "timezone")
+    reads = check_languages(languages) if languages is not None else reader.languages
+    if languages is not None and reads is None:
+        raise SubscriptionError(N_("Choose the languages you read among those offered."),
+                                "languages")
     if pause not in PAUSES and pause != "resume":
         raise SubscriptionError(N_("Choose how long to pause."), "pause")
     changes: dict = {}
@@ -444,6 +478,9 @@ def change_preferences(
     if timezone is not None and timezone != (reader.timezone or get_settings().timezone):
         changes["timezone"] = [reader.timezone, timezone]
         reader.timezone = timezone
+    if reader.languages != reads:
+        changes["languages"] = [reader.languages, reads]
+        reader.languages = reads
     if pause == "resume" and reader.paused_until is not None:
         changes["paused_until"] = [reader.paused_until.isoformat(), None]
         reader.paused_until = None

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
-from newsletter import db, i18n, tokens, zones
+from newsletter import db, i18n, langtags, tokens, zones
 from newsletter.config import N_, get_settings
 from newsletter.editions.archive import edition_archive
 from newsletter.metrics import SUBSCRIBE_REQUESTS, UNSUBSCRIBES
@@ -70,15 +70,18 @@ def topic_groups(session: Session) -> list[tuple[str, list[Topic]]]:
 
 def subscribe_form(request: Request, session: Session, form: dict, errors: dict,
                    status: int = 200) -> HTMLResponse:
+    form.setdefault("languages", [])
     return page(request, "subscribe.html", status, groups=topic_groups(session), form=form,
                 errors=errors, consent_text=get_settings().consent_text, frequencies=FREQUENCY_LABELS,
-                form_token=tokens.make_form_token())
+                form_token=tokens.make_form_token(), site_languages=get_settings().languages)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 @router.get("/subscribe", response_class=HTMLResponse)
 def subscribe_page(request: Request, session: SessionDep) -> HTMLResponse:
-    form = {"email": "", "topics": [], "frequency": "weekly", "consent": False}
+    # The stories a reader gets are, unless they say otherwise, in the form's language.
+    form = {"email": "", "topics": [], "frequency": "weekly", "consent": False,
+            "languages": [request_locale(request)]}
     return subscribe_form(request, session, form, {})
 
 
@@ -150,7 +153,8 @@ async def take_sign_up(request: Request, answers: SignUpAnswers) -> HTMLResponse
             # The browser's zone, from a hidden field our script fills: one zoneinfo does
             # not know (or no script ran) is the site's, silently. The reader never saw the
             # field, so an error about it would help nobody.
-            "timezone": zones.zone_or_none(_one(fields, "timezone"))}
+            "timezone": zones.zone_or_none(_one(fields, "timezone")),
+            "languages": fields.get("languages", [])}
     if unreadable:
         return await loop.run_in_executor(_subscribers, _unreadable, request, form, answers)
     return await loop.run_in_executor(_subscribers, _subscribe, request, form,
@@ -168,7 +172,7 @@ _subscribers = ThreadPoolExecutor(max_workers=db.POOL_SIZE + db.POOL_OVERFLOW,
 
 # The longest value each field of the form takes (an address is at most 320 octets).
 _FIELD_LIMITS = {"email": 320, "topics": 100, "frequency": 16, "consent": 8, "website": 200,
-                 "form_token": 200}
+                 "form_token": 200, "languages": 64, "languages_shown": 8}
 
 
 async def _posted(request: Request) -> dict[str, list[str]]:
@@ -238,14 +242,16 @@ def _subscribe(request: Request, form: dict, website: str, form_token: str,
         try:
             subscriptions.subscribe(session, *fields, consent_given=form["consent"],
                                     source=answers.source, timezone=form["timezone"],
-                                    locale=request_locale(request), **who)
+                                    locale=request_locale(request),
+                                    languages=form["languages"], **who)
         except subscriptions.SubscriptionError as exc:
             # subscribe() checks its input before it writes anything, so a bad form costs a
             # second look here (to show every problem at once) and a good one only one.
             # Rolled back with the nonce: a refused form changes nothing, and what it could
             # still be posted with is only another refusal or one sign-up.
             session.rollback()
-            if errors := subscriptions.form_errors(session, *fields, form["consent"]):
+            if errors := subscriptions.form_errors(session, *fields, form["consent"],
+                                                   form["languages"]):
                 SUBSCRIBE_REQUESTS.labels("invalid").inc()
                 return answers.form(request, session, form, errors, 422)
             return answers.form(request, session, form,
@@ -326,6 +332,9 @@ def preferences_form(request: Request, session: Session, reader: Reader, token: 
     form = form or {"topics": [t.slug for t in reader.topics], "frequency": reader.frequency,
                     "pause": "", "timezone": reader.timezone or get_settings().timezone}
     form.setdefault("locale", i18n.locale_of(reader.locale))
+    # Readers from before languages read them all.
+    form.setdefault("languages", list(langtags.split(reader.languages))
+                    or list(get_settings().languages))
     receipt = privacy.consent_receipt(session, reader)
     return page(request, "preferences.html", status, reader=reader, token=token, form=form,
                 errors=errors or {}, saved=saved, groups=topic_groups(session),
@@ -335,7 +344,8 @@ def preferences_form(request: Request, session: Session, reader: Reader, token: 
                 history=receipt["events"], link_lifetime=privacy.data_link_lifetime(locale),
                 consent_actions=CONSENT_ACTIONS, consent_ways=CONSENT_WAYS, locale=locale,
                 click_tracking=get_settings().click_tracking,
-                zone_groups=zones.choices_with(form["timezone"]))
+                zone_groups=zones.choices_with(form["timezone"]),
+                site_languages=get_settings().languages)
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
@@ -355,11 +365,17 @@ def preferences_save(
     csrf: Annotated[str, Form(max_length=300)] = "",
     timezone: Annotated[str | None, Form(max_length=zones.MAX_LENGTH)] = None,
     locale: Annotated[str, Form(max_length=35)] = "",
+    languages: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI form default
+    languages_shown: Annotated[str, Form(max_length=8)] = "",
 ) -> HTMLResponse:
     reader = subscriptions.reader_from_token(session, "preferences", token)
     form = {"topics": topics, "frequency": frequency, "pause": pause,
             "timezone": timezone or reader.timezone or get_settings().timezone,
-            "locale": i18n.usable(locale) or i18n.locale_of(reader.locale)}
+            "locale": i18n.usable(locale) or i18n.locale_of(reader.locale),
+            "languages": languages}
+    # A form that showed the languages (none ticked is a choice to correct); one that did not
+    # (an older page) leaves them as they are.
+    reads = [v[:35] for v in languages[:20]] if languages_shown else None
     if not _csrf_ok(reader, csrf):
         return preferences_form(request, session, reader, token, form=form, status=403,
                                 errors={"form": N_("This page is out of date. Please reload "
@@ -368,7 +384,8 @@ def preferences_save(
     # we email them (this page's link may be in a forwarded email).
     try:
         subscriptions.change_preferences(session, reader, topics=topics, frequency=frequency,
-                                         pause=pause, timezone=timezone, **client(request))
+                                         pause=pause, timezone=timezone, languages=reads,
+                                         **client(request))
     except subscriptions.SubscriptionError as exc:
         session.rollback()
         session.refresh(reader)
