@@ -108,8 +108,8 @@ def _check_inbox_page(site_name: str, locale: str) -> str:
 
 
 def _too_many(request: Request) -> HTMLResponse:
-    return message(request, "Too many attempts",
-                   "Please wait a few minutes before trying again.", status=429)
+    return message(request, N_("Too many attempts"),
+                   N_("Please wait a few minutes before trying again."), status=429)
 
 
 @dataclass(frozen=True)

@@ -131,8 +131,8 @@ def test_the_article_topics_come_ticked_others_folded_unknown_and_retired_left_o
     assert offered(page) == ["syria", "russia", "jordan"]  # Iraq is retired
     folded = page[page.index("<details"):page.index("</details>")]
     assert "<details class=\"more-topics\">" in folded and 'value="jordan"' in folded
-    assert "Follow Syria and Russia by email" in page
-    assert 'action="/embed/subscribe?topics=syria,russia"' in page  # what was understood
+    assert "Follow <bdi>Syria</bdi> and <bdi>Russia</bdi> by email" in page  # names isolated
+    assert 'action="/embed/subscribe?topics=syria,russia&amp;lang=en"' in page  # what was understood
     assert 'name="timezone"' in page and '<script src="/static/embed-box.js"' in page
 
 
@@ -140,7 +140,7 @@ def test_without_a_known_topic_the_box_shows_every_topic_unticked(newsroom) -> N
     page = client().get("/embed/subscribe?topics=atlantis").text
     assert checked(page) == [] and offered(page) == ["syria", "russia", "jordan"]
     assert "<details class=\"more-topics\" open>" in page
-    assert 'action="/embed/subscribe"' in page
+    assert 'action="/embed/subscribe?lang=en"' in page
 
 
 @pytest.mark.parametrize("topics_param", [
@@ -222,7 +222,7 @@ def test_bad_input_is_explained_in_the_box_keeps_what_was_typed_and_changes_noth
     assert r.status_code == 422 and message in r.text and "embed-box" in r.text
     if "email" not in bad:
         assert 'value="typed@example.com"' in r.text
-    assert 'action="/embed/subscribe?topics=syria,russia"' in r.text  # still the article's
+    assert 'action="/embed/subscribe?topics=syria,russia&amp;lang=en"' in r.text  # still the article's
     assert stored() == before
 
 
@@ -330,3 +330,12 @@ def test_the_console_shows_the_snippet_for_a_topic_and_for_a_chosen_set(newsroom
 def test_a_form_token_is_needed_in_the_box(newsroom) -> None:
     r = client().post(BOX, data=fields("t@example.com", tokens.make_form_token()[:-3] + "xyz"))
     assert r.status_code == 422 and "This form has expired" in r.text and stored() == (0, 0)
+
+
+def test_the_box_speaks_the_readers_language(newsroom) -> None:
+    # Framed on an Arabic article page (?lang=ar) the box is Arabic and right to left, its
+    # topic names isolated, and its form posts back in Arabic.
+    page = client().get("/embed/subscribe?topics=syria&lang=ar").text
+    assert '<html lang="ar" dir="rtl">' in page
+    assert "اشترك" in page and "Sign up" not in page
+    assert 'lang=ar"' in page.split('<form method="post"', 1)[1].split(">", 1)[0]
