@@ -15,8 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from newsletter import db
 from newsletter.config import get_settings, reload_settings
+from newsletter.models import Delivery
 from tests.reliability.conftest import copies_by_reader
 from tests.reliability.test_crash_recovery import WITHIN_S, _beat, _defaults_in_force, _last_sent_at
 
@@ -89,8 +92,12 @@ def test_a_node_killed_halfway_loses_nothing(two_nodes) -> None:
     while sum(map(len, rig.script.copies().values())) < len(READERS) // 2:
         assert time.monotonic() < deadline, rig.logs()
         time.sleep(0.05)
+    pool = Path(f"/proc/{nodes['sender1'].pid}/task/{nodes['sender1'].pid}/children")
+    pids = pool.read_text().split()
     rig.kill_worker(nodes["sender1"])  # the node and its pool: nothing acked, nothing recorded
     killed_at = time.time()
+    held = _held_by(edition_id, pids)
+    assert held, "the killed node held deliveries: the test exercises their recovery"
 
     report = _beat(rig, edition_id)  # beat on the surviving host, at its default interval
     took = _last_sent_at(edition_id) - killed_at
@@ -101,5 +108,13 @@ def test_a_node_killed_halfway_loses_nothing(two_nodes) -> None:
     assert len(twice) <= PER_NODE, twice
     assert took < WITHIN_S, f"last delivery {took:.1f} s after the kill"
     seconds = _rate_held(rig)
-    print(f"\n[two nodes] sender1 SIGKILLed at {len(READERS) // 2} sent: the last delivery "
-          f"{took:.1f} s after, {len(twice)} second copies; per second {seconds}")
+    print(f"\n[two nodes] sender1 SIGKILLed at {len(READERS) // 2} sent, holding {held}: the "
+          f"last delivery {took:.1f} s after, {len(twice)} second copies; per second {seconds}")
+
+
+def _held_by(edition_id: int, pids: list[str]) -> int:
+    """Deliveries of the edition claimed ('sending') by these processes (holder host:pid:nonce)."""
+    with db.session_scope() as session:
+        holders = session.scalars(select(Delivery.holder).where(
+            Delivery.edition_id == edition_id, Delivery.status == "sending")).all()
+    return sum(1 for h in holders if h and h.split(":")[-2] in pids)
