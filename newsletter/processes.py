@@ -16,10 +16,15 @@ from pathlib import Path
 CELERY = [sys.executable, "-m", "celery", "-A", "workers.celery_app"]
 
 
-def worker_command(concurrency: int = 2, loglevel: str = "INFO") -> list[str]:
-    """A real ``celery worker`` (prefork pool) on the newsletter and webhooks queues."""
+def worker_command(concurrency: int = 2, loglevel: str = "INFO",
+                   node: str | None = None) -> list[str]:
+    """A real ``celery worker`` (prefork pool) on the newsletter and webhooks queues.
+
+    ``node``: Celery's node name (``-n``); each worker node sharing a broker needs its own
+    (Celery's default, ``celery@<hostname>``, clashes when two run on one host)."""
+    named = ["-n", node] if node else []
     return [*CELERY, "worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
-            "--without-mingle", "--without-gossip", "-Q", "newsletter,webhooks"]
+            "--without-mingle", "--without-gossip", "-Q", "newsletter,webhooks", *named]
 
 
 def beat_command(loglevel: str = "INFO") -> list[str]:
@@ -34,9 +39,10 @@ def worker_env(env: dict[str, str], var_dir: Path) -> dict[str, str]:
 
 
 def start_worker(env: dict[str, str], *, concurrency: int = 2, logfile: Path | None = None,
-                 loglevel: str = "INFO") -> subprocess.Popen:
+                 loglevel: str = "INFO", node: str | None = None) -> subprocess.Popen:
     var_dir = Path(env.get("NEWSLETTER_VAR_DIR", "var"))
-    return _spawn(worker_command(concurrency, loglevel), worker_env(env, var_dir), logfile)
+    return _spawn(worker_command(concurrency, loglevel, node), worker_env(env, var_dir),
+                  logfile)
 
 
 def start_beat(env: dict[str, str], *, logfile: Path | None = None,

@@ -55,11 +55,14 @@ def web(host: str = "127.0.0.1", port: int = 8000,
 
 
 @app.command()
-def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
+def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2,
+           node: Annotated[str | None, typer.Option(
+               help="Celery node name (-n), e.g. sender1@%h: one per worker node sharing "
+                    "the broker (default: celery@<hostname>).")] = None) -> None:
     """Run a Celery worker (planning and sending)."""
     settings = _safe_settings()
     settings.ensure_var()
-    cmd = processes.worker_command(concurrency)
+    cmd = processes.worker_command(concurrency, node=node)
     os.execve(cmd[0], cmd, processes.worker_env(child_env(settings), settings.var_dir))
 
 

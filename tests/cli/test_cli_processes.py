@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -42,3 +43,31 @@ def test_the_worker_and_beat_commands_become_celery(tmp_path) -> None:
                 proc.kill()
                 proc.wait()
             log.close()
+
+
+def test_the_worker_command_takes_a_node_name(tmp_path) -> None:
+    """`newsletter worker --node NAME@%h`: a second worker node on a host gets its own name
+    (Celery's -n, %h the host name), as scaling out across hosts needs."""
+    configure(tmp_path, f"sqlite:///{tmp_path / 'cmd.db'}", "", "smtp://127.0.0.1:9")
+    db.upgrade()
+    newsletter = str(Path(sys.executable).with_name("newsletter"))
+    logfile = tmp_path / "node.log"
+    with logfile.open("wb") as log:
+        proc = subprocess.Popen([newsletter, "worker", "--concurrency", "1", "--node",
+                                 "sender2@%h"], env=child_env(get_settings()),
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while b"ready." not in logfile.read_bytes():
+                assert proc.poll() is None, logfile.read_text()
+                assert time.monotonic() < deadline, logfile.read_text()
+                time.sleep(0.1)
+            assert b"\0-n\0sender2@%h\0" in _cmdline(proc.pid)
+            assert f"sender2@{socket.gethostname()}" in logfile.read_text()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

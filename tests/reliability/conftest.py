@@ -74,6 +74,7 @@ class Script:
         self.held = threading.Event()
         self.release = threading.Event()
         self.count = {"rcpt": 0, "data": 0}
+        self.arrivals: list[float] = []  # time.monotonic() of each accepted DATA
 
     def reset(self) -> None:
         with self.lock:
@@ -82,6 +83,7 @@ class Script:
             self.refuse_connects, self.down, self.credentials_ok, self.hold_at = 0, False, True, None
             self.defer_ok = False
             self.count = {"rcpt": 0, "data": 0}
+            self.arrivals = []
         self.held.clear()
         self.release.set()
 
@@ -140,11 +142,23 @@ class Script:
         message_id = message_from_bytes(data, policy=policy.default)["Message-ID"]
         with self.lock:
             self.delivered[address].append(message_id)
+            self.arrivals.append(time.monotonic())
         if local.startswith("drop-") and n == 1:
             server.transport.close()
             return "250 OK"  # never reaches the client
         await self._maybe_hold("data")
         return "250 OK"
+
+    def per_second(self) -> list[int]:
+        """Messages accepted in each second since the first one."""
+        with self.lock:
+            stamps = list(self.arrivals)
+        if not stamps:
+            return []
+        counts = [0] * (int(stamps[-1] - stamps[0]) + 1)
+        for t in stamps:
+            counts[int(t - stamps[0])] += 1
+        return counts
 
     def copies(self) -> dict[str, list[str]]:
         with self.lock:
@@ -237,13 +251,22 @@ class Rig:
     workers: list[subprocess.Popen] = field(default_factory=list)
     redis: OwnRedis | None = None
 
-    def start_worker(self, concurrency: int = 1) -> subprocess.Popen:
-        log = self.var / f"worker-{len(self.workers)}.log"
-        proc = processes.start_worker(child_env(get_settings()), logfile=log,
-                                      concurrency=concurrency)
+    def start_worker(self, concurrency: int = 1, node: str | None = None) -> subprocess.Popen:
+        """A worker; with ``node``, a worker node as another host would run it: its own
+        Celery node name, var directory (``var/<node>``) and metrics port."""
+        env = child_env(get_settings())
+        if node:
+            env.update(NEWSLETTER_VAR_DIR=str(self.node_var(node)),
+                       NEWSLETTER_WORKER_METRICS_PORT=str(free_port("127.0.0.1")))
+        log = self.var / f"worker-{node or len(self.workers)}.log"
+        proc = processes.start_worker(env, logfile=log, concurrency=concurrency,
+                                      node=node and f"{node}@%h")
         wait_ready(log, proc)
         self.workers.append(proc)
         return proc
+
+    def node_var(self, node: str) -> Path:
+        return self.var / node
 
     def kill_worker(self, proc: subprocess.Popen) -> None:
         """SIGKILL the worker and its pool: no shutdown, no acks, nothing recorded."""
