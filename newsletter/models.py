@@ -320,6 +320,10 @@ class Edition(Base):
     # The editor's note: a short intro at the top of every digest of this edition (editor
     # text, shown escaped; never part of a per-reader marker). Fixed when requested.
     note: Mapped[str | None] = mapped_column(Text)
+    # Retention (editions/retention.py): when its deliveries were dropped, and the figures its
+    # report read from them, kept so that the report stays what it was.
+    pruned_at: Mapped[datetime | None]
+    pruned_figures: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     __table_args__ = (UniqueConstraint("kind", "frequency", "period_key", name="uq_edition_period"),)
 
 
@@ -388,6 +392,25 @@ class EditionDigest(Base):
     # workers keep only such digests rendered (rendering.Renderer.digest). A hint: a digest
     # whose second reader is planned later is found shared then.
     shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class ReceivedDigest(Base):
+    """A pruned delivery's part in "never twice": which digest (edition, content key) a reader
+    got, and when it was claimed if it was sent (NULL: planned, never sent). With the digest's
+    article list in edition_digests this is the reader's history once the delivery is gone.
+
+    One narrow row per reader per edition, keyed reader first: planning's history query asks
+    for a page of readers, which is a range of this primary key, the same shape it reads from
+    deliveries; a row per article would be 10-20 rows per digest instead of one.
+    """
+
+    __tablename__ = "received_digests"
+    reader_id: Mapped[int] = mapped_column(
+        ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True)
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True)
+    content_key: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime | None]
 
 
 class ClaimHolder(Base):
