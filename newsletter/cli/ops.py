@@ -136,10 +136,16 @@ def _retention(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _checked_retention(text: str) -> str:
+    _retention(text)  # an error here names the option
+    return text
+
+
 @app.command()
 def prune(
     older_than: Annotated[str, typer.Option(
-        "--older-than", help="Drop delivery detail of editions finished longer ago: 90d, 36h.")],
+        "--older-than", callback=_checked_retention,
+        help="Drop delivery detail of editions finished longer ago: 90d, 36h.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
 ) -> None:
     """Drop old delivery rows, dispatched outbox events and delivered webhooks (reports,

@@ -64,10 +64,9 @@ def prune(session: Session, older_than: timedelta, *, batch: int | None = None,
         return _would_go(session, cutoff)
     done = Pruned()
     for edition_id in session.scalars(_editions_due(cutoff)).all():
-        moved = _prune_edition(session, edition_id, cutoff, batch)
-        if moved is not None:
-            done.editions += 1
-            done.deliveries += moved
+        moved, finished = _prune_edition(session, edition_id, cutoff, batch)
+        done.editions += finished
+        done.deliveries += moved
     done.outbox_events = _in_batches(session, _outbox_due(cutoff), OutboxEvent, batch)
     done.webhook_deliveries = _in_batches(session, _webhooks_due(cutoff), WebhookDelivery,
                                           batch)
@@ -97,12 +96,12 @@ def _still_due(session: Session, edition_id: int, cutoff: datetime) -> bool:
 
 
 def _prune_edition(session: Session, edition_id: int, cutoff: datetime,
-                   batch: int) -> int | None:
-    """Move one edition's deliveries into received_digests, batch by batch; how many, or
-    None if it was no longer due (requeued meanwhile)."""
+                   batch: int) -> tuple[int, bool]:
+    """Move one edition's deliveries into received_digests, batch by batch: how many, and
+    whether all (not if it was requeued meanwhile: the rest stay, live again)."""
     if not _still_due(session, edition_id, cutoff):
         session.rollback()
-        return None
+        return 0, False
     edition = session.get(Edition, edition_id)
     if edition.pruned_figures is None:  # a prune interrupted after this keeps the first copy
         edition.pruned_figures = reports.figures_to_keep(session, edition_id)
@@ -111,7 +110,7 @@ def _prune_edition(session: Session, edition_id: int, cutoff: datetime,
     while True:
         if not _still_due(session, edition_id, cutoff):
             session.rollback()
-            return None
+            return moved, False
         rows = session.execute(
             select(Delivery.id, Delivery.reader_id, Delivery.content_key, Delivery.status,
                    Delivery.claimed_at)
@@ -126,7 +125,7 @@ def _prune_edition(session: Session, edition_id: int, cutoff: datetime,
     session.execute(update(Edition).where(Edition.id == edition_id)
                     .values(pruned_at=utcnow()))
     session.commit()
-    return moved
+    return moved, True
 
 
 def _keep_history(session: Session, edition_id: int, rows) -> None:
