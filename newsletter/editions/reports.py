@@ -96,6 +96,15 @@ def figures_to_keep(session: Session, edition_id: int) -> dict[str, Any]:
             "sample": _sample_keys(session, edition_id, SAMPLE_DIGESTS)}
 
 
+def sent_count(session: Session, edition_id: int) -> int:
+    """How many of the edition's emails went out (kept on the edition once pruned)."""
+    edition = session.get(Edition, edition_id)
+    if edition is not None and (kept := _kept_figures(edition)) is not None:
+        return sum(n for (status, _), n in kept[0].items() if status == DeliveryStatus.SENT)
+    return session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT)) or 0
+
+
 def _kept_figures(edition: Edition) -> tuple[Any, ...] | None:
     """A pruned edition's delivery figures, as _delivery_figures gave them before."""
     kept = edition.pruned_figures if edition.pruned_at is not None else None

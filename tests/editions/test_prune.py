@@ -18,6 +18,7 @@ from newsletter import audit, db
 from newsletter.cli import app as cli
 from newsletter.config import get_settings
 from newsletter.editions import reconcile, reports, retention
+from newsletter.insight import click_figures
 from newsletter.models import (
     AuditEntry,
     BounceEvent,
@@ -96,7 +97,8 @@ def full_report(edition_id: int) -> dict:
                 "bounces": reports.bounces(session, [edition_id]),
                 "sample": reports.sample(session, edition_id),
                 "topics": reports.topics(session, edition_id),
-                "last_sent": reports.last_sent(session)}
+                "last_sent": reports.last_sent(session),
+                "clicks": click_figures.edition_clicks(session, edition_id)}
 
 
 def test_a_pruned_edition_keeps_its_report_and_nothing_kept_is_touched(fresh) -> None:
@@ -111,11 +113,12 @@ def test_a_pruned_edition_keeps_its_report_and_nothing_kept_is_touched(fresh) ->
         session.add(BounceEvent(reader_id=delivery.reader_id, kind="hard", source="webhook",
                                 delivery_id=delivery.id, dedupe_key="b1", email_hash="h"))
         session.add(StoryClicks(edition_id=edition_id, article_id=1, topic_id=1, clicks=3,
-                                last_at=utcnow()))
+                                delivery_id=delivery.id, last_at=utcnow()))  # reader mode
         audit.record(session, "editor@example.org", "edition.note", f"edition:{edition_id}")
     before = full_report(edition_id)
     kept_before = snapshot()
     assert before["report"]["counts"]["sent"] == 3 and before["bounces"]
+    assert before["clicks"]["readers"] == {"sent": 3, "clicked": 1, "share": 0.3333}
 
     gone = prune_later()
     assert gone.deliveries == 3 and count(Delivery) == 0
