@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from newsletter import audit, db
 from newsletter.cli import app as cli
 from newsletter.config import get_settings
-from newsletter.editions import reconcile, reports, retention
+from newsletter.editions import archive, reconcile, reports, retention
 from newsletter.insight import click_figures
 from newsletter.models import (
     AuditEntry,
@@ -98,7 +98,8 @@ def full_report(edition_id: int) -> dict:
                 "sample": reports.sample(session, edition_id),
                 "topics": reports.topics(session, edition_id),
                 "last_sent": reports.last_sent(session),
-                "clicks": click_figures.edition_clicks(session, edition_id)}
+                "clicks": click_figures.edition_clicks(session, edition_id),
+                "archive": archive.edition_archive(session, edition_id)}  # view in browser
 
 
 def test_a_pruned_edition_keeps_its_report_and_nothing_kept_is_touched(fresh) -> None:
@@ -119,6 +120,7 @@ def test_a_pruned_edition_keeps_its_report_and_nothing_kept_is_touched(fresh) ->
     kept_before = snapshot()
     assert before["report"]["counts"]["sent"] == 3 and before["bounces"]
     assert before["clicks"]["readers"] == {"sent": 3, "clicked": 1, "share": 0.3333}
+    assert len(before["archive"]["sections"]) == 2
 
     gone = prune_later()
     assert gone.deliveries == 3 and count(Delivery) == 0
