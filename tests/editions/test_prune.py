@@ -33,9 +33,10 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.newsroom import articles
+from newsletter.readers import privacy
 from newsletter.web.app import create_app
 from tests.conftest import ADMIN_TOKEN, dump_log
-from tests.helpers import add_readers, count, publish, text_part, wait_done
+from tests.helpers import add_readers, count, publish, text_part, url_of, wait_done
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LATER = timedelta(days=91)  # a prune at 90 days, run this long after the edition finished
@@ -89,6 +90,16 @@ def test_no_reader_gets_an_article_twice_after_a_prune(fresh) -> None:
     send(client, backend)
     (update_mail,) = titles_to(backend, "both@example.net")
     assert "Aid reaches Idlib after a week's delay" in update_mail
+
+    # The reader's data export still lists what they got; erasing them takes it away.
+    with db.session_scope() as session:
+        got = privacy.export(session, "both@example.net")["received_before_pruning"]
+    assert [r["articles"] for r in got] == [[url_of("Aid reaches Idlib")],
+                                            [url_of("Brent steady")]]
+    assert all(r["sent_at"] for r in got)
+    with db.session_scope() as session:
+        privacy.erase(session, "both@example.net")
+    assert count(ReceivedDigest) == 0
 
 
 def full_report(edition_id: int) -> dict:
