@@ -378,7 +378,8 @@ class EditionDigest(Base):
     ``items`` lists, in the order the email shows them, [kind, article id, topic id, revision
     id] where kind is 'new' (the article itself, filed under that topic) or 'correction' (a
     note that the revision changed an article the reader had already received). A reader's
-    history is their deliveries' content keys: the planner reads it to send each article once.
+    history is their deliveries' content keys (once pruned, their received_digests' keys): the
+    planner reads it to send each article once. Never pruned.
     One row per distinct digest instead of a row per article per reader: at 100,000 readers
     that is ~50,000 rows instead of ~3,000,000, and it was the planner's largest cost.
     """
