@@ -13,7 +13,8 @@ the rest in batches of a few thousand rows per transaction (no long locks):
 Kept whole: editions, edition_digests (the digests' article lists), articles and their
 revisions, consent_events, audit_log, story_clicks, bounce_events (their link to a pruned
 delivery becomes NULL; the edition's bounce counts are kept on the edition).
-An edition open, planning, sending or paused is never touched, nor one requeued meanwhile.
+An edition open, planning, sending or paused is never touched; once its prune has begun a
+requeue is refused (reconcile.requeue_dead), and one that came first leaves it whole.
 """
 
 from __future__ import annotations
@@ -109,7 +110,12 @@ def _prune_edition(session: Session, edition_id: int, cutoff: datetime,
     moved = 0
     while True:
         if not _still_due(session, edition_id, cutoff):
+            # Requeued before a batch went: its deliveries are whole, so are its live figures.
             session.rollback()
+            if not moved:
+                session.execute(update(Edition).where(Edition.id == edition_id)
+                                .values(pruned_figures=None))
+                session.commit()
             return moved, False
         rows = session.execute(
             select(Delivery.id, Delivery.reader_id, Delivery.content_key, Delivery.status,

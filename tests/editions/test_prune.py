@@ -18,6 +18,7 @@ from newsletter import audit, db
 from newsletter.cli import app as cli
 from newsletter.config import get_settings
 from newsletter.editions import archive, reconcile, reports, retention
+from newsletter.errors import Conflict
 from newsletter.insight import click_figures
 from newsletter.models import (
     AuditEntry,
@@ -221,33 +222,36 @@ def test_the_default_retention_and_beat_job_prune_past_400_days_only() -> None:
 
 
 @pytest.mark.usefixtures("fresh")
-def test_live_editions_are_left_whole_and_a_requeue_mid_prune_stops_it() -> None:
+def test_live_editions_are_left_whole_and_a_requeue_mid_prune_is_refused() -> None:
     sending = finished_edition(200, 2, status="sending")
     paused = finished_edition(200, 2, status="paused")
-    racing = finished_edition(200, 4)
-    with db.session_scope() as session:  # a dead letter the requeue will send again
-        session.execute(update(Delivery).where(Delivery.edition_id == racing)
+    racing, requeued_first = finished_edition(200, 4), finished_edition(200, 2)
+    with db.session_scope() as session:  # dead letters a requeue would send again
+        session.execute(update(Delivery).where(Delivery.edition_id.in_([racing, requeued_first]))
                         .values(status="failed", failure="temporary", claimed_at=None))
-
-    requeued = []
+    with db.session_scope() as session:  # an operator's requeue before the prune: live again
+        reconcile.requeue_dead(session, requeued_first)
+    refused = []
 
     def requeue_after_the_first_batch(_session) -> None:
         # An operator's `newsletter requeue` landing between two of the prune's batches.
-        if not requeued and count(Delivery, Delivery.edition_id == racing) == 3:
-            requeued.append(True)
-            with db.session_scope() as other:
+        if not refused and count(Delivery, Delivery.edition_id == racing) == 3:
+            with db.session_scope() as other, pytest.raises(Conflict, match="pruned"):
                 reconcile.requeue_dead(other, racing)
+            refused.append(True)
 
     with db.session_scope() as session:
         event.listen(session, "after_commit", requeue_after_the_first_batch)
-        gone = retention.prune(session, timedelta(days=90), now=utcnow() + LATER, batch=1)
-    assert requeued
-    assert gone.editions == 0 and gone.deliveries == 1  # the batch before the requeue
-    assert count(Delivery, Delivery.edition_id.in_([sending, paused])) == 4
-    # The requeued deliveries stay (the worker may be sending them already).
-    assert count(Delivery, Delivery.edition_id == racing) == 3
+        # At the real time: the requeued edition, once resent, finished just now, not 90d ago.
+        gone = retention.prune(session, timedelta(days=90), batch=1)
+    assert refused
+    assert (gone.editions, gone.deliveries) == (1, 4)  # the racing one, whole
+    assert count(Delivery, Delivery.edition_id.in_([sending, paused, requeued_first])) == 6
     with db.session_scope() as session:
-        assert session.get(Edition, racing).pruned_at is None
+        assert session.get(Edition, racing).pruned_at is not None
+        for live in (sending, paused, requeued_first):
+            assert session.get(Edition, live).pruned_figures is None
+    assert full_report(racing)["report"]["counts"]["dead_letter"] == 4
 
 
 @pytest.mark.usefixtures("fresh")
