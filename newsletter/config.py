@@ -215,6 +215,14 @@ class Settings(BaseSettings):
     # How often beat looks for due retries (first attempts go at once, on the event's
     # doorbell); 5 s keeps a retry near its due time and costs one indexed query.
     webhook_tick_s: float = Field(default=5.0, gt=0)
+    # Retention (editions/retention.py, beat once a day): delivery rows of editions finished
+    # more than this many days ago are dropped, keeping what "never twice", corrections,
+    # reports, consent and audit need. 400 rather than off: the ledger of a daily million
+    # grows by gigabytes a year, and nothing a reader or a report sees is lost; 400 rather
+    # than 90 keeps a full year of delivery detail for year-on-year questions. 0 turns it off.
+    retention_days: int = Field(default=400, ge=0)
+    # Rows per transaction when pruning: a few thousand keep each lock to milliseconds.
+    retention_batch: int = Field(default=5000, ge=1)
     # A reader is suppressed for soft bounces (mailbox full, host down) once this many of
     # our messages to them soft-bounced on at least two different days within this many
     # days. Each message counts once however many delay notices it causes, and two days

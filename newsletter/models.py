@@ -339,6 +339,10 @@ class Edition(Base):
     # The editor's note: a short intro at the top of every digest of this edition (editor
     # text, shown escaped; never part of a per-reader marker). Fixed when requested.
     note: Mapped[str | None] = mapped_column(Text)
+    # Retention (editions/retention.py): when its deliveries were dropped, and the figures its
+    # report read from them, kept so that the report stays what it was.
+    pruned_at: Mapped[datetime | None]
+    pruned_figures: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     __table_args__ = (UniqueConstraint("kind", "frequency", "period_key", name="uq_edition_period"),)
 
 
@@ -393,7 +397,8 @@ class EditionDigest(Base):
     ``items`` lists, in the order the email shows them, [kind, article id, topic id, revision
     id] where kind is 'new' (the article itself, filed under that topic) or 'correction' (a
     note that the revision changed an article the reader had already received). A reader's
-    history is their deliveries' content keys: the planner reads it to send each article once.
+    history is their deliveries' content keys (once pruned, their received_digests' keys): the
+    planner reads it to send each article once. Never pruned.
     One row per distinct digest instead of a row per article per reader: at 100,000 readers
     that is ~50,000 rows instead of ~3,000,000, and it was the planner's largest cost.
     """
@@ -410,6 +415,25 @@ class EditionDigest(Base):
     # The language the email's own words are in (its reader's); its stories are each in
     # their own. NULL: the site's LANGUAGE (digests planned before languages).
     locale: Mapped[str | None] = mapped_column(String(16))
+
+
+class ReceivedDigest(Base):
+    """A pruned delivery's part in "never twice": which digest (edition, content key) a reader
+    got, and when it was claimed if it was sent (NULL: planned, never sent). With the digest's
+    article list in edition_digests this is the reader's history once the delivery is gone.
+
+    One narrow row per reader per edition, keyed reader first: planning's history query asks
+    for a page of readers, which is a range of this primary key, the same shape it reads from
+    deliveries; a row per article would be 10-20 rows per digest instead of one.
+    """
+
+    __tablename__ = "received_digests"
+    reader_id: Mapped[int] = mapped_column(
+        ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True)
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True)
+    content_key: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime | None]
 
 
 class ClaimHolder(Base):

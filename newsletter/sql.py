@@ -297,3 +297,16 @@ def utc_hour(session: Session, column: ColumnElement) -> ColumnElement:
     if _postgresql(session):
         return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
     return func.strftime("%Y-%m-%d %H", column)
+
+
+def table_bytes(session: Session, *tables: Table) -> dict[str, dict[str, int]]:
+    """Per table, its bytes on disk: {"table": heap and TOAST, "indexes": all its indexes}.
+    PostgreSQL only (the benchmark's sizes before and after a prune); {} elsewhere, where
+    SQLite keeps every table in one file."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return {}
+    return {t.name: {"table": table, "indexes": indexes} for t in tables
+            for table, indexes in [connection.exec_driver_sql(
+                "SELECT pg_table_size(%s::regclass), pg_indexes_size(%s::regclass)",
+                (t.name, t.name)).one()]}

@@ -54,6 +54,8 @@ def make_app(settings: Settings) -> Celery:
             # Webhook retries when due, and the fan-out of events whose doorbell was lost.
             "webhooks": {"task": "newsletter.deliver_webhooks",
                          "schedule": settings.webhook_tick_s},
+            # Retention at RETENTION_DAYS (0: off): once a day, in batches (editions/retention).
+            "prune": {"task": "newsletter.prune", "schedule": 86400.0},
         },
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
     )

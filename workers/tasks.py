@@ -6,7 +6,7 @@ import random
 
 from newsletter import db
 from newsletter.config import get_settings
-from newsletter.editions import alerts, planning, preview, reconcile, schedule
+from newsletter.editions import alerts, planning, preview, reconcile, retention, schedule
 from newsletter.mail import mailer
 from newsletter.newsroom import feeds
 from newsletter.readers import import_jobs, notices
@@ -112,6 +112,12 @@ def poll_feeds() -> None:
 def schedule_tick() -> None:
     with db.session_scope() as session:
         schedule.tick(session)
+
+
+@app.task(name="newsletter.prune")
+def prune() -> None:
+    with db.session_scope() as session:
+        retention.prune_by_setting(session)
 
 
 @app.task(name="newsletter.send_test", autoretry_for=(mailer.TemporaryFailure,),

@@ -16,7 +16,7 @@ from newsletter.cli.app import app, console, record
 from newsletter.config import get_settings
 from newsletter.editions import reports
 from newsletter.editions import requests as editions
-from newsletter.errors import NotFound
+from newsletter.errors import Conflict, NotFound
 from newsletter.states import FINISHED
 
 
@@ -342,7 +342,7 @@ def requeue(edition_id: int) -> None:
         try:
             done = reconcile.requeue_dead(session, edition_id)
             record(session, "edition.requeue", f"edition:{edition_id}", done)
-        except editions.EditionNotFound as exc:
+        except (editions.EditionNotFound, Conflict) as exc:
             console.print(f"[red]{escape(str(exc))}[/]")
             raise typer.Exit(1) from None
     console.print(f"edition {edition_id}: {done['requeued']} deliveries requeued")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from typing import Annotated
 
 import typer
 
 from newsletter import db, processes
 from newsletter.cli import preflight
-from newsletter.cli.app import app, console, db_app
+from newsletter.cli.app import app, console, db_app, record
 from newsletter.config import Settings, child_env, get_settings
 
 
@@ -118,3 +120,48 @@ def relay() -> None:
         sent = events.dispatch_pending(session, older_than=timedelta(0))
         requeued = deliveries.requeue_due(session)
     console.print(f"dispatched {sent} outbox events; {requeued} deliveries due for retry requeued")
+
+
+# A prune keeps at least a day: delivery rows are the ledger of editions still sending,
+# retried or reconciled within hours, and a typo ("90m" for "90d") must not empty it.
+_UNITS = {"d": 86400, "h": 3600}
+_SHORTEST_RETENTION = 86400
+
+
+def _retention(text: str) -> timedelta:
+    """'90d' or '12h' into a duration; a clear error for anything else or under a day."""
+    match = re.fullmatch(r"\s*(\d{1,6})\s*([dh])\s*", text.lower())
+    if not match:
+        raise typer.BadParameter(f"{text!r}: give a number of days or hours, like 90d or 36h")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < _SHORTEST_RETENTION:
+        raise typer.BadParameter(f"{text!r}: a prune keeps at least one day (1d or 24h)")
+    return timedelta(seconds=seconds)
+
+
+def _checked_retention(text: str) -> str:
+    _retention(text)  # an error here names the option
+    return text
+
+
+@app.command()
+def prune(
+    older_than: Annotated[str, typer.Option(
+        "--older-than", callback=_checked_retention,
+        help="Drop delivery detail of editions finished longer ago: 90d, 36h.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
+) -> None:
+    """Drop old delivery rows, dispatched outbox events and delivered webhooks (reports,
+    "never twice", consent and audit are kept); beat does it daily at RETENTION_DAYS."""
+    from newsletter.editions import retention
+
+    age = _retention(older_than)
+    with db.session_scope() as session:
+        gone = retention.prune(session, age, dry_run=dry_run)
+        if not dry_run:
+            record(session, "retention.prune", f"older_than:{older_than.strip()}",
+                   gone.as_dict())
+    verb = "would drop" if dry_run else "dropped"
+    console.print(f"{verb}: {gone.deliveries} deliveries of {gone.editions} editions, "
+                  f"{gone.outbox_events} outbox events, "
+                  f"{gone.webhook_deliveries} webhook deliveries")

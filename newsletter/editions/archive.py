@@ -20,11 +20,13 @@ def edition_archive(session: Session, edition_id: int) -> dict[str, Any] | None:
     tz = ZoneInfo(get_settings().timezone)
     # Contents that reached at least one reader's delivery (an unpublish may have replaced
     # some before any was sent: they stay stored for no one).
-    used = select(Delivery.content_key).where(Delivery.edition_id == edition_id).distinct()
-    pairs = {(i[2], i[1]) for stored in session.scalars(
-        select(EditionDigest.items).where(EditionDigest.edition_id == edition_id,
-                                          EditionDigest.content_key.in_(used)))
-        for i in stored}
+    # A pruned edition has no deliveries left: all its contents (a replaced one carried
+    # nothing still published that its replacement does not).
+    digests = select(EditionDigest.items).where(EditionDigest.edition_id == edition_id)
+    if edition.pruned_at is None:
+        used = select(Delivery.content_key).where(Delivery.edition_id == edition_id).distinct()
+        digests = digests.where(EditionDigest.content_key.in_(used))
+    pairs = {(i[2], i[1]) for stored in session.scalars(digests) for i in stored}
     topics = {t.id: t for t in session.scalars(select(Topic).where(
         Topic.id.in_({t for t, _ in pairs})))} if pairs else {}
     articles = {a.id: a for a in session.scalars(select(Article).where(

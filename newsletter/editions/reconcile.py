@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from newsletter import events
 from newsletter.config import get_settings
 from newsletter.editions import claims, deliveries, waves
-from newsletter.errors import EditionNotFound, NotPaused
+from newsletter.errors import Conflict, EditionNotFound, NotPaused
 from newsletter.models import Delivery, Edition, utcnow
 from newsletter.states import SENDABLE, UNSENT, DeliveryStatus, EditionStatus
 
@@ -250,9 +250,14 @@ def resume(session: Session, edition_id: int) -> dict[str, Any]:
 
 def requeue_dead(session: Session, edition_id: int) -> dict[str, Any]:
     """Send the edition's dead letter (gave up after temporary failures) again."""
-    edition = session.get(Edition, edition_id)
+    # Locked: a prune (retention.py) takes the same row lock for each batch it drops.
+    edition = session.get(Edition, edition_id, with_for_update=True)
     if edition is None:
         raise EditionNotFound(f"no edition {edition_id}")
+    if edition.pruned_figures is not None:
+        session.rollback()
+        raise Conflict(f"edition {edition_id} is pruned (or being pruned): its deliveries "
+                       "are history, there is nothing to send again")
     rows = session.execute(
         update(Delivery)
         .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED,

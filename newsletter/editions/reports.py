@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import EditionNotFound
@@ -53,7 +53,8 @@ def last_sent(session: Session) -> dict[str, Any] | None:
     """The report of the latest edition that made deliveries (dry runs make none)."""
     latest = session.scalar(select(Edition).where(
         Edition.dry_run.is_(False),
-        select(Delivery.id).where(Delivery.edition_id == Edition.id).exists())
+        or_(Edition.pruned_at.is_not(None),  # had deliveries: their figures are kept
+            select(Delivery.id).where(Delivery.edition_id == Edition.id).exists()))
         .order_by(Edition.id.desc()).limit(1))
     return _reports(session, [latest])[0] if latest else None
 
@@ -67,7 +68,7 @@ def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]
                ConsentEvent.method.not_in(("bounce", "complaint")))
         .group_by(ConsentEvent.edition_id)
     ).all())
-    deliveries = {e.id: _SETTLED.get(_settled_key(e)) for e in chosen}
+    deliveries = {e.id: _kept_figures(e) or _SETTLED.get(_settled_key(e)) for e in chosen}
     if missing := [i for i, known in deliveries.items() if known is None]:
         deliveries.update(_delivery_figures(session, missing))
         for e in chosen:
@@ -82,6 +83,35 @@ def _reports(session: Session, chosen: Sequence[Edition]) -> list[dict[str, Any]
 # clears finished_at (part of the key). Unsubscribes keep arriving: they are always counted.
 SETTLED_EDITIONS = 256
 _SETTLED = LRU(SETTLED_EDITIONS)
+
+
+def figures_to_keep(session: Session, edition_id: int) -> dict[str, Any]:
+    """What the edition's report, bounces and sample read from its deliveries, as plain data
+    for the edition row: retention stores it before it drops them (see _kept_figures)."""
+    by, reclaimed, failures = _delivery_figures(session, [edition_id])[edition_id]
+    return {"by": [[status, failure, n] for (status, failure), n in sorted(
+                by.items(), key=lambda item: (item[0][0], item[0][1] or ""))],
+            "reclaimed": reclaimed, "failures": failures,
+            "bounces": bounces(session, [edition_id]).get(edition_id, {}),
+            "sample": _sample_keys(session, edition_id, SAMPLE_DIGESTS)}
+
+
+def sent_count(session: Session, edition_id: int) -> int:
+    """How many of the edition's emails went out (kept on the edition once pruned)."""
+    edition = session.get(Edition, edition_id)
+    if edition is not None and (kept := _kept_figures(edition)) is not None:
+        return sum(n for (status, _), n in kept[0].items() if status == DeliveryStatus.SENT)
+    return session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT)) or 0
+
+
+def _kept_figures(edition: Edition) -> tuple[Any, ...] | None:
+    """A pruned edition's delivery figures, as _delivery_figures gave them before."""
+    kept = edition.pruned_figures if edition.pruned_at is not None else None
+    if kept is None:
+        return None
+    return ({(s, f): n for s, f, n in kept["by"]}, kept["reclaimed"],
+            [dict(f) for f in kept["failures"]])
 
 
 def _settled_key(edition: Edition) -> tuple[Any, ...] | None:
@@ -190,6 +220,11 @@ def bounces(session: Session, edition_ids: Sequence[int]) -> dict[int, dict[str,
     """Bounces and complaints about each edition's messages: {edition id: {kind: n}}
     (hard, soft, complaint), matched to the delivery they name."""
     out: dict[int, dict[str, int]] = defaultdict(dict)
+    for edition_id, kept in session.execute(
+        select(Edition.id, Edition.pruned_figures)
+        .where(Edition.id.in_(edition_ids), Edition.pruned_at.is_not(None))
+    ):
+        out[edition_id] = dict((kept or {}).get("bounces", {}))
     for edition_id, kind, n in session.execute(
         select(Delivery.edition_id, BounceEvent.kind, func.count())
         .join(Delivery, Delivery.id == BounceEvent.delivery_id)
@@ -225,10 +260,11 @@ def sample(session: Session, edition_id: int,
            limit: int = SAMPLE_DIGESTS) -> list[dict[str, Any]]:
     """A few digests the edition sent, as headlines under their topics (the first the
     edition's index finds: no sort over its deliveries), never a reader's address."""
-    keys = list(dict.fromkeys(session.scalars(
-        select(Delivery.content_key)
-        .where(Delivery.edition_id == edition_id, Delivery.status == "sent")
-        .limit(limit * 20))))[:limit]
+    edition = session.get(Edition, edition_id)
+    if edition is not None and edition.pruned_at is not None:
+        keys = list((edition.pruned_figures or {}).get("sample", []))[:limit]
+    else:
+        keys = _sample_keys(session, edition_id, limit)
     if not keys:
         return []
     stored = dict(session.execute(
@@ -248,3 +284,10 @@ def sample(session: Session, edition_id: int,
                 title if kind == "new" else f"{title} (updated)")
         out.append({"content_key": key, "sections": sections})
     return out
+
+
+def _sample_keys(session: Session, edition_id: int, limit: int) -> list[str]:
+    return list(dict.fromkeys(session.scalars(
+        select(Delivery.content_key)
+        .where(Delivery.edition_id == edition_id, Delivery.status == "sent")
+        .limit(limit * 20))))[:limit]

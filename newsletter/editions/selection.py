@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import literal, or_, select
+from sqlalchemy import case, literal, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter import i18n, langtags, sql
@@ -34,6 +34,7 @@ from newsletter.models import (
     EditionDigest,
     Reader,
     ReaderTopic,
+    ReceivedDigest,
     Topic,
     TopicTag,
 )
@@ -336,9 +337,20 @@ def history(session: Session, reader_ids: Collection[int], candidates: Candidate
         .join(Edition, Edition.id == Delivery.edition_id)
         .where(sql.one_of(session, Delivery.reader_id, reader_ids))
     )
+    # Pruned editions' deliveries live on as one narrow row per reader (retention.py).
+    pruned = (
+        select(ReceivedDigest.reader_id, ReceivedDigest.edition_id, ReceivedDigest.content_key,
+               case((ReceivedDigest.received_at.is_not(None), "sent"),
+                    else_="planned").label("status"),
+               ReceivedDigest.received_at.label("claimed_at"))
+        .join(Edition, Edition.id == ReceivedDigest.edition_id)
+        .where(sql.one_of(session, ReceivedDigest.reader_id, reader_ids))
+    )
     if None not in arrivals:
         query = query.where(Edition.cutoff_at >= min(arrivals))
-    deliveries = session.execute(query).all()
+        pruned = pruned.where(Edition.cutoff_at >= min(arrivals))
+    # Deliveries first: a batch pruned between the two reads is then found in the second.
+    deliveries = [*session.execute(query).all(), *session.execute(pruned).all()]
     if not deliveries:
         return found
     contents = dict(((e, k), items) for e, k, items in session.execute(

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.config import get_settings
-from newsletter.models import Article, Delivery, Edition, StoryClicks, Topic, utcnow
-from newsletter.states import DeliveryStatus
+from newsletter.editions import reports
+from newsletter.models import Article, Edition, StoryClicks, Topic, utcnow
 
 
 def edition_clicks(session: Session, edition_id: int) -> dict[str, Any]:
@@ -50,8 +50,7 @@ def _reader_share(session: Session, edition_id: int) -> dict[str, Any] | None:
         .where(StoryClicks.edition_id == edition_id, StoryClicks.delivery_id != 0)) or 0
     if not clicked and get_settings().click_tracking != "reader":
         return None
-    sent = session.scalar(select(func.count()).select_from(Delivery).where(
-        Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT)) or 0
+    sent = reports.sent_count(session, edition_id)  # a pruned edition's is kept
     return {"sent": sent, "clicked": clicked,
             "share": round(clicked / sent, 4) if sent else None}
 

@@ -27,6 +27,7 @@ from newsletter.models import (
     EditionDigest,
     OutboxEvent,
     Reader,
+    ReceivedDigest,
     utcnow,
 )
 from newsletter.readers import consent, subscriptions
@@ -160,8 +161,25 @@ def export(session: Session, email: str) -> dict[str, Any]:
              "sent_at": _iso(d.sent_at), "articles": carried.get(d.id, [])}
             for d, frequency, kind in deliveries
         ],
+        "received_before_pruning": _received(session, reader),
         "exported_at": _iso(utcnow()),
     }
+
+
+def _received(session: Session, reader: Reader) -> list[dict[str, Any]]:
+    """What the reader got from editions whose deliveries were pruned (retention): the
+    edition, when it was sent, and the articles it carried."""
+    rows = session.execute(
+        select(ReceivedDigest.edition_id, ReceivedDigest.received_at, EditionDigest.items)
+        .join(EditionDigest, and_(EditionDigest.edition_id == ReceivedDigest.edition_id,
+                                  EditionDigest.content_key == ReceivedDigest.content_key))
+        .where(ReceivedDigest.reader_id == reader.id).order_by(ReceivedDigest.edition_id)
+    ).all()
+    urls = dict(session.execute(select(Article.id, Article.url).where(Article.id.in_(
+        {i[1] for _, _, items in rows for i in items}))).all()) if rows else {}
+    return [{"edition_id": edition_id, "sent_at": _iso(at),
+             "articles": [urls[i[1]] for i in items if i[1] in urls]}
+            for edition_id, at, items in rows]
 
 
 def erase(session: Session, email: str) -> int:
