@@ -80,9 +80,10 @@ def build(session: Session, *, email: str | None = None, tags: Iterable[str] | N
         if frequency not in DIGEST_FREQUENCIES:
             raise PreviewError(f"{reader.email} gets {reader.frequency} alerts, not digests; "
                                "ask for a daily or weekly preview")
+        languages, locale = digests.reader_languages(reader.languages, reader.locale)
         row = digests.ReaderRow(reader.id, reader.last_digest_at,
-                                frozenset(t.id for t in reader.topics),
-                                *digests.reader_languages(reader.languages, reader.locale))
+                                frozenset(t.id for t in reader.topics), timezone=reader.timezone,
+                                languages=languages, locale=locale)
         recipient, status = reader.email, reader.status
         who = f"{reader.email} since their last digest"
     else:

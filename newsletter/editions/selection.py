@@ -283,6 +283,7 @@ def readers_page(session: Session, edition: Edition, after_id: int, limit: int,
     # alert was planned comes in the next one although it is older than that alert's cutoff:
     # alerts rely on the (reader, article) uniqueness alone, not on last_digest_at.
     alert = edition.kind == "alert"
+    # Positional (id, last digest, topics, zone, languages, locale): a row per reader.
     return [ReaderRow(r[0], None if alert else r[1], frozenset(topics[r[0]]), r[2],
                       *reader_languages(r[3], r[4])) for r in rows]
 

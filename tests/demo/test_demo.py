@@ -29,4 +29,6 @@ def test_demo_delivers_real_messages_into_the_outbox(tmp_path: Path) -> None:
     for message in digests:
         assert message.get_content_type() == "multipart/alternative"
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert "levantledger.example/news/" in message.get_body(("html",)).get_content()
+        # Story links go through the click counter (CLICK_TRACKING=aggregate, the default),
+        # which answers with a redirect to the story (tests/web/test_clicks.py follows one).
+        assert "localhost:8000/r/" in message.get_body(("html",)).get_content()

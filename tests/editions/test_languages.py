@@ -33,8 +33,8 @@ def candidates() -> Candidates:
 
 
 def reader(*langs: str, rid: int = 7, locale: str = "") -> ReaderRow:
-    return ReaderRow(rid, None, frozenset({SYRIA, ENERGY}), tuple(langs) or None,
-                     locale or (langs[0] if langs else ""))
+    return ReaderRow(rid, None, frozenset({SYRIA, ENERGY}), languages=tuple(langs) or None,
+                     locale=locale or (langs[0] if langs else ""))
 
 
 def parts(d) -> list[tuple[str, int, tuple[int, ...]]]:

@@ -170,7 +170,6 @@ def test_our_templates_need_no_inline_script_or_style() -> None:
         text = re.sub(r'<script src="/static/[\w.-]+\.js"( defer)?></script>', "",
                       template.read_text())
         assert not re.search(r"<script|<style|\sstyle=|\son[a-z]+=|javascript:", text, re.I), template
-    assert "<script" not in "".join(t.read_text() for t in folder.glob("*.html"))
 
 
 def test_only_the_sign_up_box_may_be_framed_and_only_by_embed_origins(fresh,
