@@ -91,8 +91,13 @@ def usable(tag: str | None) -> str | None:
     ``ar``; ``pt-BR`` is ``pt-br`` if that is shipped, else ``pt``."""
     if not tag:
         return None
+    return _usable(tag, languages())
+
+
+# Every template render asks (its locale, through locale_of): a few distinct tags a process.
+@lru_cache(maxsize=256)
+def _usable(tag: str, shipped: tuple[str, ...]) -> str | None:
     parts = tag.strip().replace("_", "-").lower().split("-")
-    shipped = languages()
     while parts:
         candidate = "-".join(parts)
         if candidate in shipped:
@@ -136,6 +141,9 @@ def locale_of(stored: str | None) -> str:
     return usable(stored) or site_language()
 
 
+# Babel parses a locale afresh on every call (tens of µs): a digest formats a number and a
+# date or two per render, 40,000 renders an edition at 100,000 readers.
+@lru_cache(maxsize=64)
 def _babel_locale(locale: str) -> babel.Locale:
     return babel.Locale.parse(locale, sep="-")
 
@@ -235,6 +243,7 @@ def format_datetime(value: datetime | str | None, locale: str, fmt: str = "mediu
         "{1}", day).replace("{0}", time)
 
 
+@lru_cache(maxsize=1024)  # story counts and the like: a few hundred distinct per process
 def format_number(value: int | float, locale: str) -> str:
     """A number with the locale's digits and separators ("1,234", "١٬٢٣٤")."""
     return babel.numbers.format_decimal(value, locale=_babel_locale(locale))

@@ -118,6 +118,7 @@ class Contexts:
         self.common = common
         self.items = FIFO(ITEM_CACHE)
         self.sections = FIFO(SECTION_CACHE)
+        self.dates = FIFO(64)  # edition cutoffs × languages
         # The stories met lately by (id, updated_at), so the loader fetches only the rows of
         # articles new or changed since (every batch of an edition names the same few
         # hundred): as many as the items.
@@ -203,9 +204,14 @@ class Contexts:
                        lang=lang) for lang, group in parts]
 
     def _date(self, at: datetime, lang: str) -> str:
-        if lang == "en":  # as before languages, to the letter
-            return at.astimezone(self.tz).strftime("%-d %B %Y")
-        return i18n.format_date(at, lang, "long", tz=self.tz)
+        # Every digest of an edition carries the same date: written once per language.
+        key = (at, lang)
+        label = self.dates.get(key)
+        if label is None:
+            label = self.dates.put(key, at.astimezone(self.tz).strftime("%-d %B %Y")
+                                   if lang == "en"  # as before languages, to the letter
+                                   else i18n.format_date(at, lang, "long", tz=self.tz))
+        return label
 
     def _when(self, at: datetime, lang: str) -> str:
         """A story's time, in the language of the story it labels."""
