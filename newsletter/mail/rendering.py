@@ -38,6 +38,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +120,13 @@ def isolate(value: Any, direction: str = "ltr") -> str:
     """``value`` set apart from text running in ``direction``, laid out by its own first
     strong letter, when it holds letters of the other direction: "سوريا" in an English
     sentence (or "Energy" in an Arabic one) leaves the commas and words around it in place."""
-    text = str(value)
+    return _isolated(str(value), direction)
+
+
+# Topic names and headlines, asked for in every render of every digest that names them (a
+# look at each letter): the few hundred of an edition are worked out once.
+@lru_cache(maxsize=4096)
+def _isolated(text: str, direction: str) -> str:
     other = ("L",) if direction == "rtl" else ("R", "AL")
     if any(unicodedata.bidirectional(ch) in other for ch in text):
         return f"{FSI}{text}{PDI}"
