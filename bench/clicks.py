@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--articles", type=int, default=300)
+    # The same paced load on /healthz (no token, no counting, but a database round trip per
+    # request): the web stack's latency on these cores next to the redirect's.
+    parser.add_argument("--baseline", action="store_true", help="load /healthz instead of /r/")
     args = parser.parse_args()
     from newsletter import db
 
@@ -131,6 +134,8 @@ def main() -> None:
                                   NEWSLETTER_HASH_KEY="bench-hash-key-0123456789abcdef01234567",
                                   NEWSLETTER_WEB_WORKERS=str(os.cpu_count() or 1))
         paths = links(url, args.articles)
+        if args.baseline:
+            paths = ["/healthz"] * len(paths)
         port = free_port()
         web = _start_web(env, port)
         _wait_for_page(port)
@@ -143,7 +148,8 @@ def main() -> None:
         web = None
         result["counted"] = counted() - warm
         load_avg = os.getloadavg()[0]
-        print(f"/r/ at {args.rate:.0f}/s for {args.seconds:.0f} s, {args.clients} clients, "
+        path = "/healthz" if args.baseline else "/r/"
+        print(f"{path} at {args.rate:.0f}/s for {args.seconds:.0f} s, {args.clients} clients, "
               f"{os.cpu_count()} cores (load average {load_avg:.1f})")
         for key, value in result.items():
             print(f"  {key:14} {value}")
